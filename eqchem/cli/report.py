@@ -1,0 +1,62 @@
+"""Tables the CLI prints: data-file summaries and model cards."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from rich.table import Table
+
+from .. import keys
+from .common import console
+
+
+def print_data_info(path: Path) -> None:
+    """Counts, elements, sizes, level of theory and failures of an eqchem HDF5 file."""
+    import numpy as np
+
+    from ..data.reader import H5Dataset
+    from ..io.elements import symbol
+
+    ds = H5Dataset(path)
+    natoms, elements, converged = [], Counter(), 0
+    for k in ds.keys():
+        z = ds.numbers(k)
+        natoms.append(len(z))
+        elements.update(symbol(int(x)) for x in np.unique(z))
+    t = Table(title=f"{path}", show_header=False)
+    t.add_row("format version", str(ds.attrs.get(keys.FORMAT_VERSION_ATTR, "?")))
+    t.add_row("level of theory", f"{ds.xc} / {ds.basis}  (grid {ds.attrs.get(keys.GRIDS_LEVEL, '?')}, "
+                                 f"conv_tol {ds.attrs.get(keys.CONV_TOL, '?')})")
+    t.add_row("functional (parsed)", str(ds.attrs.get(keys.XC_DESCRIPTION, "not recorded")))
+    t.add_row("PySCF version", str(ds.attrs.get(keys.PYSCF_VERSION, "?")))
+    t.add_row("AO convention", str(ds.attrs.get(keys.AO_CONVENTION, "?")))
+    t.add_row("structures", str(len(ds)))
+    if natoms:
+        t.add_row("atoms per structure", f"{min(natoms)}–{max(natoms)} (mean {np.mean(natoms):.1f})")
+    t.add_row("elements (structures containing)", ", ".join(f"{e} {n}" for e, n in sorted(elements.items())))
+    t.add_row("failures", str(len(ds.failures)))
+    t.add_row("file size", f"{path.stat().st_size / 1e6:.1f} MB")
+    console.print(t)
+    if ds.failures:
+        ft = Table("failed structure", "reason", title="failures")
+        for k, reason in list(ds.failures.items())[:20]:
+            ft.add_row(k, reason)
+        console.print(ft)
+        if len(ds.failures) > 20:
+            console.print(f"... and {len(ds.failures) - 20} more")
+
+
+def print_model_card(path: Path | None) -> None:
+    """The card of a model file (None: the default model shipped with eqchem)."""
+    from ..inference.model_file import load_model
+
+    model = load_model(path)
+    card = model.card()
+    t = Table(title=f"model: {card['path']}", show_header=False)
+    for k, v in card.items():
+        if k in ("path", "metrics"):
+            continue
+        t.add_row(k, str(v))
+    for k, v in (card.get("metrics") or {}).items():
+        t.add_row(f"metric: {k}", f"{v:.4g}" if isinstance(v, float) else str(v))
+    console.print(t)

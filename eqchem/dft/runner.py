@@ -1,0 +1,169 @@
+"""One PySCF Kohn–Sham calculation per structure: the labels every other part of eqchem learns from."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .. import keys
+from ..errors import BasisError, InputError
+from ..io.structure import Structure
+from ..units import AU_DEBYE
+
+
+@dataclass(frozen=True)
+class DFTSettings:
+    """Level of theory and numerical settings of a dataset (stored as root attributes)."""
+
+    xc: str = "b3lyp"
+    basis: str = "def2-svp"
+    grid_level: int = 3
+    conv_tol: float = 1e-10
+    max_cycles: int = 100
+    density_fit: bool = False
+    forces: bool = False
+    density_coefficients: str | None = None
+    """Auxiliary basis name (e.g. ``def2-universal-jkfit``) to fit the density on, or None."""
+
+    def to_attrs(self) -> dict:
+        d = asdict(self)
+        d["density_coefficients"] = d["density_coefficients"] or ""
+        return d
+
+
+def build_mole(structure: Structure, basis: str, spin: int | None = None):
+    """PySCF ``Mole`` for a structure (Å) in a basis; raises BasisError / InputError on bad input."""
+    from pyscf import gto
+
+    spin = structure.effective_spin() if spin is None else spin
+    try:
+        return gto.M(
+            atom=[[int(z), tuple(map(float, r))] for z, r in zip(structure.numbers, structure.positions)],
+            basis=basis, unit="Angstrom", charge=int(structure.charge), spin=int(spin), verbose=0,
+        )
+    except (KeyError, ValueError, RuntimeError) as exc:  # PySCF reports unknown bases in several ways
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "basis" in msg.lower() or isinstance(exc, KeyError):
+            raise BasisError(f"basis '{basis}' is not available for {structure.formula} in PySCF ({msg})") from None
+        raise InputError(f"{structure.label}: PySCF rejected the molecule ({msg})") from None
+
+
+def check_basis_name(basis: str) -> None:
+    """Raise BasisError if PySCF does not know ``basis`` (checked on a hydrogen atom)."""
+    from pyscf import gto
+
+    try:
+        gto.M(atom="H 0 0 0", basis=basis, spin=1, verbose=0)
+    except Exception:
+        raise BasisError(f"unknown basis set '{basis}' (PySCF does not know it)") from None
+
+
+def xc_description(xc: str) -> str:
+    """PySCF/libxc's parsed form of a functional string, e.g. the VWN variant inside 'b3lyp'."""
+    from pyscf.dft import libxc
+
+    try:
+        hyb, fn = libxc.parse_xc(xc)
+    except Exception as exc:  # noqa: BLE001 - libxc raises assorted errors
+        raise InputError(f"unknown functional '{xc}' ({exc})") from None
+    return f"hyb={list(np.atleast_1d(hyb).tolist())} terms={[(int(i), float(w)) for i, w in fn]}"
+
+
+def make_scf(mol, settings: DFTSettings):
+    """RKS for closed shells, UKS for ``mol.spin > 0``, with the dataset's numerical settings."""
+    from pyscf import dft
+
+    mf = dft.RKS(mol) if mol.spin == 0 else dft.UKS(mol)
+    mf.xc = settings.xc
+    mf.grids.level = settings.grid_level
+    mf.conv_tol = settings.conv_tol
+    mf.max_cycle = settings.max_cycles
+    if settings.density_fit:
+        mf = mf.density_fit()
+    return mf
+
+
+class _CycleCounter:
+    def __init__(self):
+        self.cycles = 0
+
+    def __call__(self, envs):
+        self.cycles = int(envs.get("cycle", self.cycles - 1)) + 1
+
+
+def run_scf(mf, dm0=None) -> int:
+    """Run an SCF (optionally from a density guess) and return its number of cycles."""
+    counter = _CycleCounter()
+    mf.callback = counter
+    mf.kernel(dm0=dm0)
+    return counter.cycles
+
+
+def run_dft(structure: Structure, settings: DFTSettings) -> dict:
+    """Kohn–Sham DFT for one structure.
+
+    Returns a dict with the per-structure datasets of the format (numpy arrays; names from
+    :mod:`eqchem.keys`) and an ``"attrs"`` dict. ``converged`` may be False: callers decide.
+    """
+    t0 = time.perf_counter()
+    structure.validate()
+    mol = build_mole(structure, settings.basis)
+    mf = make_scf(mol, settings)
+    cycles = run_scf(mf)
+    fock = np.asarray(mf.get_fock())
+    dm = np.asarray(mf.make_rdm1())
+    dm_total = dm if dm.ndim == 2 else dm[0] + dm[1]
+    out = {
+        keys.ATOMIC_NUMBERS: structure.numbers.astype(np.int64),
+        keys.POSITIONS: structure.positions.astype(np.float64),
+        keys.HAMILTONIAN: fock,
+        keys.OVERLAP: np.asarray(mol.intor_symmetric("int1e_ovlp")),
+        keys.DENSITY_MATRIX: dm_total,
+        keys.ORBITAL_ENERGIES: np.asarray(mf.mo_energy),
+        keys.ORBITAL_COEFFICIENTS: np.asarray(mf.mo_coeff),
+        keys.ORBITAL_OCCUPATIONS: np.asarray(mf.mo_occ),
+        keys.ENERGY: np.float64(mf.e_tot),
+        keys.DIPOLE: np.asarray(mf.dip_moment(unit="Debye", verbose=0)),
+    }
+    if settings.forces:
+        out[keys.FORCES] = -np.asarray(mf.nuc_grad_method().kernel())
+    if settings.density_coefficients:
+        out[keys.DENSITY_COEFFICIENTS] = density_fit_coefficients(mol, dm_total, settings.density_coefficients)
+    out["attrs"] = {
+        keys.CHARGE: int(structure.charge),
+        keys.SPIN: int(mol.spin),
+        keys.CONVERGED: bool(mf.converged),
+        keys.SCF_CYCLES: int(cycles),
+        keys.SOURCE: structure.source or structure.name,
+        keys.NAME: structure.name,
+        keys.SECONDS: time.perf_counter() - t0,
+        **{k: v for k, v in structure.info.items() if isinstance(v, (str, int, float, bool))},
+    }
+    return out
+
+
+def density_fit_coefficients(mol, dm: np.ndarray, auxbasis: str) -> list[np.ndarray]:
+    """Coulomb-metric fit of the density on an auxiliary basis; per-atom coefficient arrays.
+
+    Solves ``(P|Q) c_Q = (P|ij) D_ij`` and splits ``c`` by auxiliary-basis atom.
+    """
+    from pyscf import df
+
+    auxmol = df.addons.make_auxmol(mol, auxbasis)
+    int3c = df.incore.aux_e2(mol, auxmol, intor="int3c2e")  # (nao, nao, naux)
+    rhs = np.einsum("ijp,ij->p", int3c, dm)
+    metric = auxmol.intor("int2c2e")
+    coeff = np.linalg.solve(metric, rhs)
+    return [coeff[s[2]:s[3]] for s in auxmol.aoslice_by_atom()]
+
+
+def dipole_from_density(mol, dm: np.ndarray) -> np.ndarray:
+    """Dipole moment (3,) in Debye of a total AO density matrix (nuclear + electronic)."""
+    charges = mol.atom_charges()
+    coords = mol.atom_coords()  # Bohr
+    with mol.with_common_orig((0.0, 0.0, 0.0)):
+        ao_dip = mol.intor_symmetric("int1e_r", comp=3)
+    el = np.einsum("xij,ji->x", ao_dip, dm).real
+    nuc = np.einsum("i,ix->x", charges, coords)
+    return (nuc - el) * AU_DEBYE

@@ -1,0 +1,76 @@
+"""Evaluate a model on a reference data file: the field's metrics and (optionally) SCF acceleration."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..data.reader import H5Dataset, atom_ao_offsets
+from ..errors import BasisError
+from ..metrics import aggregate, molecule_metrics
+from .model_file import EqchemModel
+
+
+def check_level_of_theory(ds: H5Dataset, model: EqchemModel) -> None:
+    """Refuse data computed in another basis (or with another functional) than the model's."""
+    if ds.basis.lower() != model.basis.lower():
+        raise BasisError(f"{ds.path} uses basis '{ds.basis}' but the model predicts '{model.basis}'")
+    if model.xc and ds.xc and ds.xc.lower() != model.xc.lower():
+        raise BasisError(f"{ds.path} was computed with xc '{ds.xc}' but the model was trained on '{model.xc}'")
+
+
+def evaluate(ds: H5Dataset, model: EqchemModel, scf: bool = False, batch_size: int = 16, limit: int | None = None,
+             on_molecule: Callable[[str], None] | None = None) -> dict:
+    """Per-molecule metrics and their means; with ``scf`` the SCF cycle ratio vs PySCF's minao guess.
+
+    Returns ``{"summary": {...}, "molecules": [{key, metrics...}], "parity": {"ref": [...], "pred": [...]}}``
+    (parity holds a sample of H elements for a plot).
+    """
+    check_level_of_theory(ds, model)
+    keys = ds.keys()[:limit] if limit else ds.keys()
+    shells = ds.basis_shells()
+    rows, ref_sample, pred_sample = [], [], []
+    rng = np.random.default_rng(0)
+    for start in range(0, len(keys), batch_size):
+        recs = [ds[k] for k in keys[start:start + batch_size]]
+        for r in recs:
+            model.check_covers(r.numbers)
+        preds = model.predict_matrices([(r.numbers, r.positions) for r in recs], batch_size)
+        for r, h in zip(recs, preds):
+            if model.target == "density_matrix":
+                ref = r.ensure_orbitals().density_matrix
+                m = {"p_mae_uEh": float(np.abs(h - ref).mean() * 1e6)}
+            else:
+                ref = r.hamiltonian
+                m = molecule_metrics(h, ref, r.overlap, atom_ao_offsets(r.numbers, shells), r.nocc)
+                if scf:
+                    m.update(scf_acceleration(r, h, ds))
+            rows.append({"key": r.key, "n_atoms": int(len(r.numbers)), **m})
+            idx = rng.choice(ref.size, size=min(2000, ref.size), replace=False)
+            ref_sample.extend(ref.reshape(-1)[idx].tolist())
+            pred_sample.extend(h.reshape(-1)[idx].tolist())
+            if on_molecule:
+                on_molecule(r.key)
+    summary = aggregate([{k: v for k, v in row.items() if k not in ("key",)} for row in rows])
+    if scf and rows and "scf_cycles_pred" in rows[0]:
+        summary["scf_ratio"] = float(np.mean([r["scf_cycles_pred"] for r in rows]) /
+                                     np.mean([r["scf_cycles_minao"] for r in rows]))
+    summary["n_molecules"] = len(rows)
+    return {"summary": summary, "molecules": rows, "parity": {"ref": ref_sample, "pred": pred_sample}}
+
+
+def scf_acceleration(record, h_pred: np.ndarray, ds: H5Dataset) -> dict:
+    """SCF cycles from the predicted density vs from PySCF's minao guess (the data's settings)."""
+    from .. import keys, orbitals
+    from ..dft.runner import DFTSettings, build_mole, make_scf, run_scf
+    from ..io.structure import Structure
+
+    settings = DFTSettings(xc=ds.xc, basis=ds.basis, grid_level=int(ds.attrs.get(keys.GRIDS_LEVEL, 3)),
+                           conv_tol=float(ds.attrs.get(keys.CONV_TOL, 1e-10)))
+    mol = build_mole(Structure(record.numbers, record.positions, charge=record.charge), ds.basis, spin=0)
+    _, c = orbitals.solve_generalized(h_pred, record.overlap)
+    dm0 = orbitals.density_matrix(c, record.nocc)
+    mf = make_scf(mol, settings)
+    n_pred = run_scf(mf, dm0=dm0)
+    n_minao = int(record.attrs.get(keys.SCF_CYCLES, 0)) or run_scf(make_scf(mol, settings))
+    return {"scf_cycles_pred": n_pred, "scf_cycles_minao": n_minao, "scf_converged": bool(mf.converged)}

@@ -1,0 +1,171 @@
+"""The model file: weights + architecture + basis + level of theory + provenance, restored without data.
+
+Saved as a plain ``torch.save`` dict of tensors and JSON-able values (loads with ``weights_only=True``);
+the network is rebuilt from its config, never unpickled.
+"""
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..basis import BasisLayout
+from ..errors import ModelError
+from ..model.blocks import AOConverter
+from ..model.config import ModelConfig
+from ..model.hamiltonian import HamiltonianModel, load_portable_state_dict, portable_state_dict
+
+MODEL_FORMAT = "eqchem-model-1"
+DEFAULT_MODEL = "default.pt"
+
+
+def default_model_path() -> Path:
+    return Path(str(resources.files("eqchem") / "models" / DEFAULT_MODEL))
+
+
+def save_model(path: str | Path, net: HamiltonianModel, metadata: dict) -> Path:
+    """Write a model file atomically. ``metadata``: xc, basis, target, data_hash, metrics, training info."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().clone() for k, v in portable_state_dict(net).items()}
+    blob = {
+        "format": MODEL_FORMAT,
+        "eqchem_version": __version__,
+        "model_config": net.config.to_dict(),
+        "layout": net.layout.to_dict(),
+        "avg_neighbors": float(net.layers[0].avg_neighbors) if len(net.layers) else 8.0,
+        "dtype": str(next(net.parameters()).dtype).replace("torch.", ""),
+        "ao_convention": "pyscf",
+        "metadata": metadata,
+        "state_dict": state,
+    }
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+class EqchemModel:
+    """A loaded model: the network plus everything needed to use it on new molecules."""
+
+    def __init__(self, net: HamiltonianModel, metadata: dict, path: Path | None):
+        self.net = net.eval()
+        self.metadata = metadata
+        self.path = path
+        self.layout: BasisLayout = net.layout
+        self.converter = AOConverter(self.layout)
+
+    # -- description ------------------------------------------------------------------------
+    @property
+    def basis(self) -> str:
+        return self.layout.basis
+
+    @property
+    def xc(self) -> str:
+        return str(self.metadata.get("xc", ""))
+
+    @property
+    def target(self) -> str:
+        return self.net.config.target
+
+    @property
+    def elements(self) -> tuple[int, ...]:
+        return self.layout.elements
+
+    def card(self) -> dict:
+        from ..io.elements import symbol
+
+        m = self.metadata
+        card = {
+            "path": str(self.path) if self.path else "(in memory)",
+            "target": self.target,
+            "level of theory": f"{self.xc} / {self.basis} (grid {m.get('grids_level', '?')}, "
+                               f"conv_tol {m.get('conv_tol', '?')})",
+            "functional (parsed)": m.get("xc_description", "?"),
+            "PySCF version of the data": m.get("pyscf_version", "?"),
+            "elements": " ".join(symbol(z) for z in self.elements),
+            "atoms per training structure": m.get("atoms_range", "?"),
+            "training molecules / structures": f"{m.get('n_train_molecules', '?')} / {m.get('n_train_structures', '?')}",
+            "validation structures": m.get("n_val_structures", "?"),
+            "parameters": sum(p.numel() for p in self.net.parameters()),
+            "architecture": str(self.net.config.to_dict()),
+            "training data hash": m.get("data_hash", "?"),
+            "trained with eqchem": m.get("eqchem_version", "?"),
+            "notes": m.get("notes", ""),
+            "metrics": m.get("metrics", {}),
+        }
+        return card
+
+    # -- prediction --------------------------------------------------------------------------
+    def check_covers(self, numbers: Sequence[int]) -> None:
+        self.converter.check_elements(numbers)
+
+    @torch.no_grad()
+    def predict_matrices(self, molecules: Sequence[tuple[np.ndarray, np.ndarray]], batch_size: int = 16,
+                         device: str = "cpu") -> list[np.ndarray]:
+        """(numbers, positions Å) pairs -> (nao, nao) predicted matrices, PySCF AO order, float64."""
+        from ..training.data import local_pairs
+
+        net = self.net.to(device)
+        dtype = next(net.parameters()).dtype
+        out: list[np.ndarray] = []
+        for start in range(0, len(molecules), batch_size):
+            chunk = molecules[start:start + batch_size]
+            numbers, pos, batch, pairs, counts = [], [], [], [], []
+            offset = 0
+            for b, (z, r) in enumerate(chunk):
+                z = np.asarray(z, dtype=np.int64)
+                r = np.asarray(r, dtype=np.float64)
+                self.check_covers(z)
+                p = local_pairs(r, net.config.pair_cutoff)
+                numbers.append(z)
+                pos.append(r)
+                batch.append(np.full(len(z), b))
+                pairs.append(p + offset)
+                counts.append((len(z), p.shape[1]))
+                offset += len(z)
+            res = net(torch.from_numpy(np.concatenate(numbers)).to(device),
+                      torch.from_numpy(np.concatenate(pos)).to(device=device, dtype=dtype),
+                      torch.from_numpy(np.concatenate(batch)).to(device),
+                      torch.from_numpy(np.concatenate(pairs, axis=1)).to(device))
+            diag = res["diag"].double().cpu().numpy()
+            offd = res["offd"].double().cpu().numpy()
+            a0 = e0 = 0
+            for (n, e), z, p in zip(counts, numbers, pairs):
+                local = p - a0
+                out.append(self.converter.to_matrix(diag[a0:a0 + n], offd[e0:e0 + e], z, local))
+                a0 += n
+                e0 += e
+        return out
+
+
+def load_model(path: str | Path | None = None, dtype: torch.dtype | None = None) -> EqchemModel:
+    """Load a model file (``None``: the default model shipped inside the package)."""
+    p = default_model_path() if path is None or str(path) == "default" else Path(path)
+    if not p.exists():
+        raise ModelError(f"model file not found: {p}")
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - corrupt zip, wrong pickle, ...
+        raise ModelError(f"{p} is not a readable eqchem model file ({type(exc).__name__})") from None
+    if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
+        raise ModelError(f"{p} is not an eqchem model file (format {blob.get('format') if isinstance(blob, dict) else '?'})")
+    layout = BasisLayout.from_dict(blob["layout"])
+    net = HamiltonianModel(layout, ModelConfig.from_dict(blob["model_config"]), avg_neighbors=blob["avg_neighbors"])
+    if blob.get("dtype") == "float64":
+        net.double()
+    try:
+        load_portable_state_dict(net, blob["state_dict"])
+    except RuntimeError:
+        raise ModelError(f"{p} was written by an incompatible eqchem version "
+                         f"({blob.get('eqchem_version', '?')}); retrain or use a matching eqchem") from None
+    if dtype is not None:
+        net.to(dtype)
+    meta = dict(blob.get("metadata", {}))
+    meta.setdefault("eqchem_version", blob.get("eqchem_version"))
+    return EqchemModel(net, meta, p)

@@ -1,0 +1,120 @@
+"""Equivariant building blocks: irreps helpers, the NequIP-style interaction layer, gated nonlinearity."""
+from __future__ import annotations
+
+import torch
+from e3nn import nn as enn
+from e3nn import o3
+from torch import nn
+
+
+def irreps_from_muls(muls: str | list[int], both_parities: bool = True) -> o3.Irreps:
+    """``"32,16,8"`` -> ``32x0e + 16x1o + 16x1e + 8x2e + 8x2o`` (both parities for l > 0)."""
+    if isinstance(muls, str):
+        muls = [int(m) for m in muls.split(",") if m.strip()]
+    out = []
+    for l, m in enumerate(muls):
+        if m <= 0:
+            continue
+        if l == 0:
+            out.append((m, (0, 1)))
+        else:
+            out.append((m, (l, (-1) ** l)))
+            if both_parities:
+                out.append((m, (l, -((-1) ** l))))
+    return o3.Irreps(out).sort().irreps.simplify()
+
+
+def tp_path_exists(irreps_in1: o3.Irreps, irreps_in2: o3.Irreps, ir_out: o3.Irrep) -> bool:
+    return any(ir_out in ir1 * ir2 for _, ir1 in irreps_in1 for _, ir2 in irreps_in2)
+
+
+class Interaction(nn.Module):
+    """One message-passing layer: x_i <- x_i + Gate(Linear(Σ_j TP(Linear(x_j), Y(r̂_ij); R(|r_ij|)))).
+
+    Shapes: node features (N, irreps.dim), edge SH (E, irreps_sh.dim), edge radial (E, num_basis).
+    """
+
+    def __init__(self, irreps: o3.Irreps, irreps_sh: o3.Irreps, num_basis: int, radial_hidden: int,
+                 avg_neighbors: float):
+        super().__init__()
+        self.irreps = irreps
+        self.avg_neighbors = avg_neighbors
+        self.lin_in = o3.Linear(irreps, irreps)
+        mid, instructions = [], []
+        for i, (mul, ir_in) in enumerate(irreps):
+            for j, (_, ir_sh) in enumerate(irreps_sh):
+                for ir_out in ir_in * ir_sh:
+                    if ir_out in [ir for _, ir in irreps]:
+                        instructions.append((i, j, len(mid), "uvu", True))
+                        mid.append((mul, ir_out))
+        irreps_mid = o3.Irreps(mid)
+        self.tp = o3.TensorProduct(irreps, irreps_sh, irreps_mid, instructions,
+                                   shared_weights=False, internal_weights=False)
+        self.radial = enn.FullyConnectedNet([num_basis, radial_hidden, radial_hidden, self.tp.weight_numel],
+                                            torch.nn.functional.silu)
+        scalars = o3.Irreps([(m, ir) for m, ir in irreps if ir.l == 0])
+        gated = o3.Irreps([(m, ir) for m, ir in irreps if ir.l > 0])
+        gates = o3.Irreps([(m, (0, 1)) for m, _ in gated])
+        self.gate = enn.Gate(scalars, [torch.nn.functional.silu] * len(scalars),
+                             gates, [torch.sigmoid] * len(gates), gated)
+        self.lin_out = o3.Linear(irreps_mid, self.gate.irreps_in)
+        self.self_connection = o3.Linear(irreps, irreps)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_sh: torch.Tensor,
+                edge_radial: torch.Tensor) -> torch.Tensor:
+        src, dst = edge_index
+        msg = self.tp(self.lin_in(x)[src], edge_sh, self.radial(edge_radial))
+        agg = torch.zeros(x.shape[0], msg.shape[1], dtype=x.dtype, device=x.device)
+        agg.index_add_(0, dst, msg)
+        agg = agg / self.avg_neighbors ** 0.5
+        return self.self_connection(x) + self.gate(self.lin_out(agg))
+
+
+class PairTensorProduct(nn.Module):
+    """Features of an ordered atom pair (i, j) from both atoms, the pair direction and the distance.
+
+    ``y_ij = Linear(TP([A x_i, B x_j], Y(r̂_ij); w_ij))`` with per-pair weights
+    ``w_ij = MLP(R(|r_ij|), s_i, s_j)`` (s: invariant features of the atoms), plus a gated linear term.
+    Shapes: x_i, x_j (E, irreps.dim); sh (E, irreps_sh.dim); radial (E, num_basis) -> (E, irreps_out.dim).
+    """
+
+    def __init__(self, irreps: o3.Irreps, pair_irreps: o3.Irreps, irreps_sh: o3.Irreps, irreps_out: o3.Irreps,
+                 num_basis: int, radial_hidden: int):
+        super().__init__()
+        self.lin_a = o3.Linear(irreps, pair_irreps)
+        self.lin_b = o3.Linear(irreps, pair_irreps)
+        both = (pair_irreps + pair_irreps).sort().irreps.simplify()
+        self.n_scalar = irreps.count((0, 1))
+        mid, instructions = [], []
+        for i, (mul, ir_in) in enumerate(both):
+            for j, (_, ir_sh) in enumerate(irreps_sh):
+                for ir_out in ir_in * ir_sh:
+                    if ir_out in [ir for _, ir in irreps_out]:
+                        instructions.append((i, j, len(mid), "uvu", True))
+                        mid.append((mul, ir_out))
+        self.both = both
+        self.tp = o3.TensorProduct(both, irreps_sh, o3.Irreps(mid), instructions,
+                                   shared_weights=False, internal_weights=False)
+        self.weights = enn.FullyConnectedNet([num_basis + 2 * self.n_scalar, radial_hidden, radial_hidden,
+                                              self.tp.weight_numel], torch.nn.functional.silu)
+        self.lin_out = o3.Linear(o3.Irreps(mid), irreps_out)
+        self._perm = _concat_permutation(pair_irreps, both)
+
+    def forward(self, x_i, x_j, sh, radial):
+        a, b = self.lin_a(x_i), self.lin_b(x_j)
+        ab = torch.cat([a, b], dim=1)[:, self._perm]
+        w = self.weights(torch.cat([radial, x_i[:, : self.n_scalar], x_j[:, : self.n_scalar]], dim=1))
+        return self.lin_out(self.tp(ab, sh, w))
+
+
+def _concat_permutation(irreps: o3.Irreps, both: o3.Irreps) -> torch.Tensor:
+    """Index taking ``cat([a, b])`` (each of ``irreps``) to the sorted, simplified ``both`` layout."""
+    slices = irreps.slices()
+    order = []
+    for _, ir in both:
+        for k, (mul, ir2) in enumerate(irreps):
+            if ir2 == ir:
+                order.extend(range(slices[k].start, slices[k].stop))
+                order.extend(range(irreps.dim + slices[k].start, irreps.dim + slices[k].stop))
+    return torch.tensor(order, dtype=torch.long)
+

@@ -1,0 +1,52 @@
+"""Plots people would rather look at than read: parity of H elements, learning curves."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def parity_plot(path: Path, ref: Sequence[float], pred: Sequence[float], summary: dict | None = None) -> None:
+    """Predicted vs reference matrix elements (Eh), with the error distribution inset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref, pred = np.asarray(ref), np.asarray(pred)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.5))
+    ax.scatter(ref, pred, s=2, alpha=0.3)
+    lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set_xlabel("reference H element (Eh)")
+    ax.set_ylabel("predicted H element (Eh)")
+    if summary and "h_mae_uEh" in summary:
+        ax.set_title(f"H MAE {summary['h_mae_uEh']:.0f} µEh over {summary.get('n_molecules', '?')} structures")
+    err = np.abs(pred - ref) * 1e6
+    ax2.hist(np.log10(err + 1e-3), bins=60)
+    ax2.set_xlabel("log10 |error| (µEh)")
+    ax2.set_ylabel("elements")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def learning_curve_plot(path: Path, sizes: Sequence[int], maes: Sequence[float], label: str = "") -> None:
+    """Test H MAE (µEh) against the number of training structures, log-log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.loglog(sizes, maes, "o-", label=label or None)
+    ax.set_xlabel("training structures")
+    ax.set_ylabel("test H MAE (µEh)")
+    ax.grid(True, which="both", alpha=0.3)
+    if label:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,83 @@
+"""Training configuration: dataclasses + YAML; CLI flags override the file; the run prints the result."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from ..errors import EqchemError
+from ..model.config import ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs besides the data files. Energies in Eh, times in seconds."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    max_epochs: int = 100
+    max_time_minutes: float | None = None
+    batch_size: int = 8
+    lr: float = 3e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 1e-6
+    warmup_epochs: int = 2
+    schedule: str = "cosine"          # cosine | plateau
+    grad_clip: float = 1.0
+    ema_decay: float = 0.99
+    mse_weight: float = 1.0
+    mae_weight: float = 1.0
+    diag_weight: float = 1.0
+    offd_weight: float = 1.0
+    val_fraction: float = 0.1
+    split_by: str = "molecule"        # molecule | structure
+    split_file: str | None = None     # JSON {"train": [keys], "val": [keys]} overriding the fractions
+    early_stopping_patience: int = 30
+    seed: int = 0
+    dtype: str = "float32"            # float32 | float64
+    devices: str = "auto"
+    num_nodes: int = 1
+    accelerator: str = "auto"
+    num_workers: int = 0
+    val_every: int = 1
+    resume: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise EqchemError(f"unknown training config keys: {sorted(unknown)}")
+        model = ModelConfig.from_dict(d.pop("model", {}) or {})
+        return cls(model=model, **d)
+
+    @classmethod
+    def load(cls, path: str | Path | None, overrides: dict | None = None) -> "TrainConfig":
+        """YAML file (optional) then overrides (None values ignored; 'model.x' keys go to the model)."""
+        base: dict = {}
+        if path is not None:
+            try:
+                base = yaml.safe_load(Path(path).read_text()) or {}
+            except FileNotFoundError:
+                raise EqchemError(f"config file not found: {path}") from None
+            except yaml.YAMLError as exc:
+                raise EqchemError(f"config file {path} is not valid YAML ({exc})") from None
+        base.setdefault("model", {})
+        for k, v in (overrides or {}).items():
+            if v is None:
+                continue
+            if k.startswith("model."):
+                base["model"][k[6:]] = v
+            else:
+                base[k] = v
+        try:
+            return cls.from_dict(base)
+        except TypeError as exc:
+            raise EqchemError(f"bad training config: {exc}") from None
+
+    def dump(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)

@@ -1,0 +1,144 @@
+"""Training data: HDF5 records -> padded orbital blocks, batched graphs, splits by molecule identity.
+
+No PySCF import: the AO layout comes from the data file and the PySCF<->e3nn matrices from
+:func:`eqchem.basis.change_of_basis` (cached values when PySCF is absent).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import keys
+from ..basis import BasisLayout
+from ..data.reader import H5Dataset, Record
+from ..errors import DataError
+from ..model.blocks import AOConverter
+
+
+def molecule_identity(record_attrs: dict, numbers: np.ndarray, key: str) -> str:
+    """What counts as 'the same molecule' for splitting: QM9 index, SMILES, else the formula.
+
+    Conformers, jittered copies and trajectory frames of one molecule share their formula (or
+    SMILES), so they land on the same side of a split.
+    """
+    for k in ("qm9_index", "smiles"):
+        v = record_attrs.get(k)
+        if v not in (None, ""):
+            return f"{k}:{v}"
+    src = str(record_attrs.get(keys.SOURCE, ""))
+    if src.startswith("qm9:"):
+        return f"qm9_index:{src[4:]}"
+    counts = np.bincount(numbers, minlength=1)
+    return "formula:" + ",".join(f"{z}:{c}" for z, c in enumerate(counts) if c)
+
+
+def split_keys(identities: dict[str, str], val_fraction: float, test_fraction: float = 0.0,
+               by: str = "molecule", seed: int = 0) -> dict[str, list[str]]:
+    """Deterministic train/val/test split of keys; ``by='molecule'`` keeps identities together.
+
+    Fractions apply to molecules (or structures). With a single molecule, splitting by molecule
+    is impossible and raises DataError (use ``by='structure'``).
+    """
+    if by not in ("molecule", "structure"):
+        raise DataError(f"--split-by must be 'molecule' or 'structure', got '{by}'")
+    groups: dict[str, list[str]] = {}
+    for k, ident in identities.items():
+        groups.setdefault(ident if by == "molecule" else k, []).append(k)
+    names = sorted(groups, key=lambda g: hashlib.sha1(f"{seed}:{g}".encode()).hexdigest())
+    n = len(names)
+    n_val = int(round(val_fraction * n)) if val_fraction > 0 else 0
+    n_test = int(round(test_fraction * n)) if test_fraction > 0 else 0
+    if val_fraction > 0:
+        n_val = max(1, n_val)
+    if n_val + n_test >= n:
+        raise DataError(f"cannot split {n} {'molecules' if by == 'molecule' else 'structures'} into "
+                        f"train/validation; use more data{' or --split-by structure' if by == 'molecule' else ''}")
+    out = {"val": [], "test": [], "train": []}
+    for idx, g in enumerate(names):
+        part = "val" if idx < n_val else "test" if idx < n_val + n_test else "train"
+        out[part].extend(sorted(groups[g]))
+    return out
+
+
+@dataclass
+class Sample:
+    """One structure as the model sees it (float64 NumPy; pairs are local atom indices)."""
+
+    key: str
+    numbers: np.ndarray      # (n,)
+    pos: np.ndarray          # (n, 3) Å
+    pair_index: np.ndarray   # (2, E)
+    diag: np.ndarray         # (n, P, P) target, padded e3nn basis
+    offd: np.ndarray         # (E, P, P)
+    diag_mask: np.ndarray    # (n, P, P) bool
+    offd_mask: np.ndarray    # (E, P, P) bool
+
+
+def local_pairs(pos: np.ndarray, cutoff: float) -> np.ndarray:
+    """Ordered pairs (2, E) with i != j and distance < cutoff, row-major (the model's order)."""
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    mask = d < cutoff
+    np.fill_diagonal(mask, False)
+    return np.stack(np.nonzero(mask)).astype(np.int64)
+
+
+def target_matrix(record: Record, target: str) -> np.ndarray:
+    if target == "hamiltonian":
+        m = record.hamiltonian
+    elif target == "density_matrix":
+        m = record.ensure_orbitals().density_matrix
+    else:
+        raise DataError(f"unknown target '{target}' (hamiltonian or density_matrix)")
+    if m.ndim != 2:
+        raise DataError(f"{record.key}: spin-polarized (UKS) matrices are not supported for training yet")
+    return m
+
+
+def make_sample(record: Record, converter: AOConverter, pair_cutoff: float, target: str) -> Sample:
+    pairs = local_pairs(record.positions, pair_cutoff)
+    diag, offd, dmask, omask = converter.to_blocks(target_matrix(record, target), record.numbers, pairs)
+    return Sample(record.key, record.numbers, record.positions, pairs, diag, offd, dmask, omask)
+
+
+class BlockDataset(torch.utils.data.Dataset):
+    """Samples of one or more HDF5 files (lazy; converted samples are cached in memory)."""
+
+    def __init__(self, sources: list[tuple[H5Dataset, str]], layout: BasisLayout, pair_cutoff: float,
+                 target: str = "hamiltonian", cache: bool = True):
+        self.sources = sources  # (dataset, key)
+        self.layout = layout
+        self.pair_cutoff = pair_cutoff
+        self.target = target
+        self.converter = AOConverter(layout)
+        self.cache = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, idx: int) -> Sample:
+        if self.cache is not None and idx in self.cache:
+            return self.cache[idx]
+        ds, key = self.sources[idx]
+        s = make_sample(ds[key], self.converter, self.pair_cutoff, self.target)
+        if self.cache is not None:
+            self.cache[idx] = s
+        return s
+
+
+def collate(samples: list[Sample], dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Concatenate samples into one batch (atom indices offset per molecule)."""
+    offsets = np.cumsum([0] + [len(s.numbers) for s in samples])
+    return {
+        "numbers": torch.from_numpy(np.concatenate([s.numbers for s in samples])),
+        "pos": torch.from_numpy(np.concatenate([s.pos for s in samples])).to(dtype),
+        "batch": torch.cat([torch.full((len(s.numbers),), i, dtype=torch.long) for i, s in enumerate(samples)]),
+        "pair_index": torch.from_numpy(np.concatenate([s.pair_index + o for s, o in zip(samples, offsets)], axis=1)),
+        "diag": torch.from_numpy(np.concatenate([s.diag for s in samples])).to(dtype),
+        "offd": torch.from_numpy(np.concatenate([s.offd for s in samples])).to(dtype),
+        "diag_mask": torch.from_numpy(np.concatenate([s.diag_mask for s in samples])),
+        "offd_mask": torch.from_numpy(np.concatenate([s.offd_mask for s in samples])),
+        "num_molecules": torch.tensor(len(samples)),
+    }

@@ -1,0 +1,164 @@
+"""The LightningModule: loss on orbital blocks, AdamW with warm-up + cosine/plateau, EMA weights."""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import contextlib
+
+from ..basis import BasisLayout
+from ..model.config import ModelConfig
+from ..model.hamiltonian import HamiltonianModel
+from ..units import MICRO_HARTREE
+from .config import TrainConfig
+
+
+def block_errors(pred: dict, batch: dict) -> dict[str, torch.Tensor]:
+    """Masked absolute and squared errors of diagonal and off-diagonal blocks (flattened)."""
+    dd = (pred["diag"] - batch["diag"])[batch["diag_mask"]]
+    od = (pred["offd"] - batch["offd"])[batch["offd_mask"]]
+    return {"diag": dd, "offd": od}
+
+
+class HamiltonianTask(L.LightningModule):
+    """Thin wrapper: the network, its loss and metrics, optimizer and EMA."""
+
+    def __init__(self, layout: dict, train_config: dict, avg_neighbors: float = 8.0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = TrainConfig.from_dict(train_config)
+        self.layout = BasisLayout.from_dict(layout)
+        self.model = HamiltonianModel(self.layout, self.cfg.model, avg_neighbors=avg_neighbors)
+        if self.cfg.dtype == "float64":
+            self.model.double()
+        self.ema = ExponentialMovingAverage(self.model, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return self.cfg.model
+
+    def forward(self, batch: dict) -> dict:
+        return self.model(batch["numbers"], batch["pos"], batch["batch"], batch["pair_index"])
+
+    def ema_weights(self):
+        """Context in which the model holds its EMA weights (a no-op without EMA)."""
+        return self.ema.swapped(self.model) if self.ema is not None else contextlib.nullcontext()
+
+    def _loss(self, err: dict) -> torch.Tensor:
+        c = self.cfg
+        loss = 0.0
+        for part, w in (("diag", c.diag_weight), ("offd", c.offd_weight)):
+            e = err[part]
+            if e.numel():
+                loss = loss + w * (c.mse_weight * e.pow(2).mean() + c.mae_weight * e.abs().mean())
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        err = block_errors(self(batch), batch)
+        loss = self._loss(err)
+        n = int(batch["num_molecules"])
+        self.log("train_loss", loss, batch_size=n, prog_bar=False, sync_dist=True)
+        all_abs = torch.cat([err["diag"].abs(), err["offd"].abs()])
+        self.log("train_mae_uEh", all_abs.mean() * MICRO_HARTREE, batch_size=n, prog_bar=True, sync_dist=True)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def on_validation_epoch_start(self):
+        self._ema_ctx = self.ema_weights()
+        self._ema_ctx.__enter__()
+
+    def on_validation_epoch_end(self):
+        self._ema_ctx.__exit__(None, None, None)
+
+    def on_save_checkpoint(self, checkpoint):
+        if self.ema is not None:
+            checkpoint["ema"] = self.ema.state_dict()
+
+    def on_load_checkpoint(self, checkpoint):
+        if self.ema is not None and "ema" in checkpoint:
+            self.ema.load_state_dict(checkpoint["ema"])
+
+    def validation_step(self, batch, batch_idx):
+        err = block_errors(self(batch), batch)
+        n = int(batch["num_molecules"])
+        d, o = err["diag"].abs(), err["offd"].abs()
+        self.log("val_loss", self._loss(err), batch_size=n, sync_dist=True)
+        self.log("val_mae_uEh", torch.cat([d, o]).mean() * MICRO_HARTREE, batch_size=n, prog_bar=True,
+                 sync_dist=True)
+        self.log("val_mae_diag_uEh", d.mean() * MICRO_HARTREE, batch_size=n, sync_dist=True)
+        if o.numel():
+            self.log("val_mae_offd_uEh", o.mean() * MICRO_HARTREE, batch_size=n, sync_dist=True)
+
+    def configure_optimizers(self):
+        c = self.cfg
+        opt = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        if c.schedule == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=5, min_lr=c.min_lr)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}
+        steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs)))
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warm = c.warmup_epochs * steps_per_epoch
+        floor = c.min_lr / c.lr
+
+        def factor(step):
+            if step < warm:
+                return (step + 1) / warm
+            t = min(1.0, (step - warm) / max(1, total - warm))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def inference_model(self) -> torch.nn.Module:
+        """A fresh copy of the network holding the weights to ship (EMA if used)."""
+        from ..model.hamiltonian import HamiltonianModel, load_portable_state_dict, portable_state_dict
+
+        net = HamiltonianModel(self.layout, self.cfg.model, avg_neighbors=self.hparams.avg_neighbors)
+        if self.cfg.dtype == "float64":
+            net.double()
+        with self.ema_weights():
+            load_portable_state_dict(net, portable_state_dict(self.model))
+        return net
+
+
+class ExponentialMovingAverage:
+    """Shadow copies of a module's floating-point parameters, updated as s <- d s + (1 - d) p."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {n: p.detach().clone() for n, p in module.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        for n, p in module.named_parameters():
+            s = self.shadow[n]
+            if s.device != p.device or s.dtype != p.dtype:
+                s = self.shadow[n] = s.to(p)
+            s.mul_(self.decay).add_(p.detach(), alpha=1 - self.decay)
+
+    def reset(self, module: torch.nn.Module) -> None:
+        self.shadow = {n: p.detach().clone() for n, p in module.named_parameters()}
+
+    @contextlib.contextmanager
+    def swapped(self, module: torch.nn.Module):
+        backup = {n: p.detach().clone() for n, p in module.named_parameters()}
+        with torch.no_grad():
+            for n, p in module.named_parameters():
+                p.copy_(self.shadow[n].to(p))
+        try:
+            yield module
+        finally:
+            with torch.no_grad():
+                for n, p in module.named_parameters():
+                    p.copy_(backup[n])
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay = state["decay"]
+        self.shadow = {n: t.clone() for n, t in state["shadow"].items()}

@@ -1,0 +1,220 @@
+"""``train()``: data files -> trained model file (the library function behind ``eqchem train``)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .. import __version__, keys
+from ..basis import BasisLayout
+from ..data import store
+from ..data.reader import H5Dataset
+from ..errors import DataError
+from .config import TrainConfig
+from .data import BlockDataset, collate, molecule_identity, split_keys
+
+
+@dataclass
+class TrainReport:
+    model_path: Path
+    metrics: dict = field(default_factory=dict)
+    n_train: int = 0
+    n_val: int = 0
+    epochs: int = 0
+    seconds: float = 0.0
+    checkpoint_dir: Path | None = None
+
+
+def open_datasets(paths: Sequence[str | Path]) -> list[H5Dataset]:
+    """Open data files and check they share one level of theory."""
+    if not paths:
+        raise DataError("no data files given")
+    dss = [H5Dataset(p) for p in paths]
+    for ds in dss[1:]:
+        store.check_compatible(dss[0].attrs, ds.attrs, str(ds.path))
+    return dss
+
+
+def data_hash(dss: Sequence[H5Dataset], keys_used: Sequence[tuple[int, str]]) -> str:
+    """SHA-256 over (file level of theory, key, atomic numbers, rounded positions) of the training set."""
+    h = hashlib.sha256()
+    for di, key in sorted(keys_used, key=lambda t: t[1]):
+        rec_numbers = dss[di].numbers(key)
+        h.update(key.encode())
+        h.update(rec_numbers.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _identities(dss: Sequence[H5Dataset]) -> tuple[dict[str, str], dict[str, tuple[int, str]]]:
+    ident, where = {}, {}
+    for di, ds in enumerate(dss):
+        f = ds._h5()
+        for k in ds.keys():
+            if k in where:
+                continue  # the same key in two files: the first file's copy is used
+            g = f[keys.MOLECULES][k]
+            attrs = {a: (v.decode() if isinstance(v, bytes) else v) for a, v in g.attrs.items()}
+            ident[k] = molecule_identity(attrs, np.asarray(g[keys.ATOMIC_NUMBERS]), k)
+            where[k] = (di, k)
+    return ident, where
+
+
+def _avg_neighbors(samples, cutoff: float) -> float:
+    counts = []
+    for s in samples:
+        d = np.linalg.norm(s.pos[:, None] - s.pos[None], axis=-1)
+        counts.append(((d < cutoff).sum(1) - 1).mean())
+    return float(max(1.0, np.mean(counts)))
+
+
+def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, run_dir: str | Path | None = None,
+          log=print) -> TrainReport:
+    """Train a Hamiltonian model and write the model file ``out``; returns metrics on the validation set."""
+    import time
+
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from ..inference.model_file import save_model
+    from .module import HamiltonianTask
+
+    t0 = time.time()
+    out = Path(out)
+    run_dir = Path(run_dir) if run_dir else out.with_name(out.stem + "_run")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dss = open_datasets(data_paths)
+    basis = dss[0].basis
+    shells = {}
+    for ds in dss:
+        shells.update(ds.basis_shells())
+    ident, where = _identities(dss)
+    if cfg.split_file:
+        split = json.loads(Path(cfg.split_file).read_text())
+        split = {part: [k for k in split.get(part, []) if k in where] for part in ("train", "val")}
+        if not split["train"] or not split["val"]:
+            raise DataError(f"split file {cfg.split_file} leaves no training or no validation structure in the data")
+    else:
+        split = split_keys(ident, cfg.val_fraction, 0.0, cfg.split_by, cfg.seed)
+    elements = sorted({int(z) for k in split["train"] for z in dss[where[k][0]].numbers(k)})
+    layout = BasisLayout(basis=basis, elements=tuple(elements), shells={z: tuple(shells[z]) for z in elements})
+    val_keys = [k for k in split["val"]
+                if set(int(z) for z in dss[where[k][0]].numbers(k)) <= set(elements)]
+
+    def make(keys_):
+        return BlockDataset([(dss[where[k][0]], k) for k in keys_], layout, cfg.model.pair_cutoff, cfg.model.target)
+
+    train_ds, val_ds = make(split["train"]), make(val_keys)
+    log(f"data: {len(train_ds)} training / {len(val_ds)} validation structures, "
+        f"{len({ident[k] for k in split['train']})} training molecules, elements {elements}, basis {basis}")
+    dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
+    stats_samples = [train_ds[i] for i in range(len(train_ds))]
+    task = HamiltonianTask(layout.to_dict(), cfg.to_dict(), _avg_neighbors(stats_samples, cfg.model.cutoff))
+    species = task.model.species_of_z
+    task.model.set_output_statistics(
+        torch.from_numpy(np.concatenate([s.diag for s in stats_samples])),
+        species[torch.from_numpy(np.concatenate([s.numbers for s in stats_samples]))],
+        torch.from_numpy(np.concatenate([s.offd for s in stats_samples])) if stats_samples else torch.zeros(0),
+    )
+    if task.ema is not None:
+        task.ema.reset(task.model)
+
+    def loader(ds, shuffle):
+        return torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=shuffle,
+                                           collate_fn=lambda s: collate(s, dtype), num_workers=cfg.num_workers,
+                                           persistent_workers=cfg.num_workers > 0)
+
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch}", monitor="val_mae_uEh",
+                           mode="min", save_last=True, save_top_k=1)
+    callbacks = [ckpt, EarlyStopping(monitor="val_mae_uEh", mode="min", patience=cfg.early_stopping_patience)]
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers = [CSVLogger(run_dir, name="logs"), TensorBoardLogger(run_dir, name="tensorboard")]
+    if sys.stdout.isatty():
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar())
+    trainer = L.Trainer(
+        max_epochs=cfg.max_epochs,
+        max_time={"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None,
+        accelerator=cfg.accelerator, devices=_devices(cfg.devices), num_nodes=cfg.num_nodes,
+        precision="64-true" if cfg.dtype == "float64" else "32-true",
+        gradient_clip_val=cfg.grad_clip or None, callbacks=callbacks, logger=loggers,
+        default_root_dir=run_dir, enable_progress_bar=sys.stdout.isatty(), enable_model_summary=False,
+        check_val_every_n_epoch=cfg.val_every, log_every_n_steps=1, deterministic=False,
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    ckpt_path = str(last) if cfg.resume and last.exists() else None
+    if ckpt_path:
+        log(f"resuming from {last}")
+    trainer.fit(task, loader(train_ds, True), loader(val_ds, False), ckpt_path=ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
+    best = ckpt.best_model_path
+    if best:
+        task = HamiltonianTask.load_from_checkpoint(best, weights_only=False)
+        metrics = {**metrics, **_validate(task, loader(val_ds, False))}
+    net = task.inference_model().cpu()
+    if trainer.global_rank == 0:
+        natoms = [len(s.numbers) for s in stats_samples]
+        meta = {
+            "xc": dss[0].xc, "basis": basis,
+            "xc_description": dss[0].attrs.get(keys.XC_DESCRIPTION, ""),
+            "pyscf_version": dss[0].attrs.get(keys.PYSCF_VERSION, ""),
+            "grids_level": dss[0].attrs.get(keys.GRIDS_LEVEL), "conv_tol": dss[0].attrs.get(keys.CONV_TOL),
+            "data_files": [str(p) for p in data_paths],
+            "data_hash": data_hash(dss, [where[k] for k in split["train"]]),
+            "n_train_structures": len(train_ds), "n_val_structures": len(val_ds),
+            "n_train_molecules": len({ident[k] for k in split["train"]}),
+            "atoms_range": [int(min(natoms)), int(max(natoms))] if natoms else None,
+            "train_keys": sorted(split["train"]), "val_keys": sorted(val_keys),
+            "train_config": cfg.to_dict(), "metrics": metrics, "eqchem_version": __version__,
+            "epochs": int(trainer.current_epoch), "train_seconds": time.time() - t0,
+        }
+        meta = _plain(meta)
+        save_model(out, net, meta)
+    return TrainReport(out, metrics, len(train_ds), len(val_ds), int(trainer.current_epoch),
+                       time.time() - t0, run_dir / "checkpoints")
+
+
+@torch.no_grad()
+def _validate(task, loader) -> dict:
+    """Validation MAE (µEh) of the shipped (EMA) weights, all / diagonal / off-diagonal elements."""
+    from ..units import MICRO_HARTREE
+    from .module import block_errors
+
+    net = task.inference_model().eval()
+    d_all, o_all = [], []
+    for batch in loader:
+        pred = net(batch["numbers"], batch["pos"], batch["batch"], batch["pair_index"])
+        err = block_errors(pred, batch)
+        d_all.append(err["diag"].abs())
+        o_all.append(err["offd"].abs())
+    d, o = torch.cat(d_all), torch.cat(o_all)
+    return {"val_mae_uEh": float(torch.cat([d, o]).mean() * MICRO_HARTREE),
+            "val_mae_diag_uEh": float(d.mean() * MICRO_HARTREE),
+            "val_mae_offd_uEh": float(o.mean() * MICRO_HARTREE) if o.numel() else float("nan")}
+
+
+def _devices(devices: str):
+    if devices in ("auto", None):
+        return "auto"
+    try:
+        return int(devices)
+    except ValueError:
+        return devices
+
+
+def _plain(x):
+    """JSON-able copy (numpy scalars -> Python) so the model file loads with weights_only=True."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x

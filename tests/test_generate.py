@@ -1,0 +1,195 @@
+"""`eqchem generate`: agreement with PySCF, the file format, resume after kill -9, failures, bad input."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from eqchem import keys
+from eqchem.data.reader import H5Dataset, atom_pair_blocks
+
+from .conftest import WATER
+
+WATER_XYZ = "3\nname=water\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def eqchem_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "eqchem.cli", *map(str, args)]
+
+
+def test_generate_matches_independent_pyscf(tmp_path, run_cli):
+    from pyscf import dft, gto
+
+    xyz = write(tmp_path / "water.xyz", WATER_XYZ)
+    code, out = run_cli("generate", xyz, "--out", tmp_path / "d.h5", "--xc", "b3lyp", "--basis", "def2-svp")
+    assert code == 0, out
+    with h5py.File(tmp_path / "d.h5", "r") as f:
+        for attr in (keys.FORMAT_VERSION_ATTR, keys.XC, keys.BASIS, keys.PYSCF_VERSION, keys.AO_CONVENTION):
+            assert attr in f.attrs
+        assert f.attrs[keys.AO_CONVENTION] == "pyscf" and f.attrs[keys.XC] == "b3lyp"
+        g = f["molecules/water"]
+        for name in (keys.ATOMIC_NUMBERS, keys.POSITIONS, keys.HAMILTONIAN, keys.OVERLAP, keys.DENSITY_MATRIX,
+                     keys.ORBITAL_ENERGIES, keys.ORBITAL_COEFFICIENTS, keys.ENERGY, keys.DIPOLE):
+            assert name in g, name
+        for attr in (keys.CHARGE, keys.SPIN, keys.CONVERGED, keys.SCF_CYCLES, keys.SOURCE):
+            assert attr in g.attrs, attr
+        h, s, p, e = (np.asarray(g[k]) for k in (keys.HAMILTONIAN, keys.OVERLAP, keys.DENSITY_MATRIX, keys.ENERGY))
+        assert g[keys.POSITIONS].dtype == np.float64 and np.allclose(g[keys.POSITIONS], WATER[1])
+    mol = gto.M(atom=[[z, r] for z, r in zip(*WATER)], basis="def2-svp", unit="Angstrom", verbose=0)
+    mf = dft.RKS(mol)
+    mf.xc, mf.grids.level, mf.conv_tol = "b3lyp", 3, 1e-10
+    mf.kernel()
+    assert np.abs(s - mol.intor("int1e_ovlp")).max() < 1e-8
+    assert np.abs(h - mf.get_fock()).max() < 1e-6
+    assert np.abs(p - mf.make_rdm1()).max() < 1e-6
+    assert abs(e - mf.e_tot) < 1e-8
+    # the reader cuts matrices into atom-pair blocks
+    ds = H5Dataset(tmp_path / "d.h5")
+    rec = ds["water"]
+    blocks = atom_pair_blocks(rec.hamiltonian, rec.numbers, ds.basis_shells())
+    assert blocks[(0, 0)].shape == (14, 14) and blocks[(0, 1)].shape == (14, 5) and blocks[(2, 1)].shape == (5, 5)
+    assert np.allclose(blocks[(1, 0)], blocks[(0, 1)].T)
+    code, out = run_cli("info", tmp_path / "d.h5")
+    assert code == 0 and "b3lyp" in out and "structures" in out
+
+
+def test_unrestricted_forces_and_density_fit_coefficients(tmp_path, run_cli):
+    xyz = write(tmp_path / "oh.xyz", "2\nname=hydroxyl\nO 0 0 0\nH 0 0 0.97\n")
+    code, out = run_cli("generate", xyz, "--out", tmp_path / "oh.h5", "--basis", "sto-3g", "--xc", "pbe")
+    assert code == 2 and "odd number of electrons" in out and "--spin" in out
+    code, out = run_cli("generate", xyz, "--out", tmp_path / "oh.h5", "--basis", "sto-3g", "--xc", "pbe",
+                        "--spin", "1", "--conv-tol", "1e-8", "--forces", "--density-coefficients", "def2-universal-jkfit")
+    assert code == 0, out
+    rec = H5Dataset(tmp_path / "oh.h5")["hydroxyl"]
+    assert rec.hamiltonian.shape == (2, 6, 6) and rec.attrs[keys.SPIN] == 1
+    with h5py.File(tmp_path / "oh.h5", "r") as f:
+        g = f["molecules/hydroxyl"]
+        assert g[keys.FORCES].shape == (2, 3)
+        assert np.allclose(np.asarray(g[keys.FORCES]).sum(0), 0, atol=1e-3)  # no net force
+        assert len(g[keys.DENSITY_COEFFICIENTS]) == 2
+
+
+def test_failures_are_recorded_and_the_run_goes_on(tmp_path, run_cli):
+    frames = (WATER_XYZ + "2\nname=rubidium_hydride\nRb 0 0 0\nH 0 0 2.4\n"
+              + "3\nname=bent\nO 0.0 0.0 0.0\nH 0.0 0.8 -0.5\nH 0.0 -0.8 -0.5\n")
+    xyz = write(tmp_path / "mix.xyz", frames)
+    out_h5 = tmp_path / "mix.h5"
+    code, out = run_cli("generate", xyz, "--out", out_h5, "--basis", "6-31g", "--xc", "pbe", "--max-cycles", "2")
+    assert code == 1, out
+    assert "failed" in out
+    ds = H5Dataset(out_h5)
+    assert set(ds.failures) == {"water", "rubidium_hydride", "bent"}
+    assert "not converged" in ds.failures["water"] and "not converged" not in ds.failures["rubidium_hydride"]
+    # retry the failures with enough cycles: water and bent now succeed, RbH (no 6-31G basis) fails again
+    code, out = run_cli("generate", xyz, "--out", out_h5, "--basis", "6-31g", "--xc", "pbe", "--retry-failed")
+    assert code == 1, out
+    ds = H5Dataset(out_h5)
+    assert ds.keys() == ["bent", "water"] and list(ds.failures) == ["rubidium_hydride"]
+
+
+def test_level_of_theory_mismatch_is_refused(tmp_path, run_cli):
+    xyz = write(tmp_path / "w.xyz", WATER_XYZ)
+    assert run_cli("generate", xyz, "--out", tmp_path / "w.h5", "--basis", "sto-3g", "--xc", "pbe")[0] == 0
+    code, out = run_cli("generate", xyz, "--out", tmp_path / "w.h5", "--basis", "def2-svp", "--xc", "pbe")
+    assert code == 2 and "basis" in out
+
+
+def _frames(n: int) -> str:
+    rng = np.random.default_rng(3)
+    out = []
+    for k in range(n):
+        pos = np.asarray(WATER[1]) + rng.normal(scale=0.05, size=(3, 3))
+        out.append(f"3\nname=w{k:02d}\n" + "".join(f"{s} {x:.6f} {y:.6f} {z:.6f}\n" for s, (x, y, z) in zip("OHH", pos)))
+    return "".join(out)
+
+
+def test_resume_after_kill_keeps_finished_work(tmp_path):
+    xyz = write(tmp_path / "frames.xyz", _frames(12))
+    out_h5 = tmp_path / "r.h5"
+    args = eqchem_cmd("generate", xyz, "--out", out_h5, "--basis", "def2-svp", "--xc", "b3lyp", "--workers", "1")
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    parts = Path(str(out_h5) + ".parts")
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(parts.glob("*.h5"))) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p.stem for p in parts.glob("*.h5")}
+    assert len(finished) >= 3
+    if out_h5.exists():  # whatever state the main file is in, it is readable
+        H5Dataset(out_h5)
+    res = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"{len(finished)} skipped" in res.stdout.replace("\n", " ") or "skipped" in res.stdout
+    ds = H5Dataset(out_h5)
+    assert ds.keys() == [f"w{k:02d}" for k in range(12)]
+    assert not parts.exists()
+    with h5py.File(out_h5, "r") as f:  # finished structures were kept, not recomputed
+        assert len(f["molecules"]) == 12
+
+
+def test_shards_and_merge(tmp_path, run_cli):
+    xyz = write(tmp_path / "frames.xyz", _frames(5))
+    common = ["--basis", "sto-3g", "--xc", "pbe"]
+    for i in (1, 2):
+        assert run_cli("generate", xyz, "--out", tmp_path / f"s{i}.h5", "--shard", f"{i}/2", *common)[0] == 0
+    assert len(H5Dataset(tmp_path / "s1.h5")) == 3 and len(H5Dataset(tmp_path / "s2.h5")) == 2
+    code, out = run_cli("merge", tmp_path / "s1.h5", tmp_path / "s2.h5", tmp_path / "s1.h5", "--out", tmp_path / "m.h5")
+    assert code == 0, out
+    ds = H5Dataset(tmp_path / "m.h5")
+    assert ds.keys() == [f"w{k:02d}" for k in range(5)]
+    assert "3 duplicate" in out
+    # failures are kept by merge
+    bad = write(tmp_path / "bad.xyz", "2\nname=rbh\nRb 0 0 0\nH 0 0 2.4\n")
+    assert run_cli("generate", bad, "--out", tmp_path / "f.h5", "--basis", "6-31g", "--xc", "pbe")[0] == 1
+    assert run_cli("generate", xyz, "--out", tmp_path / "g.h5", "--basis", "6-31g", "--xc", "pbe", "--shard", "1/5")[0] == 0
+    code, out = run_cli("merge", tmp_path / "f.h5", tmp_path / "g.h5", "--out", tmp_path / "fm.h5")
+    assert code == 0 and list(H5Dataset(tmp_path / "fm.h5").failures) == ["rbh"]
+    # mismatched level of theory is refused
+    code, out = run_cli("merge", tmp_path / "s1.h5", tmp_path / "g.h5", "--out", tmp_path / "x.h5")
+    assert code == 2 and "basis" in out and not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.parametrize("content,needle", [
+    (None, "file not found"),
+    ("3\nwater\nO 0 0 0\nH 0 0 1\n", "line"),                 # too few atom lines
+    ("2\nx\nO 0 0 0\nXx 0 0 1\n", "unknown element"),
+    ("2\nx\nO 0 0 0\nO 0 0 0.05\n", "overlapping"),
+    ("2\nx\nO 0 0 0\nH 0 0 1\n", "odd number of electrons"),
+])
+def test_bad_input_gives_one_clear_line(tmp_path, run_cli, content, needle):
+    path = tmp_path / "in.xyz"
+    if content is not None:
+        path.write_text(content)
+    code, out = run_cli("generate", path, "--out", tmp_path / "o.h5")
+    assert code != 0
+    assert needle in out.lower()
+    assert "Traceback" not in out and len(out.strip().splitlines()) <= 2
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_unknown_basis_is_one_clear_line(tmp_path, run_cli):
+    xyz = write(tmp_path / "w.xyz", WATER_XYZ)
+    code, out = run_cli("generate", xyz, "--out", tmp_path / "o.h5", "--basis", "not-a-basis")
+    assert code == 2 and "unknown basis" in out and "Traceback" not in out
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_cli_version_and_help(run_cli):
+    code, out = run_cli("--version")
+    assert code == 0 and "eqchem" in out
+    for cmd in ("generate", "train", "predict", "diagonalize", "evaluate", "merge", "info"):
+        code, out = run_cli(cmd, "--help")
+        assert code == 0 and "Usage" in out, cmd
