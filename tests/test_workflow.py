@@ -1,4 +1,4 @@
-"""The Snakemake workflow (workflows/): DAG on Slurm (dry run), a tiny local end-to-end run, kill + resume.
+"""The Snakemake workflow (workflows/): DAG on Slurm (dry run), tiny local end-to-end run, kill + resume, exit codes.
 
 Needs ``pip install snakemake snakemake-executor-plugin-slurm`` (the ``workflows`` extra); skipped otherwise.
 Each test runs Snakemake in its own tmp directory (outputs and .snakemake/ metadata go there).
@@ -193,3 +193,27 @@ def test_killed_generation_resumes(tmp_path):
     skipped = int(re.search(r"(\d+) skipped", log_text).group(1))
     assert skipped >= done_before >= 1, log_text  # the interrupted shard resumed from its journal
     assert structure_count(out / "data.h5") == (48, 0)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# exit codes of eqchem generate inside the workflow
+# ------------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_scf_failures_do_not_stop_the_pipeline_but_errors_do(tmp_path):
+    out = tmp_path / OUT
+    # 2 SCF cycles cannot converge: every structure is recorded as failed and eqchem exits 1, which the
+    # workflow accepts, so the shard is published and merged
+    failing = tmp_path / "failing.yaml"
+    failing.write_text("n_shards: 1\nsampling: {conformers: 1, samples: 0}\ndft: {max_cycles: 2}\n")
+    snakemake(tmp_path, "--cores", "2", "merge", configfiles=(TINY, failing))
+    assert structure_count(out / "data.h5") == (0, 4)
+
+    # any other exit code (here 2: unknown basis) fails the job and publishes nothing
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(f"outdir: {OUT}-broken\nn_shards: 1\ndft: {{basis: no-such-basis}}\n")
+    res = subprocess.run(snakemake_cmd("--cores", "2", "merge", configfiles=(TINY, broken)), cwd=tmp_path, env=_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0
+    assert not (tmp_path / f"{OUT}-broken" / "shards" / "shard_1.h5").exists()
+    assert "no-such-basis" in (tmp_path / f"{OUT}-broken" / "logs" / "generate_shard_1.log").read_text()

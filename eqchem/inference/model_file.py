@@ -18,7 +18,7 @@ from ..basis import BasisLayout
 from ..errors import ModelError
 from ..model.blocks import AOConverter
 from ..model.config import ModelConfig
-from ..model.hamiltonian import HamiltonianModel, load_portable_state_dict, portable_state_dict
+from ..model.hamiltonian import HamiltonianModel, build_model, load_portable_state_dict, portable_state_dict
 
 MODEL_FORMAT = "eqchem-model-1"
 DEFAULT_MODEL = "default.pt"
@@ -156,16 +156,13 @@ def load_model(path: str | Path | None = None, dtype: torch.dtype | None = None)
     if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
         raise ModelError(f"{p} is not an eqchem model file (format {blob.get('format') if isinstance(blob, dict) else '?'})")
     layout = BasisLayout.from_dict(blob["layout"])
-    net = HamiltonianModel(layout, ModelConfig.from_dict(blob["model_config"]), avg_neighbors=blob["avg_neighbors"])
-    if blob.get("dtype") == "float64":
-        net.double()
+    stored = torch.float64 if blob.get("dtype") == "float64" else torch.float32
+    net = build_model(layout, ModelConfig.from_dict(blob["model_config"]), blob["avg_neighbors"], dtype or stored)
     try:
         load_portable_state_dict(net, blob["state_dict"])
     except RuntimeError:
         raise ModelError(f"{p} was written by an incompatible eqchem version "
                          f"({blob.get('eqchem_version', '?')}); retrain or use a matching eqchem") from None
-    if dtype is not None:
-        net.to(dtype)
     meta = dict(blob.get("metadata", {}))
     meta.setdefault("eqchem_version", blob.get("eqchem_version"))
     return EqchemModel(net, meta, p)

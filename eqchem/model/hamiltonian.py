@@ -1,6 +1,8 @@
 """The E(3)-equivariant Hamiltonian network: geometry -> atom (diagonal) and atom-pair (off-diagonal) blocks."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from e3nn import o3
 from torch import nn
@@ -140,6 +142,26 @@ class HamiltonianModel(nn.Module):
         self.diag_scale.copy_(_rms_per_irrep(resid, irreps))
         if len(o):
             self.offd_scale.copy_(_rms_per_irrep(o, irreps))
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    """Build modules under this default dtype: e3nn's Clebsch–Gordan constants and the block map are
+    created in it, so float64 models are exact to float64 round-off (``.double()`` of a float32
+    model keeps float32-accurate constants)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def build_model(layout: BasisLayout, config: ModelConfig, avg_neighbors: float = 8.0,
+                dtype: torch.dtype = torch.float32) -> "HamiltonianModel":
+    """A HamiltonianModel whose parameters and constants are all in ``dtype``."""
+    with default_dtype(dtype):
+        return HamiltonianModel(layout, config, avg_neighbors=avg_neighbors).to(dtype)
 
 
 def portable_state_dict(net: nn.Module) -> dict:

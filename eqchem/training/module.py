@@ -9,7 +9,7 @@ import contextlib
 
 from ..basis import BasisLayout
 from ..model.config import ModelConfig
-from ..model.hamiltonian import HamiltonianModel
+from ..model.hamiltonian import build_model
 from ..units import MICRO_HARTREE
 from .config import TrainConfig
 
@@ -29,10 +29,12 @@ class HamiltonianTask(L.LightningModule):
         self.save_hyperparameters()
         self.cfg = TrainConfig.from_dict(train_config)
         self.layout = BasisLayout.from_dict(layout)
-        self.model = HamiltonianModel(self.layout, self.cfg.model, avg_neighbors=avg_neighbors)
-        if self.cfg.dtype == "float64":
-            self.model.double()
+        self.model = build_model(self.layout, self.cfg.model, avg_neighbors, self.dtype_)
         self.ema = ExponentialMovingAverage(self.model, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
+
+    @property
+    def dtype_(self) -> torch.dtype:
+        return torch.float64 if self.cfg.dtype == "float64" else torch.float32
 
     @property
     def model_config(self) -> ModelConfig:
@@ -115,11 +117,9 @@ class HamiltonianTask(L.LightningModule):
 
     def inference_model(self) -> torch.nn.Module:
         """A fresh copy of the network holding the weights to ship (EMA if used)."""
-        from ..model.hamiltonian import HamiltonianModel, load_portable_state_dict, portable_state_dict
+        from ..model.hamiltonian import load_portable_state_dict, portable_state_dict
 
-        net = HamiltonianModel(self.layout, self.cfg.model, avg_neighbors=self.hparams.avg_neighbors)
-        if self.cfg.dtype == "float64":
-            net.double()
+        net = build_model(self.layout, self.cfg.model, self.hparams.avg_neighbors, self.dtype_)
         with self.ema_weights():
             load_portable_state_dict(net, portable_state_dict(self.model))
         return net
