@@ -17,7 +17,8 @@ def generate(
     out: Path = typer.Option(..., "--out", "-o", help="HDF5 file to create or extend (resumable)."),
     xc: str = typer.Option("b3lyp", help="Exchange-correlation functional (PySCF string)."),
     basis: str = typer.Option("def2-svp", help="AO basis set (any basis PySCF knows)."),
-    workers: int = typer.Option(1, "--workers", "-j", help="Parallel processes; threads per worker = cores // workers."),
+    workers: int = typer.Option(1, "--workers", "-j", help="Parallel processes (one structure each)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads per worker (default: usable cores // workers)."),
     grid_level: int = typer.Option(3, help="PySCF DFT grid level."),
     conv_tol: float = typer.Option(1e-10, help="SCF energy convergence threshold (Eh)."),
     max_cycles: int = typer.Option(100, help="Maximum SCF cycles; unconverged structures go to /failures."),
@@ -68,7 +69,7 @@ def generate(
 
     try:
         report = run_generate(structures, out, settings, workers=workers, shard=shard,
-                              retry_failed=retry_failed, on_start=on_start, on_result=on_result)
+                              retry_failed=retry_failed, threads=threads, on_start=on_start, on_result=on_result)
     finally:
         if "bar" in reporter:
             reporter["bar"].__exit__(None, None, None)
