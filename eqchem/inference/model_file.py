@@ -96,6 +96,10 @@ class EqchemModel:
             "architecture": str(self.net.config.to_dict()),
             "training data hash": m.get("data_hash", "?"),
             "trained with eqchem": m.get("eqchem_version", "?"),
+            "off-equilibrium geometries": m.get("off_equilibrium_geometries", "?"),
+            "data recipe": m.get("data_recipe", "?"),
+            "peers": "; ".join(f"{k}: " + ", ".join(f"{a} {b}" for a, b in v.items())
+                               for k, v in (m.get("peers") or {}).items()) or "-",
             "notes": m.get("notes", ""),
             "metrics": m.get("metrics", {}),
         }

@@ -28,6 +28,21 @@ def tp_path_exists(irreps_in1: o3.Irreps, irreps_in2: o3.Irreps, ir_out: o3.Irre
     return any(ir_out in ir1 * ir2 for _, ir1 in irreps_in1 for _, ir2 in irreps_in2)
 
 
+def edge_tensor_product(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, targets: o3.Irreps) -> o3.TensorProduct:
+    """Channel-wise ("uvu") tensor product of features with spherical harmonics, keeping only output
+    irreps present in ``targets``; weights are given per edge (``weight_numel`` of them)."""
+    wanted = {ir for _, ir in targets}
+    mid, instructions = [], []
+    for i, (mul, ir_in) in enumerate(irreps_in):
+        for j, (_, ir_sh) in enumerate(irreps_sh):
+            for ir_out in ir_in * ir_sh:
+                if ir_out in wanted:
+                    instructions.append((i, j, len(mid), "uvu", True))
+                    mid.append((mul, ir_out))
+    return o3.TensorProduct(irreps_in, irreps_sh, o3.Irreps(mid), instructions,
+                            shared_weights=False, internal_weights=False)
+
+
 class Interaction(nn.Module):
     """One message-passing layer: x_i <- x_i + Gate(Linear(Σ_j TP(Linear(x_j), Y(r̂_ij); R(|r_ij|)))).
 
@@ -40,16 +55,8 @@ class Interaction(nn.Module):
         self.irreps = irreps
         self.avg_neighbors = avg_neighbors
         self.lin_in = o3.Linear(irreps, irreps)
-        mid, instructions = [], []
-        for i, (mul, ir_in) in enumerate(irreps):
-            for j, (_, ir_sh) in enumerate(irreps_sh):
-                for ir_out in ir_in * ir_sh:
-                    if ir_out in [ir for _, ir in irreps]:
-                        instructions.append((i, j, len(mid), "uvu", True))
-                        mid.append((mul, ir_out))
-        irreps_mid = o3.Irreps(mid)
-        self.tp = o3.TensorProduct(irreps, irreps_sh, irreps_mid, instructions,
-                                   shared_weights=False, internal_weights=False)
+        self.tp = edge_tensor_product(irreps, irreps_sh, irreps)
+        irreps_mid = self.tp.irreps_out
         self.radial = enn.FullyConnectedNet([num_basis, radial_hidden, radial_hidden, self.tp.weight_numel],
                                             torch.nn.functional.silu)
         scalars = o3.Irreps([(m, ir) for m, ir in irreps if ir.l == 0])
@@ -85,19 +92,11 @@ class PairTensorProduct(nn.Module):
         self.lin_b = o3.Linear(irreps, pair_irreps)
         both = (pair_irreps + pair_irreps).sort().irreps.simplify()
         self.n_scalar = irreps.count((0, 1))
-        mid, instructions = [], []
-        for i, (mul, ir_in) in enumerate(both):
-            for j, (_, ir_sh) in enumerate(irreps_sh):
-                for ir_out in ir_in * ir_sh:
-                    if ir_out in [ir for _, ir in irreps_out]:
-                        instructions.append((i, j, len(mid), "uvu", True))
-                        mid.append((mul, ir_out))
         self.both = both
-        self.tp = o3.TensorProduct(both, irreps_sh, o3.Irreps(mid), instructions,
-                                   shared_weights=False, internal_weights=False)
+        self.tp = edge_tensor_product(both, irreps_sh, irreps_out)
         self.weights = enn.FullyConnectedNet([num_basis + 2 * self.n_scalar, radial_hidden, radial_hidden,
                                               self.tp.weight_numel], torch.nn.functional.silu)
-        self.lin_out = o3.Linear(o3.Irreps(mid), irreps_out)
+        self.lin_out = o3.Linear(self.tp.irreps_out, irreps_out)
         self._perm = _concat_permutation(pair_irreps, both)
 
     def forward(self, x_i, x_j, sh, radial):
