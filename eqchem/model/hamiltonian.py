@@ -11,7 +11,7 @@ from ..basis import BasisLayout
 from .blocks import BlockAssembler
 from .config import ModelConfig
 from .graph import pairs_within, reverse_index
-from .layers import Interaction, PairTensorProduct, irreps_from_muls
+from .layers import Interaction, PairTensorProduct, TypedLinear, irreps_from_muls
 from .radial import RadialEmbedding
 
 
@@ -55,10 +55,12 @@ class HamiltonianModel(nn.Module):
         # what the heads see: one-hot element + atom features
         n_el = len(elements)
         self.head_irreps = (o3.Irreps(f"{n_el}x0e") + self.irreps).simplify()
-        # diagonal head: self tensor product of a reduced copy of the atom's features
+        # diagonal head: self tensor product of a reduced copy of the atom's features, then a readout
+        # (exactly fittable) of [that product, the features themselves]
+        diag_hidden = o3.Irreps([(8, ir) for _, ir in out_irreps]).simplify()
         self.diag_reduce = o3.Linear(self.head_irreps, pair_irreps)
-        self.diag_tp = o3.FullyConnectedTensorProduct(pair_irreps, pair_irreps, out_irreps)
-        self.diag_lin = o3.Linear(self.head_irreps, out_irreps)
+        self.diag_tp = o3.FullyConnectedTensorProduct(pair_irreps, pair_irreps, diag_hidden)
+        self.diag_readout = TypedLinear(diag_hidden + self.head_irreps, out_irreps)
         # off-diagonal head
         self.pair_head = PairTensorProduct(self.head_irreps, pair_irreps, self.irreps_pair_sh, out_irreps,
                                            2 * config.num_basis, config.radial_hidden)
@@ -92,8 +94,9 @@ class HamiltonianModel(nn.Module):
             x = layer(x, torch.stack([src, dst]), sh, radial)
         return x
 
-    def forward(self, numbers: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor | None = None,
-                pair_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def head_features(self, numbers: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor | None = None,
+                      pair_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Inputs of the two readouts: ``diag`` (N, ·), ``offd`` (E, ·), plus ``species``, ``pair_index``."""
         if batch is None:
             batch = torch.zeros_like(numbers)
         if pair_index is None:
@@ -102,20 +105,48 @@ class HamiltonianModel(nn.Module):
         x = self.node_features(numbers, pos, batch)
         onehot = torch.nn.functional.one_hot(species, len(self.layout.elements)).to(x.dtype)
         x = torch.cat([onehot, x], dim=1)  # scalars first: matches head_irreps
-
         a = self.diag_reduce(x)
-        d_irreps = (self.diag_tp(a, a) + self.diag_lin(x)) * self.diag_scale + self.diag_shift[species]
-        diag = self.assembler(d_irreps)
-        diag = 0.5 * (diag + diag.transpose(-1, -2))
-
         i, j = pair_index
         vec = pos[j] - pos[i]
         sh = o3.spherical_harmonics(self.irreps_pair_sh, vec, normalize=True, normalization="component")
-        o_irreps = self.pair_head(x[i], x[j], sh, self.pair_radial(vec.norm(dim=1))) * self.offd_scale
-        offd = self.assembler(o_irreps)
-        rev = reverse_index(pair_index, len(numbers))
+        offd = self.pair_head.features(x[i], x[j], sh, self.pair_radial(vec.norm(dim=1)))
+        return {"diag": torch.cat([self.diag_tp(a, a), x], dim=1), "offd": offd, "species": species,
+                "pair_index": pair_index}
+
+    def forward(self, numbers: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor | None = None,
+                pair_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        f = self.head_features(numbers, pos, batch, pair_index)
+        d_irreps = self.diag_readout(f["diag"]) * self.diag_scale + self.diag_shift[f["species"]]
+        diag = self.assembler(d_irreps)
+        diag = 0.5 * (diag + diag.transpose(-1, -2))
+        offd = self.assembler(self.pair_head.readout(f["offd"]) * self.offd_scale)
+        rev = reverse_index(f["pair_index"], len(numbers))
         offd = 0.5 * (offd + offd[rev].transpose(-1, -2))
-        return {"diag": diag, "offd": offd, "pair_index": pair_index}
+        return {"diag": diag, "offd": offd, "pair_index": f["pair_index"]}
+
+    @torch.no_grad()
+    def refit_readouts(self, batches, ridge: float = 1e-8) -> None:
+        """Solve both readouts exactly (ridge least squares) for the current features on ``batches``.
+
+        ``batches`` yields dicts with numbers, pos, batch, pair_index and target blocks/masks
+        (``diag``, ``offd``, ``diag_mask``, ``offd_mask``) in the padded e3nn basis, as collated for
+        training. Components of padded (absent) shells are left out of the fit.
+        """
+        acc_d = self.diag_readout.normal_equations()
+        acc_o = self.pair_head.readout.normal_equations()
+        w_abs = self.assembler.w.abs()
+        for b in batches:
+            f = self.head_features(b["numbers"], b["pos"], b["batch"], b["pair_index"])
+            for part, readout, acc in (("diag", self.diag_readout, acc_d), ("offd", self.pair_head.readout, acc_o)):
+                target = self.assembler.decompose(b[part].to(self.diag_scale.dtype))
+                if part == "diag":
+                    target = (target - self.diag_shift[f["species"]]) / self.diag_scale
+                else:
+                    target = target / self.offd_scale
+                bad = (~b[f"{part}_mask"]).reshape(len(target), -1).to(w_abs.dtype) @ w_abs
+                readout.accumulate(acc, f[part], target, bad < 1e-12)
+        self.diag_readout.solve(acc_d, ridge)
+        self.pair_head.readout.solve(acc_o, ridge)
 
     @torch.no_grad()
     def set_output_statistics(self, diag_blocks: torch.Tensor, diag_species: torch.Tensor,

@@ -80,8 +80,9 @@ class Interaction(nn.Module):
 class PairTensorProduct(nn.Module):
     """Features of an ordered atom pair (i, j) from both atoms, the pair direction and the distance.
 
-    ``y_ij = Linear(TP([A x_i, B x_j], Y(r̂_ij); w_ij))`` with per-pair weights
-    ``w_ij = MLP(R(|r_ij|), s_i, s_j)`` (s: invariant features of the atoms), plus a gated linear term.
+    ``y_ij = Readout(TP([A x_i, B x_j], Y(r̂_ij); w_ij))`` with per-pair weights
+    ``w_ij = MLP(R(|r_ij|), s_i, s_j)`` (s: invariant features of the atoms); the readout is a
+    :class:`TypedLinear`.
     Shapes: x_i, x_j (E, irreps.dim); sh (E, irreps_sh.dim); radial (E, num_basis) -> (E, irreps_out.dim).
     """
 
@@ -96,14 +97,18 @@ class PairTensorProduct(nn.Module):
         self.tp = edge_tensor_product(both, irreps_sh, irreps_out)
         self.weights = enn.FullyConnectedNet([num_basis + 2 * self.n_scalar, radial_hidden, radial_hidden,
                                               self.tp.weight_numel], torch.nn.functional.silu)
-        self.lin_out = o3.Linear(self.tp.irreps_out, irreps_out)
+        self.readout = TypedLinear(self.tp.irreps_out, irreps_out)
         self._perm = _concat_permutation(pair_irreps, both)
 
-    def forward(self, x_i, x_j, sh, radial):
+    def features(self, x_i, x_j, sh, radial) -> torch.Tensor:
+        """Pair features before the (exactly fittable) readout, (E, tp.irreps_out.dim)."""
         a, b = self.lin_a(x_i), self.lin_b(x_j)
         ab = torch.cat([a, b], dim=1)[:, self._perm]
         w = self.weights(torch.cat([radial, x_i[:, : self.n_scalar], x_j[:, : self.n_scalar]], dim=1))
-        return self.lin_out(self.tp(ab, sh, w))
+        return self.tp(ab, sh, w)
+
+    def forward(self, x_i, x_j, sh, radial):
+        return self.readout(self.features(x_i, x_j, sh, radial))
 
 
 def _concat_permutation(irreps: o3.Irreps, both: o3.Irreps) -> torch.Tensor:
@@ -117,3 +122,100 @@ def _concat_permutation(irreps: o3.Irreps, both: o3.Irreps) -> torch.Tensor:
                 order.extend(range(irreps.dim + slices[k].start, irreps.dim + slices[k].stop))
     return torch.tensor(order, dtype=torch.long)
 
+
+
+class TypedLinear(nn.Module):
+    """Equivariant linear map with one explicit (U_T, V_T) weight matrix per irrep type T.
+
+    Same function class as ``o3.Linear``, but the weights are laid out so that the layer can be fitted
+    *exactly* by (masked) ridge regression on fixed input features (:meth:`fit`): the final readouts of
+    the Hamiltonian heads are solved, not just descended, which removes the ill-conditioning that makes
+    gradient descent slow to resolve small geometric differences.
+    Shapes: (..., irreps_in.dim) -> (..., irreps_out.dim); scalars (0e) outputs get a bias.
+    """
+
+    def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps):
+        super().__init__()
+        self.irreps_in, self.irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
+        self.types = []  # (irrep, U inputs, V outputs, has bias) per output irrep type
+        for t, ir in enumerate(sorted({ir for _, ir in self.irreps_out})):
+            idx_in = _type_indices(self.irreps_in, ir)
+            idx_out = _type_indices(self.irreps_out, ir)
+            u, v = idx_in.shape[0], idx_out.shape[0]
+            self.register_buffer(f"in_{t}", idx_in.reshape(-1))
+            self.register_buffer(f"out_{t}", idx_out.reshape(-1))
+            has_bias = ir.l == 0 and ir.p == 1
+            self.types.append((ir, u, v, has_bias))
+            if u > 0:  # only parameters that take part in the output (DDP requires it)
+                self.register_parameter(f"weight_{t}", nn.Parameter(torch.randn(u, v) / u ** 0.5))
+            if has_bias:
+                self.register_parameter(f"bias_{t}", nn.Parameter(torch.zeros(v)))
+
+    def type_features(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        ir, u = self.types[t][:2]
+        return x[..., getattr(self, f"in_{t}")].reshape(*x.shape[:-1], u, ir.dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.new_zeros(*x.shape[:-1], self.irreps_out.dim)
+        for t, (ir, u, v, has_bias) in enumerate(self.types):
+            y = x.new_zeros(*x.shape[:-1], v, ir.dim)
+            if u > 0:
+                y = y + torch.einsum("...um,uv->...vm", self.type_features(x, t), getattr(self, f"weight_{t}"))
+            if has_bias:
+                y = y + getattr(self, f"bias_{t}")[:, None]
+            out[..., getattr(self, f"out_{t}")] = y.reshape(*x.shape[:-1], v * ir.dim)
+        return out
+
+    # -- exact fitting -------------------------------------------------------------------------
+    def normal_equations(self) -> list:
+        """Zeroed accumulators: per type, Gram (V, U+1, U+1) and cross terms (V, U+1)."""
+        dev = getattr(self, "in_0").device
+        return [[torch.zeros(v, u + 1, u + 1, dtype=torch.float64, device=dev),
+                 torch.zeros(v, u + 1, dtype=torch.float64, device=dev)] for ir, u, v, _ in self.types]
+
+    @torch.no_grad()
+    def accumulate(self, acc: list, x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
+        """Add samples: features x (S, in.dim), wanted outputs (S, out.dim), valid-output mask (S, out.dim)."""
+        for t, (ir, u, v, has_bias) in enumerate(self.types):
+            f = self.type_features(x, t).double()                                   # (S, U, m)
+            one = torch.ones(f.shape[0], 1, ir.dim, dtype=f.dtype, device=f.device)
+            f = torch.cat([f, one if has_bias else 0 * one], dim=1)                # (S, U+1, m)
+            idx = getattr(self, f"out_{t}")
+            y = target[:, idx].reshape(-1, v, ir.dim).double()                     # (S, V, m)
+            w = mask[:, idx].reshape(-1, v, ir.dim)[..., 0].double()                # (S, V)
+            acc[t][0] += torch.einsum("sv,sam,sbm->vab", w, f, f)
+            acc[t][1] += torch.einsum("sv,sam,svm->va", w, f, y)
+
+    @torch.no_grad()
+    def solve(self, acc: list, ridge: float = 1e-8) -> None:
+        """Set weights (and biases) to the ridge-regression solution of the accumulated equations."""
+        for t, (ir, u, v, has_bias) in enumerate(self.types):
+            g, c = acc[t]
+            if self.distributed():
+                torch.distributed.all_reduce(g)
+                torch.distributed.all_reduce(c)
+            n = g.shape[-1]
+            scale = torch.diagonal(g, dim1=-2, dim2=-1).mean(-1).clamp_min(1e-12)   # (V,)
+            reg = g + (ridge * scale)[:, None, None] * torch.eye(n, dtype=g.dtype, device=g.device)
+            sol = torch.linalg.solve(reg, c.unsqueeze(-1)).squeeze(-1)               # (V, U+1)
+            if u > 0:
+                w = getattr(self, f"weight_{t}")
+                w.copy_(sol[:, :u].T.to(w.dtype))
+            if has_bias:
+                b = getattr(self, f"bias_{t}")
+                b.copy_(sol[:, u].to(b.dtype))
+
+    @staticmethod
+    def distributed() -> bool:
+        return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _type_indices(irreps: o3.Irreps, ir: o3.Irrep) -> torch.Tensor:
+    """(U, 2l+1) feature indices of every copy of ``ir`` in ``irreps`` (in order)."""
+    rows = []
+    for sl, (mul, ir2) in zip(irreps.slices(), irreps):
+        if ir2 == ir:
+            for k in range(mul):
+                start = sl.start + k * ir.dim
+                rows.append(list(range(start, start + ir.dim)))
+    return torch.tensor(rows, dtype=torch.long).reshape(len(rows), ir.dim)

@@ -25,6 +25,8 @@ class TrainConfig:
     schedule: str = "cosine"          # cosine | plateau
     grad_clip: float = 1.0
     ema_decay: float = 0.99
+    refit_every: int = 5              # epochs between exact (ridge) refits of the readouts; 0: never
+    refit_ridge: float = 1e-7         # relative ridge of the readout refits
     mse_weight: float = 1.0
     mae_weight: float = 1.0
     diag_weight: float = 1.0

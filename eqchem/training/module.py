@@ -65,6 +65,29 @@ class HamiltonianTask(L.LightningModule):
         self.log("train_mae_uEh", all_abs.mean() * MICRO_HARTREE, batch_size=n, prog_bar=True, sync_dist=True)
         return loss
 
+    def on_train_epoch_start(self):
+        c = self.cfg
+        if c.refit_every > 0 and self.current_epoch % c.refit_every == 0:
+            self.refit(self.trainer.train_dataloader)
+
+    @torch.no_grad()
+    def refit(self, loader) -> None:
+        """Exact ridge refit of the readouts on the training data, for the body that is validated and
+        shipped (the EMA weights); the raw weights take the same readouts and training goes on."""
+        prefixes = ("diag_readout.", "pair_head.readout.")
+        was_training = self.model.training
+        self.model.eval()
+        batches = ({k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in b.items()} for b in loader)
+        with self.ema_weights():
+            self.model.refit_readouts(batches, self.cfg.refit_ridge)
+            solved = {n: p.detach().clone() for n, p in self.model.named_parameters() if n.startswith(prefixes)}
+            if self.ema is not None:
+                self.ema.copy_from(self.model, prefixes)
+        for n, p in self.model.named_parameters():
+            if n in solved:
+                p.copy_(solved[n])
+        self.model.train(was_training)
+
     def on_train_batch_end(self, outputs, batch, batch_idx):
         if self.ema is not None:
             self.ema.update(self.model)
@@ -139,6 +162,13 @@ class ExponentialMovingAverage:
             if s.device != p.device or s.dtype != p.dtype:
                 s = self.shadow[n] = s.to(p)
             s.mul_(self.decay).add_(p.detach(), alpha=1 - self.decay)
+
+    @torch.no_grad()
+    def copy_from(self, module: torch.nn.Module, prefixes: tuple[str, ...]) -> None:
+        """Set the shadows of parameters whose names start with ``prefixes`` to their current values."""
+        for n, p in module.named_parameters():
+            if n.startswith(prefixes):
+                self.shadow[n] = p.detach().clone()
 
     def reset(self, module: torch.nn.Module) -> None:
         self.shadow = {n: p.detach().clone() for n, p in module.named_parameters()}

@@ -159,6 +159,9 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
         task = HamiltonianTask.load_from_checkpoint(best, weights_only=False)
         metrics = {**metrics, **_validate(task, loader(val_ds, False))}
     net = task.inference_model().cpu()
+    if cfg.refit_every > 0:  # final readouts solved for the shipped (EMA) body on all training data
+        net.refit_readouts(loader(train_ds, False), cfg.refit_ridge)
+        metrics = {**metrics, **_validate_net(net, loader(val_ds, False))}
     if trainer.global_rank == 0:
         natoms = [len(s.numbers) for s in stats_samples]
         meta = {
@@ -184,10 +187,15 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
 @torch.no_grad()
 def _validate(task, loader) -> dict:
     """Validation MAE (µEh) of the shipped (EMA) weights, all / diagonal / off-diagonal elements."""
+    return _validate_net(task.inference_model(), loader)
+
+
+@torch.no_grad()
+def _validate_net(net, loader) -> dict:
     from ..units import MICRO_HARTREE
     from .module import block_errors
 
-    net = task.inference_model().eval()
+    net = net.eval()
     d_all, o_all = [], []
     for batch in loader:
         pred = net(batch["numbers"], batch["pos"], batch["batch"], batch["pair_index"])
