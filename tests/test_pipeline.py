@@ -233,3 +233,10 @@ def test_ddp_training_on_two_cpu_processes(water_data):
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert eqchem.load_model(out).metadata["n_train_structures"] == 13
+
+
+def test_resume_refuses_a_changed_config(water_data, run_cli):
+    code, out = run_cli("train", water_data / "water.h5", "--out", water_data / "model3.pt", "--max-epochs", "5",
+                        "--batch-size", "2", "--split-by", "structure", "--val-fraction", "0.2",
+                        "--run-dir", water_data / "model_run", "--resume")
+    assert code != 0 and "config changed" in out and "batch_size" in out

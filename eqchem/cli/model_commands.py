@@ -45,6 +45,8 @@ def train(
     })
     console.print("[bold]resolved config[/]\n" + cfg.dump(), highlight=False)
     report = run_train(data, out, cfg, run_dir=run_dir, log=lambda m: console.print(m, highlight=False))
+    if report.rank != 0:
+        return
     console.print(f"wrote {report.model_path}: {report.n_train} training / {report.n_val} validation structures, "
                   f"{report.epochs} epochs, {report.seconds:.0f} s", highlight=False)
     for k, v in report.metrics.items():
@@ -107,7 +109,7 @@ def predict(
 
             converged, cycles = r.refine()
             rec["scf_cycles"] = cycles
-            rec["scf_cycles_minao"] = run_scf(make_scf(r.mole, r._settings()))
+            rec["scf_cycles_minao"] = run_scf(make_scf(r.mole, r.dft_settings()))
             rec["refined_energy_hartree"] = converged.settings["energy"]
             r.settings["energy"] = converged.settings["energy"]
         if energy and "energy" not in r.settings:

@@ -74,14 +74,15 @@ class OrbitalResult:
         """A PySCF RKS object with mo_energy, mo_coeff and mo_occ set (for PySCF's analysis tools)."""
         from ..dft.runner import make_scf
 
-        mf = make_scf(self.mole, self._settings())
+        mf = make_scf(self.mole, self.dft_settings())
         mf.mo_energy = self.orbital_energies.copy()
         mf.mo_coeff = self.orbital_coefficients.copy()
         mf.mo_occ = self.mo_occ
         mf.converged = False  # orbitals are predicted, not converged
         return mf
 
-    def _settings(self):
+    def dft_settings(self):
+        """The model data's level of theory as DFTSettings (functional, basis, grid, conv_tol)."""
         from ..dft.runner import DFTSettings
 
         return DFTSettings(xc=self.xc or "b3lyp", basis=self.basis,
@@ -92,14 +93,14 @@ class OrbitalResult:
         """DFT total energy (Eh) of the predicted density, evaluated non-self-consistently."""
         from ..dft.runner import make_scf
 
-        mf = make_scf(self.mole, self._settings())
+        mf = make_scf(self.mole, self.dft_settings())
         return float(mf.energy_tot(dm=self.density_matrix))
 
     def refine(self, conv_tol: float | None = None) -> tuple["OrbitalResult", int]:
         """Converge PySCF's SCF from the predicted density; returns (converged result, SCF cycles)."""
         from ..dft.runner import make_scf, run_scf
 
-        settings = self._settings()
+        settings = self.dft_settings()
         if conv_tol is not None:
             from dataclasses import replace
 

@@ -29,6 +29,7 @@ class TrainReport:
     epochs: int = 0
     seconds: float = 0.0
     checkpoint_dir: Path | None = None
+    rank: int = 0                     # global rank (DDP): only rank 0 writes and reports
 
 
 def open_datasets(paths: Sequence[str | Path]) -> list[H5Dataset]:
@@ -148,10 +149,10 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
         default_root_dir=run_dir, enable_progress_bar=sys.stdout.isatty(), enable_model_summary=False,
         check_val_every_n_epoch=cfg.val_every, log_every_n_steps=1, deterministic=False,
     )
-    last = run_dir / "checkpoints" / "last.ckpt"
-    ckpt_path = str(last) if cfg.resume and last.exists() else None
+    ckpt_path = resume_checkpoint(run_dir, cfg) if cfg.resume else None
     if ckpt_path:
-        log(f"resuming from {last}")
+        log(f"resuming from {ckpt_path}")
+    _record_config(run_dir, cfg)
     trainer.fit(task, loader(train_ds, True), loader(val_ds, False), ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
     best = ckpt.best_model_path
@@ -181,7 +182,33 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
         meta = _plain(meta)
         save_model(out, net, meta)
     return TrainReport(out, metrics, len(train_ds), len(val_ds), int(trainer.current_epoch),
-                       time.time() - t0, run_dir / "checkpoints")
+                       time.time() - t0, run_dir / "checkpoints", int(trainer.global_rank))
+
+
+_RESUMABLE_CHANGES = {"resume", "max_epochs", "max_time_minutes", "devices", "num_nodes", "accelerator",
+                      "num_workers", "early_stopping_patience"}
+
+
+def resume_checkpoint(run_dir: Path, cfg: TrainConfig) -> str | None:
+    """Newest checkpoint of a run (Lightning's Slurm 'hpc_ckpt_*' saved on the requeue signal, or
+    'last.ckpt'); refuses to resume a run whose configuration changed."""
+    import yaml
+
+    saved = run_dir / "train_config.yaml"
+    if saved.exists():
+        old = yaml.safe_load(saved.read_text())
+        new = cfg.to_dict()
+        changed = sorted(k for k in set(old) | set(new) if k not in _RESUMABLE_CHANGES and old.get(k) != new.get(k))
+        if changed:
+            raise DataError(f"cannot resume {run_dir}: the training config changed ({', '.join(changed)}); "
+                            f"use a new --run-dir or the original settings")
+    candidates = list(run_dir.glob("hpc_ckpt_*.ckpt")) + list((run_dir / "checkpoints").glob("last*.ckpt"))
+    return str(max(candidates, key=lambda p: p.stat().st_mtime)) if candidates else None
+
+
+def _record_config(run_dir: Path, cfg: TrainConfig) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "train_config.yaml").write_text(cfg.dump())
 
 
 @torch.no_grad()
