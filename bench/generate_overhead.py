@@ -69,8 +69,8 @@ def bare_worker(xyz: Path, out: Path, xc: str, basis: str, grid_level: int, conv
         mf.max_cycle = 100
         mf.kernel()
         # what eqchem computes besides the SCF, so that both do the same work
-        fock, dm = np.asarray(mf.get_fock()), np.asarray(mf.make_rdm1())
-        overlap, dipole = mol.intor_symmetric("int1e_ovlp"), mf.dip_moment(unit="Debye", verbose=0)
+        _ = (np.asarray(mf.get_fock()), np.asarray(mf.make_rdm1()),
+             mol.intor_symmetric("int1e_ovlp"), mf.dip_moment(unit="Debye", verbose=0))
         results[name] = {"energy": float(mf.e_tot), "converged": bool(mf.converged),
                          "seconds": time.perf_counter() - t0}
     out.write_text(json.dumps({"loop_seconds": time.perf_counter() - t_loop, "results": results}))

@@ -83,6 +83,24 @@ def _json_plain(d):
     return json.loads(json.dumps(d, default=str))
 
 
+def train_or_reuse(data: list, model_path: Path, run_dir: Path, train_keys: list[str], cfg, retrain: bool):
+    """Train (or reuse an identical earlier model); returns (model, train seconds, epochs, val metrics)."""
+    from eqchem.inference.model_file import load_model
+    from eqchem.training.train import train
+
+    if not retrain and same_training(model_path, train_keys, cfg.to_dict()):
+        print(f"   reusing {model_path} (same training structures and config)", flush=True)
+        model = load_model(model_path)
+        return (model, float(model.metadata.get("train_seconds", float("nan"))),
+                int(model.metadata.get("epochs", 0)), model.metadata.get("metrics", {}))
+    print(f"   training ({cfg.max_epochs} epochs max"
+          f"{f', {cfg.max_time_minutes} min max' if cfg.max_time_minutes else ''})", flush=True)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    report = train(data, model_path, cfg, run_dir=run_dir, log=lambda m: print("   " + m, flush=True))
+    return load_model(model_path), report.seconds, report.epochs, report.metrics
+
+
 def same_training(model_path: Path, train_keys: list[str], cfg_dict: dict) -> bool:
     """True if ``model_path`` was trained on exactly these keys with this config (so it can be reused)."""
     if not model_path.exists():
@@ -198,10 +216,9 @@ def main() -> None:
     quiet_lightning()
 
     from eqchem.data.reader import H5Dataset
-    from eqchem.inference.model_file import load_model
     from eqchem.plots import learning_curve_plot
     from eqchem.training.config import TrainConfig
-    from eqchem.training.train import open_datasets, train
+    from eqchem.training.train import open_datasets
 
     open_datasets(data)  # one level of theory, or a clear error
     split = json.loads(Path(split_path).read_text())
@@ -253,20 +270,8 @@ def main() -> None:
         split_n.write_text(json.dumps({"train": sorted(subset), "val": parts["val"]}, indent=0))
         cfg = TrainConfig.load(a.config, {**overrides, "split_file": str(split_n)})
         model_path, run_dir = work / "models" / f"n{n}.pt", work / "runs" / f"n{n}"
-        if not a.retrain and same_training(model_path, subset, cfg.to_dict()):
-            print(f"\n== n_train = {n}: reusing {model_path} (same keys and config)", flush=True)
-            model = load_model(model_path)
-            seconds = float(model.metadata.get("train_seconds", float("nan")))
-            epochs = int(model.metadata.get("epochs", 0))
-            val = model.metadata.get("metrics", {})
-        else:
-            print(f"\n== n_train = {n}: training ({cfg.max_epochs} epochs max"
-                  f"{f', {cfg.max_time_minutes} min max' if cfg.max_time_minutes else ''})", flush=True)
-            if run_dir.exists():
-                shutil.rmtree(run_dir)
-            report = train(data, model_path, cfg, run_dir=run_dir, log=lambda m: print("   " + m, flush=True))
-            model = load_model(model_path)
-            seconds, epochs, val = report.seconds, report.epochs, report.metrics
+        print(f"\n== n_train = {n}", flush=True)
+        model, seconds, epochs, val = train_or_reuse(data, model_path, run_dir, subset, cfg, a.retrain)
         t0 = time.perf_counter()
         s = evaluate_keys(model, list(data), where, test_keys, a.eval_batch_size)
         print(f"   test: H MAE {s['h_mae_uEh']:.1f} µEh over {s['n_molecules']} molecules "

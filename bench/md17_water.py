@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -32,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from learning_curve import DEFAULT_CONFIG, ROOT, _json_plain, eqchem_command, machine, quiet_lightning, same_training  # noqa: E402
+from learning_curve import DEFAULT_CONFIG, ROOT, _json_plain, eqchem_command, machine, quiet_lightning, train_or_reuse  # noqa: E402
 
 R_OH, HOH_DEG = 0.9572, 104.52          # Å, degrees: experimental equilibrium geometry of water
 BOND_RANGE, ANGLE_RANGE = 0.15, 20.0    # ± Å, ± degrees (uniform)
@@ -132,9 +130,7 @@ def main() -> None:
     # 3. training, split by structure (explicit keys)
     quiet_lightning()
     from eqchem.inference.evaluate import evaluate
-    from eqchem.inference.model_file import load_model
     from eqchem.training.config import TrainConfig
-    from eqchem.training.train import train
 
     split_path = work / "split.json"
     split_path.write_text(json.dumps({"train": keys["train"], "val": keys["val"], "test": keys["test"]}, indent=0))
@@ -142,19 +138,8 @@ def main() -> None:
                                       "batch_size": a.batch_size, "split_by": "structure",
                                       "split_file": str(split_path)})
     model_path, run_dir = work / "model.pt", work / "model_run"
-    if not a.retrain and same_training(model_path, keys["train"], cfg.to_dict()):
-        print(f"reusing {model_path} (same training structures and config)", flush=True)
-        model = load_model(model_path)
-        train_seconds, epochs = float(model.metadata.get("train_seconds", float("nan"))), int(model.metadata.get("epochs", 0))
-        val = model.metadata.get("metrics", {})
-    else:
-        print(f"training on {len(keys['train'])} structures, validating on {len(keys['val'])} "
-              f"(max_epochs {cfg.max_epochs}, max_time {cfg.max_time_minutes or 'none'} min)", flush=True)
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        report = train([h5], model_path, cfg, run_dir=run_dir, log=lambda m: print("   " + m, flush=True))
-        model = load_model(model_path)
-        train_seconds, epochs, val = report.seconds, report.epochs, report.metrics
+    print(f"training on {len(keys['train'])} structures, validating on {len(keys['val'])}", flush=True)
+    model, train_seconds, epochs, val = train_or_reuse([h5], model_path, run_dir, keys["train"], cfg, a.retrain)
 
     # 4. test metrics
     t0 = time.perf_counter()

@@ -92,7 +92,7 @@ def test_symmetric_and_shapes_for_a_mixed_batch(rng):
     assert torch.allclose(out["diag"], out["diag"].transpose(1, 2))
     # batched prediction equals one molecule at a time
     conv = AOConverter(net.layout)
-    a0 = e0 = 0
+    a0 = 0
     for z, r in mols:
         h_single = model_matrix(net, z, r)
         nao = sum(conv.q[int(x)].shape[1] for x in z)

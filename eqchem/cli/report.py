@@ -18,7 +18,7 @@ def print_data_info(path: Path) -> None:
     from ..io.elements import symbol
 
     ds = H5Dataset(path)
-    natoms, elements, converged = [], Counter(), 0
+    natoms, elements = [], Counter()
     for k in ds.keys():
         z = ds.numbers(k)
         natoms.append(len(z))
