@@ -240,3 +240,28 @@ def test_resume_refuses_a_changed_config(water_data, run_cli):
                         "--batch-size", "2", "--split-by", "structure", "--val-fraction", "0.2",
                         "--run-dir", water_data / "model_run", "--resume")
     assert code != 0 and "config changed" in out and "batch_size" in out
+
+
+def test_resume_prefers_the_newest_checkpoint_and_slurm_is_detected(water_data, monkeypatch):
+    """A Slurm requeue checkpoint (hpc_ckpt_*, written by Lightning on SIGUSR1) newer than last.ckpt wins."""
+    import os
+    import shutil
+
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    from eqchem.training.config import TrainConfig
+    from eqchem.training.train import resume_checkpoint
+
+    run_dir = water_data / "requeue_run"
+    shutil.copytree(water_data / "model_run", run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    cfg = TrainConfig.from_dict({k: v for k, v in __import__("yaml").safe_load(
+        (run_dir / "train_config.yaml").read_text()).items()})
+    assert resume_checkpoint(run_dir, cfg) == str(last)
+    hpc = run_dir / "hpc_ckpt_1.ckpt"
+    shutil.copy(last, hpc)
+    os.utime(hpc, (last.stat().st_mtime + 10, last.stat().st_mtime + 10))
+    assert resume_checkpoint(run_dir, cfg) == str(hpc)
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("SLURM_JOB_NAME", "train")
+    assert SLURMEnvironment.detect()
