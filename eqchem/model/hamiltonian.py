@@ -28,6 +28,9 @@ class HamiltonianModel(nn.Module):
     block-diagonal e3nn Wigner matrices of the slots; atom permutations permute blocks.
     """
 
+    READOUT_PREFIXES = ("diag_readout.", "pair_head.readout.")
+    """Names of the parameters that :meth:`refit_readouts` solves."""
+
     def __init__(self, layout: BasisLayout, config: ModelConfig, avg_neighbors: float = 8.0):
         super().__init__()
         self.layout = layout

@@ -74,7 +74,7 @@ class HamiltonianTask(L.LightningModule):
     def refit(self, loader) -> None:
         """Exact ridge refit of the readouts on the training data, for the body that is validated and
         shipped (the EMA weights); the raw weights take the same readouts and training goes on."""
-        prefixes = ("diag_readout.", "pair_head.readout.")
+        prefixes = self.model.READOUT_PREFIXES
         was_training = self.model.training
         self.model.eval()
         batches = ({k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in b.items()} for b in loader)

@@ -158,8 +158,9 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
     best = ckpt.best_model_path
     if best:
         task = HamiltonianTask.load_from_checkpoint(best, weights_only=False)
-        metrics = {**metrics, **_validate(task, loader(val_ds, False))}
     net = task.inference_model().cpu()
+    if best:
+        metrics = {**metrics, **_validate_net(net, loader(val_ds, False))}
     if cfg.refit_every > 0:  # final readouts solved for the shipped (EMA) body on all training data
         net.refit_readouts(loader(train_ds, False), cfg.refit_ridge)
         metrics = {**metrics, **_validate_net(net, loader(val_ds, False))}
@@ -212,13 +213,8 @@ def _record_config(run_dir: Path, cfg: TrainConfig) -> None:
 
 
 @torch.no_grad()
-def _validate(task, loader) -> dict:
-    """Validation MAE (µEh) of the shipped (EMA) weights, all / diagonal / off-diagonal elements."""
-    return _validate_net(task.inference_model(), loader)
-
-
-@torch.no_grad()
 def _validate_net(net, loader) -> dict:
+    """Validation MAE (µEh) of a network, all / diagonal / off-diagonal elements."""
     from ..units import MICRO_HARTREE
     from .module import block_errors
 
