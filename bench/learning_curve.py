@@ -83,11 +83,22 @@ def _json_plain(d):
     return json.loads(json.dumps(d, default=str))
 
 
+def ensure_guesses(data: list, cfg) -> None:
+    """Δ-models (``model.baseline`` set): compute the missing guess Hamiltonians (``eqchem guess``)."""
+    if cfg.model.baseline == "none":
+        return
+    cmd = [eqchem_command(), "guess", *map(str, data), "--kind", cfg.model.baseline]
+    print("$ eqchem " + " ".join(cmd[1:]), flush=True)
+    if subprocess.run(cmd).returncode != 0:
+        sys.exit("eqchem guess failed")
+
+
 def train_or_reuse(data: list, model_path: Path, run_dir: Path, train_keys: list[str], cfg, retrain: bool):
     """Train (or reuse an identical earlier model); returns (model, train seconds, epochs, val metrics)."""
     from eqchem.inference.model_file import load_model
     from eqchem.training.train import train
 
+    ensure_guesses(data, cfg)
     if not retrain and same_training(model_path, train_keys, cfg.to_dict()):
         print(f"   reusing {model_path} (same training structures and config)", flush=True)
         model = load_model(model_path)

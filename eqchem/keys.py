@@ -46,3 +46,8 @@ SECONDS = "seconds"                     # float, wall time of the DFT run
 REASON = "reason"                       # str (failures only)
 
 REQUIRED_DATASETS = (ATOMIC_NUMBERS, POSITIONS, HAMILTONIAN, OVERLAP, ENERGY)
+
+# --- guess files (<data>.guess.h5, the baselines of Δ-models; eqchem.data.guess_file) ---------
+GUESS_KIND = "guess_kind"               # root attr, str, e.g. "minao-fock"
+GUESS_SUFFIX = ".guess.h5"              # file name: data file stem + this suffix
+GUESS_HAMILTONIANS = "guess_hamiltonians"  # group: /guess_hamiltonians/<key> (nao, nao) float64, Eh

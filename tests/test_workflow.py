@@ -108,6 +108,11 @@ def test_slurm_dry_run_resolves_full_dag(tmp_path):
     assert "gres=gpu:4" in out and "nodes=2" in out and "mpi=srun" in out and "tasks_per_node=4" in out
     assert re.search(r"srun --nodes=2 --ntasks-per-node=4 eqchem train .* --accelerator gpu --devices 4", out), out[-3000:]
 
+    # a Δ-model adds the guess job between merge and train
+    out = snakemake(tmp_path, "-n", "train", "--config", "train={baseline: minao-fock}", profile="slurm").stdout
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.M))
+    assert counts.get("guess") == "1" and "eqchem guess" in out and "--baseline minao-fock" in out, out[-3000:]
+
 
 # ------------------------------------------------------------------------------------------------------------------
 # (b) tiny end-to-end run

@@ -1,4 +1,4 @@
-"""``eqchem generate``, ``eqchem merge``, ``eqchem info``."""
+"""``eqchem generate``, ``eqchem merge``, ``eqchem guess``, ``eqchem info``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -93,6 +93,23 @@ def merge(
     r = run_merge(shards, out)
     console.print(f"merged {len(shards)} shard(s): {r.molecules} structures, {r.failures} failures, "
                   f"{r.duplicates} duplicate key(s) skipped -> {out}", highlight=False)
+
+
+@app.command()
+@user_errors
+def guess(
+    data: List[Path] = typer.Argument(..., help="eqchem HDF5 data files."),
+    kind: str = typer.Option("minao-fock", "--kind", help="Guess Hamiltonian (see eqchem.dft.guess)."),
+):
+    """Precompute the guess Hamiltonians a Δ-model corrects (DATA.h5 -> DATA.guess.h5, resumable)."""
+    from ..data.guess_file import guess_path, present_keys, write_guesses
+    from ..data.reader import H5Dataset
+
+    for path in data:
+        n = len(set(H5Dataset(path).keys()) - present_keys(path))
+        with ProgressReporter(f"guess {path.name}", n) as progress:
+            done, skipped = write_guesses(path, kind, on_done=lambda key: progress.advance(key))
+        console.print(f"{path}: {done} computed, {skipped} already present -> {guess_path(path)}", highlight=False)
 
 
 @app.command()

@@ -24,6 +24,8 @@ def train(
     batch_size: Optional[int] = typer.Option(None, help="Molecules per batch (per device)."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (AdamW)."),
     target: Optional[str] = typer.Option(None, help="hamiltonian or density_matrix."),
+    baseline: Optional[str] = typer.Option(None, help="none, or minao-fock: a Δ-model correcting a guess "
+                                                       "Hamiltonian (precompute it with `eqchem guess DATA`)."),
     devices: Optional[str] = typer.Option(None, help="auto, or number of devices (several -> DDP)."),
     num_nodes: Optional[int] = typer.Option(None, help="Nodes (multi-node DDP, e.g. under Slurm)."),
     accelerator: Optional[str] = typer.Option(None, help="auto, cpu, gpu."),
@@ -40,7 +42,7 @@ def train(
     cfg = TrainConfig.load(config, {
         "val_fraction": val_fraction, "split_by": split_by, "split_file": str(split_file) if split_file else None,
         "max_epochs": max_epochs, "max_time_minutes": max_time, "batch_size": batch_size, "lr": lr,
-        "model.target": target, "devices": devices, "num_nodes": num_nodes, "accelerator": accelerator,
+        "model.target": target, "model.baseline": baseline, "devices": devices, "num_nodes": num_nodes, "accelerator": accelerator,
         "dtype": dtype, "seed": seed, "resume": resume or None,
     })
     console.print("[bold]resolved config[/]\n" + cfg.dump(), highlight=False)

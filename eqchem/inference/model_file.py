@@ -140,9 +140,14 @@ class EqchemModel:
             diag = res["diag"].double().cpu().numpy()
             offd = res["offd"].double().cpu().numpy()
             a0 = e0 = 0
-            for (n, e), z, p in zip(counts, numbers, pairs):
+            for (n, e), z, r, p in zip(counts, numbers, pos, pairs):
                 local = p - a0
-                out.append(self.converter.to_matrix(diag[a0:a0 + n], offd[e0:e0 + e], z, local))
+                m = self.converter.to_matrix(diag[a0:a0 + n], offd[e0:e0 + e], z, local)
+                if net.config.baseline != "none":  # Δ-model: add the guess it corrects
+                    from ..dft.guess import guess_hamiltonian
+
+                    m = m + guess_hamiltonian(z, r, self.basis, self.xc, net.config.baseline)
+                out.append(m)
                 a0 += n
                 e0 += e
         return out

@@ -22,7 +22,11 @@ class ModelConfig:
     cutoff: float = 5.0
     pair_cutoff: float = 20.0
     pair_channels: str = "8,4,4"
+    diag_channels: int = 8            # copies of every block irrep made by the diagonal head's self product
+    radial: str = "gaussian"          # gaussian | log_gaussian | bessel (eqchem.model.radial)
+    pair_num_basis: int = 0           # radial functions of the pair head; 0: 2 * num_basis
     target: str = "hamiltonian"
+    baseline: str = "none"            # none | minao-fock: Δ-model of target - guess (eqchem.dft.guess)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -33,4 +37,7 @@ class ModelConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-        return cls(**d)
+        cfg = cls(**d)
+        if cfg.baseline not in ("none", "minao-fock"):
+            raise ValueError(f"unknown baseline {cfg.baseline!r} (none or minao-fock)")
+        return cfg

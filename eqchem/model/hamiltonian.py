@@ -49,8 +49,9 @@ class HamiltonianModel(nn.Module):
         n0 = self.irreps.count((0, 1))
 
         self.embedding = nn.Embedding(len(elements), n0)
-        self.radial = RadialEmbedding(config.cutoff, config.num_basis)
-        self.pair_radial = RadialEmbedding(config.pair_cutoff, 2 * config.num_basis)
+        n_pair = config.pair_num_basis or 2 * config.num_basis
+        self.radial = RadialEmbedding(config.cutoff, config.num_basis, config.radial)
+        self.pair_radial = RadialEmbedding(config.pair_cutoff, n_pair, config.radial)
         self.layers = nn.ModuleList(
             Interaction(self.irreps, self.irreps_sh, config.num_basis, config.radial_hidden, avg_neighbors)
             for _ in range(config.num_layers)
@@ -60,13 +61,13 @@ class HamiltonianModel(nn.Module):
         self.head_irreps = (o3.Irreps(f"{n_el}x0e") + self.irreps).simplify()
         # diagonal head: self tensor product of a reduced copy of the atom's features, then a readout
         # (exactly fittable) of [that product, the features themselves]
-        diag_hidden = o3.Irreps([(8, ir) for _, ir in out_irreps]).simplify()
+        diag_hidden = o3.Irreps([(config.diag_channels, ir) for _, ir in out_irreps]).simplify()
         self.diag_reduce = o3.Linear(self.head_irreps, pair_irreps)
         self.diag_tp = o3.FullyConnectedTensorProduct(pair_irreps, pair_irreps, diag_hidden)
         self.diag_readout = TypedLinear(diag_hidden + self.head_irreps, out_irreps)
         # off-diagonal head
         self.pair_head = PairTensorProduct(self.head_irreps, pair_irreps, self.irreps_pair_sh, out_irreps,
-                                           2 * config.num_basis, config.radial_hidden)
+                                           n_pair, config.radial_hidden)
         # output statistics in irreps space (set from training data): scale per irrep copy, per-element
         # mean of the invariant (0e) part of diagonal blocks
         dim = out_irreps.dim

@@ -54,12 +54,35 @@ class GaussianBasis(nn.Module):
         return torch.exp(-(((r[:, None] - self.centers) / self.width) ** 2)) * 1.5
 
 
+class LogGaussianBasis(nn.Module):
+    """Gaussians evenly spaced in ln r on [r_min, cutoff] Å: exp(-((ln r - ln mu_k) / w)^2); (E,) -> (E, n).
+
+    Resolution scales with distance (spacing w·r): bond lengths (~1 Å) are resolved to ~0.1 Å even with
+    a long pair cutoff, where matrix elements change fastest, while distant pairs get few, wide functions.
+    """
+
+    def __init__(self, cutoff: float, num_basis: int = 16, r_min: float = 0.5):
+        super().__init__()
+        self.register_buffer("centers", torch.linspace(math.log(r_min), math.log(cutoff), num_basis))
+        self.width = float(math.log(cutoff / r_min) / max(1, num_basis - 1))
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        u = torch.log(r.clamp_min(1e-6))[:, None]
+        return torch.exp(-(((u - self.centers) / self.width) ** 2)) * 1.5
+
+
+RADIAL_BASES = {"gaussian": GaussianBasis, "log_gaussian": LogGaussianBasis, "bessel": BesselBasis}
+
+
 class RadialEmbedding(nn.Module):
-    """Radial basis (Gaussian or Bessel) times the smooth cutoff envelope: (E,) Å -> (E, num_basis)."""
+    """Radial basis (``gaussian``, ``log_gaussian`` or ``bessel``) times the smooth cutoff envelope:
+    (E,) Å -> (E, num_basis)."""
 
     def __init__(self, cutoff: float, num_basis: int = 8, kind: str = "gaussian"):
         super().__init__()
-        self.basis = GaussianBasis(cutoff, num_basis) if kind == "gaussian" else BesselBasis(cutoff, num_basis)
+        if kind not in RADIAL_BASES:
+            raise ValueError(f"unknown radial basis {kind!r}; choose from {sorted(RADIAL_BASES)}")
+        self.basis = RADIAL_BASES[kind](cutoff, num_basis)
         self.envelope = PolynomialCutoff(cutoff)
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:

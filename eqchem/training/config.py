@@ -27,6 +27,8 @@ class TrainConfig:
     ema_decay: float = 0.99
     refit_every: int = 5              # epochs between exact (ridge) refits of the readouts; 0: never
     refit_ridge: float = 1e-7         # relative ridge of the readout refits
+    body_lr_scale: float = 1.0        # learning rate of everything but the readouts, relative to lr; 0 freezes
+                                      # the body: a random-feature model whose readouts are solved (refit_every > 0)
     mse_weight: float = 1.0
     mae_weight: float = 1.0
     diag_weight: float = 1.0

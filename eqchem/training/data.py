@@ -97,9 +97,14 @@ def target_matrix(record: Record, target: str) -> np.ndarray:
     return m
 
 
-def make_sample(record: Record, converter: AOConverter, pair_cutoff: float, target: str) -> Sample:
+def make_sample(record: Record, converter: AOConverter, pair_cutoff: float, target: str,
+                baseline: np.ndarray | None = None) -> Sample:
+    """Blocks of the target matrix (minus ``baseline`` (nao, nao) for Δ-models) of one record."""
     pairs = local_pairs(record.positions, pair_cutoff)
-    diag, offd, dmask, omask = converter.to_blocks(target_matrix(record, target), record.numbers, pairs)
+    matrix = target_matrix(record, target)
+    if baseline is not None:
+        matrix = matrix - baseline
+    diag, offd, dmask, omask = converter.to_blocks(matrix, record.numbers, pairs)
     return Sample(record.key, record.numbers, record.positions, pairs, diag, offd, dmask, omask)
 
 
@@ -107,8 +112,9 @@ class BlockDataset(torch.utils.data.Dataset):
     """Samples of one or more HDF5 files (lazy; converted samples are cached in memory)."""
 
     def __init__(self, sources: list[tuple[H5Dataset, str]], layout: BasisLayout, pair_cutoff: float,
-                 target: str = "hamiltonian", cache: bool = True):
+                 target: str = "hamiltonian", cache: bool = True, guesses: dict | None = None):
         self.sources = sources  # (dataset, key)
+        self.guesses = guesses  # Δ-models: {data path: GuessFile}; targets are matrix - guess
         self.layout = layout
         self.pair_cutoff = pair_cutoff
         self.target = target
@@ -122,7 +128,8 @@ class BlockDataset(torch.utils.data.Dataset):
         if self.cache is not None and idx in self.cache:
             return self.cache[idx]
         ds, key = self.sources[idx]
-        s = make_sample(ds[key], self.converter, self.pair_cutoff, self.target)
+        base = self.guesses[ds.path][key] if self.guesses is not None else None
+        s = make_sample(ds[key], self.converter, self.pair_cutoff, self.target, base)
         if self.cache is not None:
             self.cache[idx] = s
         return s

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import lightning as L
 import torch
@@ -120,7 +121,16 @@ class HamiltonianTask(L.LightningModule):
 
     def configure_optimizers(self):
         c = self.cfg
-        opt = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        prefixes = self.model.READOUT_PREFIXES
+        readout = [p for n, p in self.model.named_parameters() if n.startswith(prefixes)]
+        body = [p for n, p in self.model.named_parameters() if not n.startswith(prefixes)]
+        groups = [{"params": readout, "lr": c.lr}]
+        if c.body_lr_scale > 0:
+            groups.append({"params": body, "lr": c.lr * c.body_lr_scale})
+        else:  # frozen body (random features): only the readouts change
+            for p in body:
+                p.requires_grad_(False)
+        opt = torch.optim.AdamW(groups, lr=c.lr, weight_decay=c.weight_decay)
         if c.schedule == "plateau":
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=5, min_lr=c.min_lr)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}
@@ -128,11 +138,16 @@ class HamiltonianTask(L.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warm = c.warmup_epochs * steps_per_epoch
         floor = c.min_lr / c.lr
+        budget = 60.0 * c.max_time_minutes if c.max_time_minutes else None
+        start = time.monotonic()
 
         def factor(step):
             if step < warm:
                 return (step + 1) / warm
-            t = min(1.0, (step - warm) / max(1, total - warm))
+            t = (step - warm) / max(1, total - warm)
+            if budget:  # a wall-time budget: anneal over whichever runs out first, epochs or time
+                t = max(t, (time.monotonic() - start) / budget)
+            t = min(1.0, t)
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)

@@ -107,8 +107,19 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
     val_keys = [k for k in split["val"]
                 if set(int(z) for z in dss[where[k][0]].numbers(k)) <= set(elements)]
 
+    guesses = None
+    if cfg.model.baseline != "none":  # Δ-model: targets minus precomputed guesses (no PySCF here)
+        from ..data.guess_file import GuessFile
+
+        guesses = {ds.path: GuessFile(ds.path, cfg.model.baseline) for ds in dss}
+        missing = [k for k in split["train"] + val_keys if k not in guesses[dss[where[k][0]].path]]
+        if missing:
+            raise DataError(f"{len(missing)} structures have no '{cfg.model.baseline}' guess (e.g. {missing[0]}); "
+                            f"run: eqchem guess {' '.join(str(ds.path) for ds in dss)}")
+
     def make(keys_):
-        return BlockDataset([(dss[where[k][0]], k) for k in keys_], layout, cfg.model.pair_cutoff, cfg.model.target)
+        return BlockDataset([(dss[where[k][0]], k) for k in keys_], layout, cfg.model.pair_cutoff, cfg.model.target,
+                            guesses=guesses)
 
     train_ds, val_ds = make(split["train"]), make(val_keys)
     log(f"data: {len(train_ds)} training / {len(val_ds)} validation structures, "
