@@ -102,6 +102,8 @@ def train_or_reuse(data: list, model_path: Path, run_dir: Path, train_keys: list
     if not retrain and same_training(model_path, train_keys, cfg.to_dict()):
         print(f"   reusing {model_path} (same training structures and config)", flush=True)
         model = load_model(model_path)
+        # a prediction-time setting, not a training one: take the config's
+        model.net.config.correction_overlap_cutoff = cfg.model.correction_overlap_cutoff
         return (model, float(model.metadata.get("train_seconds", float("nan"))),
                 int(model.metadata.get("epochs", 0)), model.metadata.get("metrics", {}))
     print(f"   training ({cfg.max_epochs} epochs max"
@@ -126,6 +128,7 @@ def same_training(model_path: Path, train_keys: list[str], cfg_dict: dict) -> bo
     new = _json_plain(cfg_dict)
     for d in (old, new):
         d.pop("resume", None)
+        (d.get("model") or {}).pop("correction_overlap_cutoff", None)  # applied at prediction only
     return sorted(meta.get("train_keys") or []) == sorted(train_keys) and _json_plain(old) == new
 
 

@@ -78,9 +78,39 @@ def test_delta_training_needs_guesses_then_predicts_guess_plus_correction(delta_
     bare = m.predict_matrices([(numbers, pos)])[0]
     m.net.config.baseline = "minao-fock"
     assert np.allclose(res.hamiltonian, bare + guess_hamiltonian(numbers, pos, "sto-3g", "pbe"), atol=1e-10)
+    m.net.config.correction_overlap_cutoff = 0.5  # projected correction (STO-3G water: a few directions)
+    from eqchem.dft.guess import filter_correction, guess_and_overlap
+
+    g, s = guess_and_overlap(numbers, pos, "sto-3g", "pbe")
+    filtered = m.predict_matrices([(numbers, pos)])[0]
+    assert np.allclose(filtered, g + filter_correction(bare, s, 0.5), atol=1e-10)
+    assert not np.allclose(filtered, res.hamiltonian, atol=1e-6)
+    m.net.config.correction_overlap_cutoff = 0.0
     r = -basis.random_rotation(rng)  # improper: rotation and inversion
     perm = np.array([1, 2, 0])
     moved = eqchem.predict((numbers[perm], pos[perm] @ r.T + 1.5), model=m)
     assert np.allclose(moved.orbital_energies, res.orbital_energies, atol=1e-5)
     assert np.allclose(moved.mulliken_charges, res.mulliken_charges[perm], atol=1e-5)
     assert np.allclose(moved.dipole, r @ res.dipole, atol=1e-5)
+
+
+def test_correction_filter_removes_near_null_overlap_directions_equivariantly(rng):
+    from pyscf import gto
+
+    from eqchem.dft.guess import filter_correction
+
+    numbers, pos = np.array(ETHANOL[0]), np.array(ETHANOL[1])
+    mol = gto.M(atom=[[int(z), tuple(x)] for z, x in zip(numbers, pos)], basis="def2-svp", verbose=0)
+    s = mol.intor_symmetric("int1e_ovlp")
+    c = rng.normal(size=s.shape)
+    c = c + c.T
+    assert np.array_equal(filter_correction(c, s, 0.0), c)
+    out = filter_correction(c, s, 0.05)
+    w, u = np.linalg.eigh(s)
+    small, large = u[:, w < 0.05], u[:, w > 0.05]
+    assert small.shape[1] > 0
+    assert np.abs(small.T @ out).max() < 1e-10                       # nothing left along near-null directions
+    assert np.allclose(large.T @ out @ large, large.T @ c @ large)    # the rest untouched
+    r = -basis.random_rotation(rng)
+    d = basis.wigner_d_ao(mol, r)
+    assert np.abs(filter_correction(d @ c @ d.T, d @ s @ d.T, 0.05) - d @ out @ d.T).max() < 1e-10

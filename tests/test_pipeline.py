@@ -235,6 +235,28 @@ def test_ddp_training_on_two_cpu_processes(water_data):
     assert eqchem.load_model(out).metadata["n_train_structures"] == 13
 
 
+def test_ddp_metrics_match_a_single_process_run(water_data, tmp_path):
+    """With a frozen body the model is the exact ridge solution on all training data: two DDP processes
+    (Gram matrices all-reduced) and one process must give the same validation metrics."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "frozen.yaml"
+    cfg.write_text("model: {pair_channels: '8,4,4', diag_channels: 8}\nbody_lr_scale: 0.0\nrefit_every: 1\n"
+                   "refit_ridge: 1.0e-8\nema_decay: 0.0\nmax_epochs: 1\nsplit_by: structure\nval_fraction: 0.2\n"
+                   "dtype: float64\n")
+    metrics = []
+    for devices in ("1", "2"):
+        out = tmp_path / f"frozen_{devices}.pt"
+        res = subprocess.run([sys.executable, "-m", "eqchem.cli", "train", str(water_data / "water.h5"), "--out",
+                              str(out), "--config", str(cfg), "--batch-size", "2", "--devices", devices,
+                              "--accelerator", "cpu", "--run-dir", str(tmp_path / f"run_{devices}")],
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+        metrics.append(eqchem.load_model(out).metadata["metrics"]["val_mae_uEh"])
+    assert abs(metrics[0] - metrics[1]) <= 1e-6 * metrics[0], metrics
+
+
 def test_resume_refuses_a_changed_config(water_data, run_cli):
     code, out = run_cli("train", water_data / "water.h5", "--out", water_data / "model3.pt", "--max-epochs", "5",
                         "--batch-size", "2", "--split-by", "structure", "--val-fraction", "0.2",

@@ -41,9 +41,13 @@ def main() -> None:
     ap.add_argument("--scf-molecules", type=int, default=5)
     ap.add_argument("--notes", default="")
     ap.add_argument("--out", type=Path, default=None, help="default: eqchem/models/default.pt")
+    ap.add_argument("--correction-cutoff", type=float, default=None,
+                    help="Δ-models: set model.correction_overlap_cutoff (choose it on validation molecules)")
     a = ap.parse_args()
 
     model = load_model(a.model)
+    if a.correction_cutoff is not None:
+        model.net.config.correction_overlap_cutoff = a.correction_cutoff
     split = json.loads(a.split.read_text())
     test = set(split["test"])
     rows = []

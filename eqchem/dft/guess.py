@@ -31,6 +31,11 @@ def check_baseline(kind: str) -> None:
 
 def guess_hamiltonian(numbers, positions, basis: str, xc: str, kind: str = "minao-fock") -> np.ndarray:
     """(nao, nao) guess matrix in Eh, PySCF AO order, for atomic numbers (n,) and positions (n, 3) Å."""
+    return guess_and_overlap(numbers, positions, basis, xc, kind)[0]
+
+
+def guess_and_overlap(numbers, positions, basis: str, xc: str, kind: str = "minao-fock") -> tuple[np.ndarray, np.ndarray]:
+    """The guess matrix (Eh) and the AO overlap matrix, both (nao, nao) in PySCF AO order."""
     from pyscf import dft, gto
 
     check_baseline(kind)
@@ -40,17 +45,35 @@ def guess_hamiltonian(numbers, positions, basis: str, xc: str, kind: str = "mina
     frame, canonical = principal_axes_frame(numbers, positions)
     mol = gto.M(atom=[[int(z), tuple(map(float, r))] for z, r in zip(numbers, canonical)], basis=basis,
                 unit="Angstrom", spin=int(numbers.sum()) % 2, verbose=0)
+    d = wigner_d_ao(mol, frame)
+    overlap = d @ mol.intor_symmetric("int1e_ovlp") @ d.T
     if kind == "none":
-        return np.zeros((mol.nao, mol.nao))
+        return np.zeros((mol.nao, mol.nao)), overlap
     mf = dft.RKS(mol).density_fit(auxbasis=AUXBASIS)
     mf.xc = xc
     mf.grids.level = GRID_LEVEL
     mf.verbose = 0
     dm = mf.get_init_guess(mol, key="minao")
-    fock = mf.get_fock(dm=dm)
-    d = wigner_d_ao(mol, frame)
-    fock = d @ fock @ d.T
-    return np.asarray(0.5 * (fock + fock.T), dtype=np.float64)
+    fock = d @ mf.get_fock(dm=dm) @ d.T
+    return np.asarray(0.5 * (fock + fock.T), dtype=np.float64), overlap
+
+
+def filter_correction(correction: np.ndarray, overlap: np.ndarray, cutoff: float) -> np.ndarray:
+    """``P C P`` with ``P`` the projector on the eigenvectors of ``overlap`` with eigenvalues > ``cutoff``.
+
+    Why: in the generalized eigenproblem H C = S C ε an error δH along a near-null direction of S
+    (eigenvalue s) enters the orthogonalized matrix as δH / s; QM9 def2-SVP overlaps reach s ~ 3e-4, so
+    ~1 mEh of network error there becomes Eh-sized spurious orbital energies. Projecting those directions
+    out of the learned correction leaves the guess (a physical operator, consistent with S) in charge
+    of them. P is a spectral projector of S, so the filter keeps exact equivariance. Shapes (nao, nao).
+    """
+    if cutoff <= 0:
+        return correction
+    s, u = np.linalg.eigh(overlap)
+    keep = u[:, s > cutoff]
+    p = keep @ keep.T
+    out = p @ correction @ p
+    return 0.5 * (out + out.T)
 
 
 def principal_axes_frame(numbers, positions) -> tuple[np.ndarray, np.ndarray]:

@@ -84,6 +84,8 @@ class EqchemModel:
         card = {
             "path": str(self.path) if self.path else "(in memory)",
             "target": self.target,
+            "baseline": ("none (H from the geometry alone)" if self.net.config.baseline == "none" else
+                         f"{self.net.config.baseline}: a Δ-model; predictions add a PySCF guess Hamiltonian"),
             "level of theory": f"{self.xc} / {self.basis} (grid {m.get('grids_level', '?')}, "
                                f"conv_tol {m.get('conv_tol', '?')})",
             "functional (parsed)": m.get("xc_description", "?"),
@@ -144,9 +146,10 @@ class EqchemModel:
                 local = p - a0
                 m = self.converter.to_matrix(diag[a0:a0 + n], offd[e0:e0 + e], z, local)
                 if net.config.baseline != "none":  # Δ-model: add the guess it corrects
-                    from ..dft.guess import guess_hamiltonian
+                    from ..dft.guess import filter_correction, guess_and_overlap
 
-                    m = m + guess_hamiltonian(z, r, self.basis, self.xc, net.config.baseline)
+                    guess, overlap = guess_and_overlap(z, r, self.basis, self.xc, net.config.baseline)
+                    m = guess + filter_correction(m, overlap, net.config.correction_overlap_cutoff)
                 out.append(m)
                 a0 += n
                 e0 += e

@@ -27,6 +27,8 @@ class ModelConfig:
     pair_num_basis: int = 0           # radial functions of the pair head; 0: 2 * num_basis
     target: str = "hamiltonian"
     baseline: str = "none"            # none | minao-fock: Δ-model of target - guess (eqchem.dft.guess)
+    correction_overlap_cutoff: float = 0.0  # Δ-models: predicted corrections are projected onto overlap
+                                            # eigenvectors with eigenvalue > this (eqchem.dft.guess.filter_correction)
 
     def to_dict(self) -> dict:
         return asdict(self)

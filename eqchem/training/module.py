@@ -32,6 +32,10 @@ class HamiltonianTask(L.LightningModule):
         self.layout = BasisLayout.from_dict(layout)
         self.model = build_model(self.layout, self.cfg.model, avg_neighbors, self.dtype_)
         self.ema = ExponentialMovingAverage(self.model, self.cfg.ema_decay) if self.cfg.ema_decay > 0 else None
+        if self.cfg.body_lr_scale == 0:  # frozen body (random features), before any DDP wrapping
+            for n, p in self.model.named_parameters():
+                if not n.startswith(self.model.READOUT_PREFIXES):
+                    p.requires_grad_(False)
 
     @property
     def dtype_(self) -> torch.dtype:
@@ -127,9 +131,6 @@ class HamiltonianTask(L.LightningModule):
         groups = [{"params": readout, "lr": c.lr}]
         if c.body_lr_scale > 0:
             groups.append({"params": body, "lr": c.lr * c.body_lr_scale})
-        else:  # frozen body (random features): only the readouts change
-            for p in body:
-                p.requires_grad_(False)
         opt = torch.optim.AdamW(groups, lr=c.lr, weight_decay=c.weight_decay)
         if c.schedule == "plateau":
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=5, min_lr=c.min_lr)
