@@ -4,7 +4,8 @@ For every molecule, in one process and with the same number of threads for PyTor
 
 1. ``eqchem.predict`` with the model loaded once: one warm-up call, then the median of ``--repeats``
    calls; and, timed on their own (medians of as many calls), its two parts: the network
-   (``model.predict_matrices``: neighbour list, network, AO blocks -> matrix) and the post-processing
+   (``model.predict_matrices``: neighbour list, network, AO blocks -> matrix, and for a Δ-model the
+   guess Hamiltonian it corrects) and the post-processing
    after it (PySCF ``Mole`` and overlap, H C = S C ε, density, dipole, Mulliken charges);
 2. one PySCF Kohn–Sham SCF at the model's level of theory (default model: B3LYP/def2-SVP) with grid
    level 3 and conv_tol 1e-10 (or the model's data settings / ``--grid-level`` / ``--conv-tol``),
@@ -198,7 +199,8 @@ def main() -> None:
     footer = (f"Model {Path(str(model.path)).name} ({model.xc}/{model.basis}); PySCF {model.xc}/{model.basis}, grid "
               f"{grid}, conv_tol {conv_tol:g}, minao guess, run once. predict: median of {repeats} calls after a "
               f"warm-up (model loaded once, {load_seconds:.2f} s); its parts timed separately (medians): network = "
-              f"neighbour list + network + AO matrix; post-processing = Mole + overlap + diagonalization + "
+              f"neighbour list + network + AO matrix (for a Δ-model also its guess: one PySCF Fock build, which "
+              f"dominates); post-processing = Mole + overlap + diagonalization + "
               f"density/dipole/charges. "
               f"{threads} thread(s) for both, {m['cores']} cores ({m['cpu']}), CPU only.")
     if cli:
