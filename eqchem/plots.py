@@ -42,6 +42,13 @@ def learning_curve_plot(path: Path, sizes: Sequence[int], maes: Sequence[float],
 
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.loglog(sizes, maes, "o-", label=label or None)
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.xaxis.set_major_formatter(ScalarFormatter())  # plain numbers at the data points
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(list(sizes))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())  # a curve within one decade has only minor ticks
     ax.set_xlabel("training structures")
     ax.set_ylabel("test H MAE (µEh)")
     ax.grid(True, which="both", alpha=0.3)
