@@ -62,6 +62,8 @@ def test_delta_training_needs_guesses_then_predicts_guess_plus_correction(delta_
             "--split-by", "structure", "--val-fraction", "0.25", "--baseline", "minao-fock"]
     code, out = run_cli(*args)
     assert code != 0 and "eqchem guess" in out and "Traceback" not in out
+    code, out = run_cli("guess", d / "water.h5", "--kind", "huckel")
+    assert code != 0 and "unknown guess" in out and "Traceback" not in out
     code, out = run_cli("guess", d / "water.h5")
     assert code == 0 and "13 computed" in out
     code, out = run_cli("guess", d / "water.h5")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..basis import wigner_d_ao
+from ..errors import InputError
 
 BASELINES = ("none", "minao-fock")
 GRID_LEVEL = 1
@@ -26,7 +27,7 @@ AUXBASIS = "def2-universal-jkfit"
 
 def check_baseline(kind: str) -> None:
     if kind not in BASELINES:
-        raise ValueError(f"unknown baseline {kind!r}; choose from {BASELINES}")
+        raise InputError(f"unknown guess/baseline '{kind}'; choose from {', '.join(BASELINES)}")
 
 
 def guess_hamiltonian(numbers, positions, basis: str, xc: str, kind: str = "minao-fock") -> np.ndarray:

@@ -41,5 +41,7 @@ class ModelConfig:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
         cfg = cls(**d)
         if cfg.baseline not in ("none", "minao-fock"):
-            raise ValueError(f"unknown baseline {cfg.baseline!r} (none or minao-fock)")
+            from ..errors import EqchemError
+
+            raise EqchemError(f"unknown model baseline '{cfg.baseline}' (none or minao-fock)")
         return cfg
