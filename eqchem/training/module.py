@@ -141,13 +141,22 @@ class HamiltonianTask(L.LightningModule):
         floor = c.min_lr / c.lr
         budget = 60.0 * c.max_time_minutes if c.max_time_minutes else None
         start = time.monotonic()
+        from lightning.pytorch.callbacks import Timer
+
+        timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
+
+        def elapsed() -> float:
+            """Training seconds so far; Lightning's Timer carries them across --resume."""
+            if timer is not None:
+                return float(timer.time_elapsed("train") or 0.0)
+            return time.monotonic() - start
 
         def factor(step):
             if step < warm:
                 return (step + 1) / warm
             t = (step - warm) / max(1, total - warm)
             if budget:  # a wall-time budget: anneal over whichever runs out first, epochs or time
-                t = max(t, (time.monotonic() - start) / budget)
+                t = max(t, elapsed() / budget)
             t = min(1.0, t)
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
 

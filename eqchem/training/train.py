@@ -209,7 +209,13 @@ def resume_checkpoint(run_dir: Path, cfg: TrainConfig) -> str | None:
     saved = run_dir / "train_config.yaml"
     if saved.exists():
         old = yaml.safe_load(saved.read_text())
+        try:  # keys added to the config since that run take their defaults
+            old = TrainConfig.from_dict(old).to_dict()
+        except Exception:  # noqa: BLE001 - an unknown or broken saved config: compare as stored
+            pass
         new = cfg.to_dict()
+        for d in (old, new):  # prediction-time settings may change between runs
+            (d.get("model") or {}).pop("correction_overlap_cutoff", None)
         changed = sorted(k for k in set(old) | set(new) if k not in _RESUMABLE_CHANGES and old.get(k) != new.get(k))
         if changed:
             raise DataError(f"cannot resume {run_dir}: the training config changed ({', '.join(changed)}); "
