@@ -128,9 +128,12 @@ class HamiltonianTask(L.LightningModule):
         prefixes = self.model.READOUT_PREFIXES
         readout = [p for n, p in self.model.named_parameters() if n.startswith(prefixes)]
         body = [p for n, p in self.model.named_parameters() if not n.startswith(prefixes)]
-        groups = [{"params": readout, "lr": c.lr}]
-        if c.body_lr_scale > 0:
-            groups.append({"params": body, "lr": c.lr * c.body_lr_scale})
+        if c.body_lr_scale == 1.0:  # one group (the layout of checkpoints written before body_lr_scale)
+            groups = [{"params": [p for p in self.model.parameters() if p.requires_grad], "lr": c.lr}]
+        else:
+            groups = [{"params": readout, "lr": c.lr}]
+            if c.body_lr_scale > 0:
+                groups.append({"params": body, "lr": c.lr * c.body_lr_scale})
         opt = torch.optim.AdamW(groups, lr=c.lr, weight_decay=c.weight_decay)
         if c.schedule == "plateau":
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=5, min_lr=c.min_lr)
