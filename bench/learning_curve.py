@@ -96,14 +96,16 @@ def ensure_guesses(data: list, cfg) -> None:
 def train_or_reuse(data: list, model_path: Path, run_dir: Path, train_keys: list[str], cfg, retrain: bool):
     """Train (or reuse an identical earlier model); returns (model, train seconds, epochs, val metrics)."""
     from eqchem.inference.model_file import load_model
+    from eqchem.model.config import PREDICTION_ONLY
     from eqchem.training.train import train
 
     ensure_guesses(data, cfg)
     if not retrain and same_training(model_path, train_keys, cfg.to_dict()):
         print(f"   reusing {model_path} (same training structures and config)", flush=True)
         model = load_model(model_path)
-        # a prediction-time setting, not a training one: take the config's
-        model.net.config.correction_overlap_cutoff = cfg.model.correction_overlap_cutoff
+        # prediction-time settings, not training ones: take the config's
+        for name in PREDICTION_ONLY:
+            setattr(model.net.config, name, getattr(cfg.model, name))
         return (model, float(model.metadata.get("train_seconds", float("nan"))),
                 int(model.metadata.get("epochs", 0)), model.metadata.get("metrics", {}))
     print(f"   training ({cfg.max_epochs} epochs max"
@@ -124,11 +126,12 @@ def same_training(model_path: Path, train_keys: list[str], cfg_dict: dict) -> bo
         meta = load_model(model_path).metadata
     except Exception:  # noqa: BLE001 - unreadable: retrain
         return False
-    old = dict(meta.get("train_config") or {})
-    new = _json_plain(cfg_dict)
+    from eqchem.training.config import TrainConfig
+
+    old = TrainConfig.training_part(meta.get("train_config") or {})  # prediction-only settings aside
+    new = TrainConfig.training_part(_json_plain(cfg_dict))
     for d in (old, new):
         d.pop("resume", None)
-        (d.get("model") or {}).pop("correction_overlap_cutoff", None)  # applied at prediction only
     return sorted(meta.get("train_keys") or []) == sorted(train_keys) and _json_plain(old) == new
 
 

@@ -23,6 +23,24 @@ def make_structure(mol, name="mol", **kw):
     return Structure(mol[0], mol[1], name=name, source=name, **kw)
 
 
+WATER_LEVEL = ["--xc", "pbe", "--basis", "sto-3g", "--grid-level", "2", "--conv-tol", "1e-9"]
+
+
+def generate_water_set(directory, samples: int, seed: int):
+    """``directory``/water.xyz (equilibrium water) and water.h5: it plus ``samples`` geometries jittered by
+    0.05 Å, PBE/STO-3G (WATER_LEVEL), through the CLI. Returns the data file."""
+    from typer.testing import CliRunner
+
+    from eqchem.cli.main import app
+
+    (directory / "water.xyz").write_text("3\nname=water\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\n"
+                                         "H 0.0 -0.7572 -0.4692\n")
+    res = CliRunner().invoke(app, ["generate", str(directory / "water.xyz"), "--out", str(directory / "water.h5"),
+                                   "--jitter", "0.05", "--samples", str(samples), "--seed", str(seed), *WATER_LEVEL])
+    assert res.exit_code == 0, res.output
+    return directory / "water.h5"
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -9,9 +9,7 @@ import eqchem
 from eqchem import basis
 from eqchem.dft.guess import guess_hamiltonian
 
-from .conftest import ETHANOL, WATER
-
-LEVEL = ["--xc", "pbe", "--basis", "sto-3g", "--grid-level", "2", "--conv-tol", "1e-9"]
+from .conftest import ETHANOL, WATER, generate_water_set
 
 
 @pytest.mark.parametrize("mol, basis_name", [(WATER, "def2-svp"), (ETHANOL, "sto-3g")])
@@ -43,16 +41,8 @@ def test_guess_is_equivariant_and_close_to_the_scf_matrix(mol, basis_name, rng):
 
 @pytest.fixture(scope="module")
 def delta_data(tmp_path_factory):
-    from typer.testing import CliRunner
-
-    from eqchem.cli.main import app
-
     d = tmp_path_factory.mktemp("delta")
-    (d / "water.xyz").write_text("3\nname=water\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n")
-    run = CliRunner().invoke
-    res = run(app, ["generate", str(d / "water.xyz"), "--out", str(d / "water.h5"), "--jitter", "0.05",
-                    "--samples", "12", "--seed", "2", *LEVEL])
-    assert res.exit_code == 0, res.output
+    generate_water_set(d, samples=12, seed=2)
     return d
 
 

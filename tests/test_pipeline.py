@@ -11,7 +11,7 @@ import eqchem
 from eqchem import basis
 from eqchem.data.reader import H5Dataset
 
-LEVEL = ["--xc", "pbe", "--basis", "sto-3g", "--grid-level", "2", "--conv-tol", "1e-9"]
+from .conftest import generate_water_set
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +22,8 @@ def water_data(tmp_path_factory):
     from eqchem.cli.main import app
 
     d = tmp_path_factory.mktemp("water")
-    (d / "water.xyz").write_text("3\nname=water\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n")
-    run = CliRunner().invoke
-    res = run(app, ["generate", str(d / "water.xyz"), "--out", str(d / "water.h5"), "--jitter", "0.05",
-                    "--samples", "15", "--seed", "1", *LEVEL])
-    assert res.exit_code == 0, res.output
-    res = run(app, ["train", str(d / "water.h5"), "--out", str(d / "model.pt"), "--max-epochs", "4",
+    generate_water_set(d, samples=15, seed=1)
+    res = CliRunner().invoke(app, ["train", str(d / "water.h5"), "--out", str(d / "model.pt"), "--max-epochs", "4",
                     "--batch-size", "4", "--split-by", "structure", "--val-fraction", "0.2"])
     assert res.exit_code == 0, res.output
     return d

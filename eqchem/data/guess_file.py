@@ -24,13 +24,18 @@ def guess_path(data_path: str | Path) -> Path:
     return p.with_name(p.stem + keys.GUESS_SUFFIX)
 
 
+def _read_header(path: Path) -> tuple[str, set[str]]:
+    """(guess kind, stored keys) of an existing guess file."""
+    with h5py.File(path, "r") as f:
+        kind = f.attrs.get(keys.GUESS_KIND, "")
+        stored = set(f[keys.GUESS_HAMILTONIANS].keys()) if keys.GUESS_HAMILTONIANS in f else set()
+    return (kind.decode() if isinstance(kind, bytes) else str(kind)), stored
+
+
 def present_keys(data_path: str | Path) -> set[str]:
     """Keys whose guess is already stored for ``data_path`` (empty if there is no guess file)."""
     out = guess_path(data_path)
-    if not out.exists():
-        return set()
-    with h5py.File(out, "r") as f:
-        return set(f[keys.GUESS_HAMILTONIANS].keys()) if keys.GUESS_HAMILTONIANS in f else set()
+    return _read_header(out)[1] if out.exists() else set()
 
 
 class GuessFile:
@@ -41,10 +46,7 @@ class GuessFile:
         if not self.path.exists():
             raise DataError(f"{data_path}: no guess file {self.path.name} for this Δ-model "
                             f"(run: eqchem guess {data_path} --kind {kind})")
-        with h5py.File(self.path, "r") as f:
-            found = f.attrs.get(keys.GUESS_KIND, "")
-            found = found.decode() if isinstance(found, bytes) else str(found)
-            self._keys = set(f[keys.GUESS_HAMILTONIANS].keys()) if keys.GUESS_HAMILTONIANS in f else set()
+        found, self._keys = _read_header(self.path)
         if found != kind:
             raise DataError(f"{self.path} holds '{found}' guesses but the model needs '{kind}'")
         self.kind = kind
@@ -70,12 +72,9 @@ def write_guesses(data_path: str | Path, kind: str = "minao-fock", chunk: int = 
     out = guess_path(data_path)
     done: set[str] = set()
     if out.exists():
-        with h5py.File(out, "r") as f:
-            found = f.attrs.get(keys.GUESS_KIND, "")
-            found = found.decode() if isinstance(found, bytes) else str(found)
-            if found != kind:
-                raise DataError(f"{out} holds '{found}' guesses, not '{kind}'; move it away first")
-            done = set(f[keys.GUESS_HAMILTONIANS].keys()) if keys.GUESS_HAMILTONIANS in f else set()
+        found, done = _read_header(out)
+        if found != kind:
+            raise DataError(f"{out} holds '{found}' guesses, not '{kind}'; move it away first")
     todo = [k for k in ds.keys() if k not in done]
     pending: dict[str, np.ndarray] = {}
 

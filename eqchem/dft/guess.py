@@ -19,8 +19,7 @@ import numpy as np
 
 from ..basis import wigner_d_ao
 from ..errors import InputError
-
-BASELINES = ("none", "minao-fock")
+from ..model.config import BASELINES
 GRID_LEVEL = 1
 AUXBASIS = "def2-universal-jkfit"
 

@@ -3,6 +3,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+BASELINES = ("none", "minao-fock")
+"""Guess Hamiltonians a model can correct (``ModelConfig.baseline``; computed by eqchem.dft.guess)."""
+
+PREDICTION_ONLY = ("correction_overlap_cutoff",)
+"""ModelConfig fields used only at prediction time: changing them needs no retraining."""
+
 
 @dataclass
 class ModelConfig:
@@ -40,8 +46,8 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
         cfg = cls(**d)
-        if cfg.baseline not in ("none", "minao-fock"):
+        if cfg.baseline not in BASELINES:
             from ..errors import EqchemError
 
-            raise EqchemError(f"unknown model baseline '{cfg.baseline}' (none or minao-fock)")
+            raise EqchemError(f"unknown model baseline '{cfg.baseline}' ({' or '.join(BASELINES)})")
         return cfg

@@ -83,5 +83,14 @@ class TrainConfig:
         except TypeError as exc:
             raise EqchemError(f"bad training config: {exc}") from None
 
+    @staticmethod
+    def training_part(d: dict) -> dict:
+        """A copy of a config dict without the prediction-only model settings (model.PREDICTION_ONLY)."""
+        from ..model.config import PREDICTION_ONLY
+
+        out = dict(d)
+        out["model"] = {k: v for k, v in (d.get("model") or {}).items() if k not in PREDICTION_ONLY}
+        return out
+
     def dump(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)

@@ -125,14 +125,13 @@ class HamiltonianTask(L.LightningModule):
 
     def configure_optimizers(self):
         c = self.cfg
-        prefixes = self.model.READOUT_PREFIXES
-        readout = [p for n, p in self.model.named_parameters() if n.startswith(prefixes)]
-        body = [p for n, p in self.model.named_parameters() if not n.startswith(prefixes)]
         if c.body_lr_scale == 1.0:  # one group (the layout of checkpoints written before body_lr_scale)
-            groups = [{"params": [p for p in self.model.parameters() if p.requires_grad], "lr": c.lr}]
-        else:
-            groups = [{"params": readout, "lr": c.lr}]
+            groups = [{"params": list(self.model.parameters()), "lr": c.lr}]
+        else:  # readouts at lr, the body at lr * scale (frozen, requires_grad off, when the scale is 0)
+            prefixes = self.model.READOUT_PREFIXES
+            groups = [{"params": [p for n, p in self.model.named_parameters() if n.startswith(prefixes)], "lr": c.lr}]
             if c.body_lr_scale > 0:
+                body = [p for n, p in self.model.named_parameters() if not n.startswith(prefixes)]
                 groups.append({"params": body, "lr": c.lr * c.body_lr_scale})
         opt = torch.optim.AdamW(groups, lr=c.lr, weight_decay=c.weight_decay)
         if c.schedule == "plateau":

@@ -213,9 +213,8 @@ def resume_checkpoint(run_dir: Path, cfg: TrainConfig) -> str | None:
             old = TrainConfig.from_dict(old).to_dict()
         except Exception:  # noqa: BLE001 - an unknown or broken saved config: compare as stored
             pass
-        new = cfg.to_dict()
-        for d in (old, new):  # prediction-time settings may change between runs
-            (d.get("model") or {}).pop("correction_overlap_cutoff", None)
+        # prediction-time settings may change between runs
+        old, new = TrainConfig.training_part(old), TrainConfig.training_part(cfg.to_dict())
         changed = sorted(k for k in set(old) | set(new) if k not in _RESUMABLE_CHANGES and old.get(k) != new.get(k))
         if changed:
             raise DataError(f"cannot resume {run_dir}: the training config changed ({', '.join(changed)}); "
