@@ -84,6 +84,56 @@ def test_delta_training_needs_guesses_then_predicts_guess_plus_correction(delta_
     assert np.allclose(moved.orbital_energies, res.orbital_energies, atol=1e-5)
     assert np.allclose(moved.mulliken_charges, res.mulliken_charges[perm], atol=1e-5)
     assert np.allclose(moved.dipole, r @ res.dipole, atol=1e-5)
+    # distant pairs left to the guess: O-H (0.96 Å) half-way through the switch, H-H (1.5 Å) beyond it
+    m.net.config.correction_pair_cutoff = 1.45
+    switched = m.predict_matrices([(numbers, pos)])[0]
+    moved_switched = m.predict_matrices([(numbers[perm], pos[perm] @ r.T + 1.5)])[0]
+    m.net.config.correction_pair_cutoff = 0.0
+    o, h1, h2 = slice(0, 5), slice(5, 6), slice(6, 7)  # STO-3G water AOs: O 1s 2s 2p, H 1s, H 1s
+    assert np.allclose(switched[h1, h2], g[h1, h2], atol=1e-12)  # beyond the cutoff: the guess alone
+    assert np.allclose(switched[o, o], res.hamiltonian[o, o], atol=1e-12)  # on-site blocks untouched
+    assert not np.allclose(switched[o, h1], res.hamiltonian[o, h1], atol=1e-8)
+    assert not np.allclose(switched[o, h1], g[o, h1], atol=1e-8)
+    e1 = np.linalg.eigvalsh(np.linalg.solve(np.linalg.cholesky(s), np.linalg.solve(np.linalg.cholesky(s), switched).T))
+    s_moved = guess_and_overlap(numbers[perm], pos[perm] @ r.T + 1.5, "sto-3g", "pbe")[1]
+    lm = np.linalg.cholesky(s_moved)
+    e2 = np.linalg.eigvalsh(np.linalg.solve(lm, np.linalg.solve(lm, moved_switched).T))
+    assert np.allclose(e1, e2, atol=1e-6)  # still equivariant
+
+
+def test_pair_switch_is_a_smooth_step():
+    from eqchem.dft.guess import pair_switch
+
+    d = np.array([0.5, 3.9, 4.0, 4.5, 5.0, 5.1, 9.0])
+    w = pair_switch(d, 5.0)
+    assert np.allclose(w[[0, 1, 2]], 1.0) and np.allclose(w[[4, 5, 6]], 0.0) and np.isclose(w[3], 0.5)
+    assert np.all(np.diff(pair_switch(np.linspace(3.0, 6.0, 301), 5.0)) <= 0)
+    assert np.allclose(pair_switch(d, 0.0), 1.0)
+
+
+def test_fine_tuning_with_the_orbital_energy_loss_starts_from_the_given_model(delta_data, run_cli, tmp_path):
+    d = delta_data
+    assert run_cli("guess", d / "water.h5")[0] == 0
+    base = ["train", d / "water.h5", "--batch-size", "4", "--split-by", "structure", "--val-fraction", "0.25",
+            "--baseline", "minao-fock", "--max-epochs", "1"]
+    code, out = run_cli(*base, "--out", tmp_path / "stage1.pt")
+    assert code == 0, out
+    cfg = tmp_path / "ft.yaml"  # no readout refits and a vanishing learning rate: the start is the model
+    cfg.write_text("refit_every: 0\nlr: 1.0e-12\nmin_lr: 1.0e-13\nema_decay: 0.0\nmonitor: val_loss\n")
+    code, out = run_cli(*base, "--config", cfg, "--out", tmp_path / "ft.pt", "--init", tmp_path / "stage1.pt",
+                        "--eig-weight", "1.0")
+    assert code == 0, out
+    assert "val_eps_mae_uEh" in out and "initialized from" in out
+    a, b = eqchem.load_model(tmp_path / "stage1.pt"), eqchem.load_model(tmp_path / "ft.pt")
+    mol = [(np.array([8, 1, 1]), np.array([[0.0, 0.0, 0.12], [0.0, 0.76, -0.47], [0.0, -0.76, -0.47]]))]
+    assert np.allclose(a.predict_matrices(mol)[0], b.predict_matrices(mol)[0], atol=1e-7)
+    code, out = run_cli(*base, "--out", tmp_path / "f64.pt", "--init", tmp_path / "stage1.pt",
+                        "--eig-weight", "1.0", "--precision", "64")
+    assert code == 0, out  # float64 fine-tuning of a float32 model is fine
+    (tmp_path / "wide.yaml").write_text("model:\n  hidden: '8,4'\n")
+    code, out = run_cli(*base, "--config", tmp_path / "wide.yaml", "--out", tmp_path / "bad.pt",
+                        "--init", tmp_path / "stage1.pt")
+    assert code != 0 and "different network" in out and "Traceback" not in out
 
 
 def test_correction_filter_removes_near_null_overlap_directions_equivariantly(rng):

@@ -43,11 +43,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="default: eqchem/models/default.pt")
     ap.add_argument("--correction-cutoff", type=float, default=None,
                     help="Δ-models: set model.correction_overlap_cutoff (choose it on validation molecules)")
+    ap.add_argument("--pair-cutoff", type=float, default=None,
+                    help="Δ-models: set model.correction_pair_cutoff in Å (choose it on validation molecules)")
     a = ap.parse_args()
 
     model = load_model(a.model)
     if a.correction_cutoff is not None:
         model.net.config.correction_overlap_cutoff = a.correction_cutoff
+    if a.pair_cutoff is not None:
+        model.net.config.correction_pair_cutoff = a.pair_cutoff
     split = json.loads(a.split.read_text())
     test = set(split["test"])
     rows = []
@@ -87,6 +91,15 @@ def main() -> None:
     meta["name"] = "eqchem-default-qm9-b3lyp-def2svp"
     meta["notes"] = a.notes
     meta["off_equilibrium_geometries"] = False
+    stages, m = [], model  # fine-tuned models: the chain of runs that made them (--init), oldest first
+    while m is not None:
+        tc = m.metadata.get("train_config", {})
+        stages.insert(0, {"train_seconds": m.metadata.get("train_seconds"), "epochs": m.metadata.get("epochs"),
+                          "n_train_molecules": m.metadata.get("n_train_molecules"), "train_config": tc})
+        init = tc.get("init_model")
+        m = load_model(init) if init and Path(init).exists() else None
+    meta["training_stages"] = stages
+    meta["train_cpu_hours"] = sum(float(st["train_seconds"] or 0) for st in stages) / 3600
     meta["data_recipe"] = "datasets/qm9/recipe.py (QM9 geometries from qm9pack; split by QM9 index)"
     out = a.out or default_model_path()
     save_model(out, model.net, meta)

@@ -31,6 +31,9 @@ def train(
     accelerator: Optional[str] = typer.Option(None, help="auto, cpu, gpu."),
     precision: Optional[str] = typer.Option(None, help="32 or 64 (float32 default, float64 for exactness)."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
+    init_model: Optional[Path] = typer.Option(None, "--init", help="Model file whose weights start the run "
+                                              "(fine-tuning; same network and elements)."),
+    eig_weight: Optional[float] = typer.Option(None, help="Weight of the orbital-energy loss (occupied + LUMO)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run's last checkpoint if there is one."),
     run_dir: Optional[Path] = typer.Option(None, help="Checkpoints and logs (default: <out stem>_run/)."),
 ):
@@ -44,6 +47,7 @@ def train(
         "max_epochs": max_epochs, "max_time_minutes": max_time, "batch_size": batch_size, "lr": lr,
         "model.target": target, "model.baseline": baseline, "devices": devices, "num_nodes": num_nodes, "accelerator": accelerator,
         "dtype": dtype, "seed": seed, "resume": resume or None,
+        "init_model": str(init_model) if init_model else None, "eig_weight": eig_weight,
     })
     console.print("[bold]resolved config[/]\n" + cfg.dump(), highlight=False)
     report = run_train(data, out, cfg, run_dir=run_dir, log=lambda m: console.print(m, highlight=False))

@@ -98,6 +98,9 @@ class EqchemModel:
             "architecture": str(self.net.config.to_dict()),
             "training data hash": m.get("data_hash", "?"),
             "trained with eqchem": m.get("eqchem_version", "?"),
+            "training runs / hours (wall clock)": (f"{len(m['training_stages'])} / {m.get('train_cpu_hours', 0):.2f}"
+                                          if m.get("training_stages") else
+                                          f"1 / {float(m.get('train_seconds') or 0) / 3600:.2f}"),
             "off-equilibrium geometries": m.get("off_equilibrium_geometries", "?"),
             "data recipe": m.get("data_recipe", "?"),
             "peers": "; ".join(f"{k}: " + ", ".join(f"{a} {b}" for a, b in v.items())
@@ -144,7 +147,13 @@ class EqchemModel:
             a0 = e0 = 0
             for (n, e), z, r, p in zip(counts, numbers, pos, pairs):
                 local = p - a0
-                m = self.converter.to_matrix(diag[a0:a0 + n], offd[e0:e0 + e], z, local)
+                pair_blocks = offd[e0:e0 + e]
+                if net.config.baseline != "none" and net.config.correction_pair_cutoff > 0:
+                    from ..dft.guess import pair_switch
+
+                    dist = np.linalg.norm(r[local[1]] - r[local[0]], axis=1)
+                    pair_blocks = pair_blocks * pair_switch(dist, net.config.correction_pair_cutoff)[:, None, None]
+                m = self.converter.to_matrix(diag[a0:a0 + n], pair_blocks, z, local)
                 if net.config.baseline != "none":  # Δ-model: add the guess it corrects
                     from ..dft.guess import filter_correction, guess_and_overlap
 

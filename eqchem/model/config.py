@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 BASELINES = ("none", "minao-fock")
 """Guess Hamiltonians a model can correct (``ModelConfig.baseline``; computed by eqchem.dft.guess)."""
 
-PREDICTION_ONLY = ("correction_overlap_cutoff",)
+PREDICTION_ONLY = ("correction_overlap_cutoff", "correction_pair_cutoff")
 """ModelConfig fields used only at prediction time: changing them needs no retraining."""
 
 
@@ -35,6 +35,8 @@ class ModelConfig:
     baseline: str = "none"            # none | minao-fock: Δ-model of target - guess (eqchem.dft.guess)
     correction_overlap_cutoff: float = 0.0  # Δ-models: predicted corrections are projected onto overlap
                                             # eigenvectors with eigenvalue > this (eqchem.dft.guess.filter_correction)
+    correction_pair_cutoff: float = 0.0     # Δ-models: atom-pair corrections fade out smoothly over the last Å
+                                            # before this distance (Å; eqchem.dft.guess.pair_switch); 0: never
 
     def to_dict(self) -> dict:
         return asdict(self)

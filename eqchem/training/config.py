@@ -33,6 +33,11 @@ class TrainConfig:
     mae_weight: float = 1.0
     diag_weight: float = 1.0
     offd_weight: float = 1.0
+    eig_weight: float = 0.0           # weight of the orbital-energy loss (occupied + eig_virtuals lowest
+    eig_virtuals: int = 1             # virtual energies, training.spectral); 0: block losses only
+    gap_weight: float = 0.0           # weight of the HOMO-LUMO gap error (needs eig_weight > 0)
+    monitor: str = "val_mae_uEh"      # validation metric that picks the best checkpoint (or val_loss)
+    init_model: str | None = None     # model file (.pt) whose weights start the run: fine-tuning
     val_fraction: float = 0.1
     split_by: str = "molecule"        # molecule | structure
     split_file: str | None = None     # JSON {"train": [keys], "val": [keys]} overriding the fractions

@@ -16,6 +16,7 @@ from ..basis import BasisLayout
 from ..data.reader import H5Dataset, Record
 from ..errors import DataError
 from ..model.blocks import AOConverter
+from .spectral import SpectralTarget, spectral_target
 
 
 def molecule_identity(record_attrs: dict, numbers: np.ndarray, key: str) -> str:
@@ -75,6 +76,7 @@ class Sample:
     offd: np.ndarray         # (E, P, P)
     diag_mask: np.ndarray    # (n, P, P) bool
     offd_mask: np.ndarray    # (E, P, P) bool
+    spectral: SpectralTarget | None = None  # orbital-energy loss constants (TrainConfig.eig_weight > 0)
 
 
 def local_pairs(pos: np.ndarray, cutoff: float) -> np.ndarray:
@@ -97,23 +99,41 @@ def target_matrix(record: Record, target: str) -> np.ndarray:
     return m
 
 
+@dataclass(frozen=True)
+class SpectralSettings:
+    """What the orbital-energy loss needs: virtual orbitals beyond the occupied ones and the overlap
+    cutoff of the correction projector (``ModelConfig.correction_overlap_cutoff``)."""
+
+    n_virtual: int = 1
+    overlap_cutoff: float = 0.0
+
+
 def make_sample(record: Record, converter: AOConverter, pair_cutoff: float, target: str,
-                baseline: np.ndarray | None = None) -> Sample:
-    """Blocks of the target matrix (minus ``baseline`` (nao, nao) for Δ-models) of one record."""
+                baseline: np.ndarray | None = None, spectral: SpectralSettings | None = None) -> Sample:
+    """Blocks of the target matrix (minus ``baseline`` (nao, nao) for Δ-models) of one record, plus the
+    constants of the orbital-energy loss when ``spectral`` is given (Hamiltonian targets only)."""
     pairs = local_pairs(record.positions, pair_cutoff)
     matrix = target_matrix(record, target)
+    spec = None
+    if spectral is not None:
+        if target != "hamiltonian":
+            raise DataError("the orbital-energy loss (eig_weight > 0) needs a Hamiltonian target")
+        spec = spectral_target(matrix, baseline, record.overlap, [converter.q[int(z)] for z in record.numbers],
+                               record.nocc, spectral.n_virtual, spectral.overlap_cutoff)
     if baseline is not None:
         matrix = matrix - baseline
     diag, offd, dmask, omask = converter.to_blocks(matrix, record.numbers, pairs)
-    return Sample(record.key, record.numbers, record.positions, pairs, diag, offd, dmask, omask)
+    return Sample(record.key, record.numbers, record.positions, pairs, diag, offd, dmask, omask, spec)
 
 
 class BlockDataset(torch.utils.data.Dataset):
     """Samples of one or more HDF5 files (lazy; converted samples are cached in memory)."""
 
     def __init__(self, sources: list[tuple[H5Dataset, str]], layout: BasisLayout, pair_cutoff: float,
-                 target: str = "hamiltonian", cache: bool = True, guesses: dict | None = None):
+                 target: str = "hamiltonian", cache: bool = True, guesses: dict | None = None,
+                 spectral: SpectralSettings | None = None):
         self.sources = sources  # (dataset, key)
+        self.spectral = spectral
         self.guesses = guesses  # Δ-models: {data path: GuessFile}; targets are matrix - guess
         self.layout = layout
         self.pair_cutoff = pair_cutoff
@@ -129,7 +149,7 @@ class BlockDataset(torch.utils.data.Dataset):
             return self.cache[idx]
         ds, key = self.sources[idx]
         base = self.guesses[ds.path][key] if self.guesses is not None else None
-        s = make_sample(ds[key], self.converter, self.pair_cutoff, self.target, base)
+        s = make_sample(ds[key], self.converter, self.pair_cutoff, self.target, base, self.spectral)
         if self.cache is not None:
             self.cache[idx] = s
         return s
@@ -138,7 +158,9 @@ class BlockDataset(torch.utils.data.Dataset):
 def collate(samples: list[Sample], dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     """Concatenate samples into one batch (atom indices offset per molecule)."""
     offsets = np.cumsum([0] + [len(s.numbers) for s in samples])
+    extra = {"spectral": [s.spectral for s in samples]} if samples and samples[0].spectral is not None else {}
     return {
+        **extra,
         "numbers": torch.from_numpy(np.concatenate([s.numbers for s in samples])),
         "pos": torch.from_numpy(np.concatenate([s.pos for s in samples])).to(dtype),
         "batch": torch.cat([torch.full((len(s.numbers),), i, dtype=torch.long) for i, s in enumerate(samples)]),

@@ -13,13 +13,18 @@ from ..model.config import ModelConfig
 from ..model.hamiltonian import build_model
 from ..units import MICRO_HARTREE
 from .config import TrainConfig
+from .spectral import orbital_energy_errors
 
 
 def block_errors(pred: dict, batch: dict) -> dict[str, torch.Tensor]:
-    """Masked absolute and squared errors of diagonal and off-diagonal blocks (flattened)."""
+    """Masked errors of diagonal and off-diagonal blocks (flattened), plus orbital-energy errors ``eps``
+    (Eh, float64) when the batch carries the constants of the orbital-energy loss."""
     dd = (pred["diag"] - batch["diag"])[batch["diag_mask"]]
     od = (pred["offd"] - batch["offd"])[batch["offd_mask"]]
-    return {"diag": dd, "offd": od}
+    out = {"diag": dd, "offd": od}
+    if batch.get("spectral"):
+        out.update(orbital_energy_errors(pred, batch))
+    return out
 
 
 class HamiltonianTask(L.LightningModule):
@@ -55,10 +60,12 @@ class HamiltonianTask(L.LightningModule):
     def _loss(self, err: dict) -> torch.Tensor:
         c = self.cfg
         loss = 0.0
-        for part, w in (("diag", c.diag_weight), ("offd", c.offd_weight)):
-            e = err[part]
-            if e.numel():
-                loss = loss + w * (c.mse_weight * e.pow(2).mean() + c.mae_weight * e.abs().mean())
+        for part, w in (("diag", c.diag_weight), ("offd", c.offd_weight), ("eps", c.eig_weight),
+                         ("gap", c.gap_weight)):
+            e = err.get(part)
+            if e is not None and e.numel() and w > 0:
+                term = w * (c.mse_weight * e.pow(2).mean() + c.mae_weight * e.abs().mean())
+                loss = loss + term.to(err["diag"].dtype)
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -68,6 +75,8 @@ class HamiltonianTask(L.LightningModule):
         self.log("train_loss", loss, batch_size=n, prog_bar=False, sync_dist=True)
         all_abs = torch.cat([err["diag"].abs(), err["offd"].abs()])
         self.log("train_mae_uEh", all_abs.mean() * MICRO_HARTREE, batch_size=n, prog_bar=True, sync_dist=True)
+        if "eps" in err:
+            self.log("train_eps_mae_uEh", err["eps"].abs().mean() * MICRO_HARTREE, batch_size=n, sync_dist=True)
         return loss
 
     def on_train_epoch_start(self):
@@ -122,6 +131,10 @@ class HamiltonianTask(L.LightningModule):
         self.log("val_mae_diag_uEh", d.mean() * MICRO_HARTREE, batch_size=n, sync_dist=True)
         if o.numel():
             self.log("val_mae_offd_uEh", o.mean() * MICRO_HARTREE, batch_size=n, sync_dist=True)
+        if "eps" in err:
+            self.log("val_eps_mae_uEh", err["eps"].abs().mean() * MICRO_HARTREE, batch_size=n, sync_dist=True)
+        if err.get("gap") is not None and err["gap"].numel():
+            self.log("val_gap_mae_uEh", err["gap"].abs().mean() * MICRO_HARTREE, batch_size=n, sync_dist=True)
 
     def configure_optimizers(self):
         c = self.cfg

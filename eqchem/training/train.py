@@ -17,7 +17,7 @@ from ..data import store
 from ..data.reader import H5Dataset
 from ..errors import DataError
 from .config import TrainConfig
-from .data import BlockDataset, collate, molecule_identity, split_keys
+from .data import BlockDataset, SpectralSettings, collate, molecule_identity, split_keys
 
 
 @dataclass
@@ -117,9 +117,12 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
             raise DataError(f"{len(missing)} structures have no '{cfg.model.baseline}' guess (e.g. {missing[0]}); "
                             f"run: eqchem guess {' '.join(str(ds.path) for ds in dss)}")
 
+    spectral = (SpectralSettings(cfg.eig_virtuals, cfg.model.correction_overlap_cutoff)
+                if cfg.eig_weight > 0 or cfg.gap_weight > 0 else None)
+
     def make(keys_):
         return BlockDataset([(dss[where[k][0]], k) for k in keys_], layout, cfg.model.pair_cutoff, cfg.model.target,
-                            guesses=guesses)
+                            guesses=guesses, spectral=spectral)
 
     train_ds, val_ds = make(split["train"]), make(val_keys)
     log(f"data: {len(train_ds)} training / {len(val_ds)} validation structures, "
@@ -133,6 +136,9 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
         species[torch.from_numpy(np.concatenate([s.numbers for s in stats_samples]))],
         torch.from_numpy(np.concatenate([s.offd for s in stats_samples])) if stats_samples else torch.zeros(0),
     )
+    if cfg.init_model:
+        _init_from_model(task, layout, cfg)
+        log(f"weights initialized from {cfg.init_model}")
     if task.ema is not None:
         task.ema.reset(task.model)
 
@@ -141,9 +147,9 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
                                            collate_fn=lambda s: collate(s, dtype), num_workers=cfg.num_workers,
                                            persistent_workers=cfg.num_workers > 0)
 
-    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch}", monitor="val_mae_uEh",
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch}", monitor=cfg.monitor,
                            mode="min", save_last=True, save_top_k=1)
-    callbacks = [ckpt, EarlyStopping(monitor="val_mae_uEh", mode="min", patience=cfg.early_stopping_patience)]
+    callbacks = [ckpt, EarlyStopping(monitor=cfg.monitor, mode="min", patience=cfg.early_stopping_patience)]
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     loggers = [CSVLogger(run_dir, name="logs"), TensorBoardLogger(run_dir, name="tensorboard")]
@@ -195,6 +201,24 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
         save_model(out, net, meta)
     return TrainReport(out, metrics, len(train_ds), len(val_ds), int(trainer.current_epoch),
                        time.time() - t0, run_dir / "checkpoints", int(trainer.global_rank))
+
+
+def _init_from_model(task, layout: BasisLayout, cfg: TrainConfig) -> None:
+    """Start from the weights of a trained model file (fine-tuning): same basis layout and network."""
+    from ..inference.model_file import load_model
+    from ..model.hamiltonian import load_portable_state_dict
+
+    src = load_model(cfg.init_model)
+    if src.net.layout.to_dict() != layout.to_dict():
+        raise DataError(f"--init model {cfg.init_model} covers a different basis layout (elements "
+                        f"{list(src.net.layout.elements)}) than this training data ({list(layout.elements)})")
+    trained = TrainConfig.training_part({"model": src.net.config.to_dict()})["model"]
+    wanted = TrainConfig.training_part({"model": cfg.model.to_dict()})["model"]
+    changed = sorted(k for k in set(trained) | set(wanted) if trained.get(k) != wanted.get(k))
+    if changed:
+        raise DataError(f"--init model {cfg.init_model} has a different network ({', '.join(changed)})")
+    load_portable_state_dict(task.model, {k: v.to(next(task.model.parameters()).dtype) if v.is_floating_point() else v
+                                          for k, v in src.net.state_dict().items()})
 
 
 _RESUMABLE_CHANGES = {"resume", "max_epochs", "max_time_minutes", "devices", "num_nodes", "accelerator",
