@@ -1,17 +1,19 @@
 """Orbital-energy ("spectral") loss: errors of the predicted occupied and lowest virtual orbital energies.
 
 Block losses weigh every matrix element alike, but orbital energies (and the HOMO-LUMO gap) depend on
-coherent sums of many elements. This module solves the generalized eigenproblem inside the loss:
+coherent sums of many elements. This module solves the generalized eigenproblem inside the loss, for
+exactly the matrix that prediction builds and exactly as the metrics solve it:
 
-    H = G + P C P,   C = Qᵀ B Q,   X = U_k s_k^(-1/2)  (S = U s Uᵀ, eigenvalues s_k > cutoff)
-    ε = eigvalsh(Xᵀ H X) = eigvalsh(A + Yᵀ B Y),   A = Xᵀ G X,   Y = Q X
+    H = G + P C P,   C = Qᵀ B Q,   X = U s^(-1/2)  (S = U s Uᵀ, canonical orthogonalization)
+    ε = eigvalsh(Xᵀ H X) = eigvalsh(A + Yᵀ B Y),   A = Xᵀ G X,   Y = Q P X
 
 with ``G`` the guess (Δ-models; zero otherwise), ``B`` the predicted padded e3nn blocks of the molecule
 (nP, nP), ``Q`` the padded-basis map of :class:`~eqchem.model.blocks.AOConverter` and ``P`` the overlap
-projector of :func:`eqchem.dft.guess.filter_correction` (``Xᵀ P = Xᵀ``, so the loss sees exactly the
-matrix that prediction builds). ``A``, ``Y`` and the reference energies are constants of a structure,
-computed once in float64; the eigenvalues are differentiated (torch.linalg.eigvalsh: no eigenvector
-gaps enter the gradient, so degenerate levels are safe).
+projector of :func:`eqchem.dft.guess.filter_correction` (identity without a cutoff). ``A``, ``Y`` and the
+reference energies are constants of a structure, computed once in float64; the eigenvalues are
+differentiated (torch.linalg.eigvalsh: no eigenvector gaps enter the gradient, so degenerate levels are
+safe). The guess keeps the near-null overlap directions that P removes from the correction, and they
+couple to the rest through G, so the full space (not only the kept one) is solved.
 """
 from __future__ import annotations
 
@@ -40,11 +42,12 @@ def spectral_target(reference: np.ndarray, guess: np.ndarray | None, overlap: np
 
     ``reference``, ``guess``, ``overlap``: (nao, nao) PySCF order (Eh); ``q_blocks``: per atom the (P, nao_a)
     map from its AOs to the padded e3nn slots; the reference energies are the lowest ``nocc + n_virtual``
-    eigenvalues of the reference in the kept overlap subspace (what a perfect correction would give).
+    eigenvalues of the reference, as :func:`eqchem.orbitals.solve_generalized` gives them.
     """
-    s, u = np.linalg.eigh(overlap)
-    keep = s > max(cutoff, DEFAULT_LINDEP_THRESHOLD)
-    x = u[:, keep] / np.sqrt(s[keep])
+    s, u = np.linalg.eigh(0.5 * (overlap + overlap.T))
+    x = u[:, s > DEFAULT_LINDEP_THRESHOLD] / np.sqrt(s[s > DEFAULT_LINDEP_THRESHOLD])
+    kept = u[:, s > cutoff] if cutoff > 0 else u
+    px = kept @ (kept.T @ x)  # P X: the correction reaches only overlap directions above the cutoff
     p = q_blocks[0].shape[0]
     q = np.zeros((p * len(q_blocks), overlap.shape[0]))
     col = 0
@@ -53,8 +56,8 @@ def spectral_target(reference: np.ndarray, guess: np.ndarray | None, overlap: np
         col += qa.shape[1]
     a = x.T @ guess @ x if guess is not None else np.zeros((x.shape[1], x.shape[1]))
     k = min(x.shape[1], nocc + n_virtual)
-    eps = np.linalg.eigvalsh(x.T @ reference @ x)[:k]
-    return SpectralTarget(q @ x, 0.5 * (a + a.T), eps, int(nocc))
+    eps = np.linalg.eigvalsh(x.T @ (0.5 * (reference + reference.T)) @ x)[:k]
+    return SpectralTarget(q @ px, 0.5 * (a + a.T), eps, int(nocc))
 
 
 def padded_matrix(diag: torch.Tensor, offd: torch.Tensor, pair_index: torch.Tensor) -> torch.Tensor:
