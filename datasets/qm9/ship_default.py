@@ -91,13 +91,17 @@ def main() -> None:
     meta["name"] = "eqchem-default-qm9-b3lyp-def2svp"
     meta["notes"] = a.notes
     meta["off_equilibrium_geometries"] = False
-    stages, m = [], model  # fine-tuned models: the chain of runs that made them (--init), oldest first
+    stages, m, where = [], model, a.model.parent  # fine-tuned models: the runs that made them (--init)
     while m is not None:
         tc = m.metadata.get("train_config", {})
         stages.insert(0, {"train_seconds": m.metadata.get("train_seconds"), "epochs": m.metadata.get("epochs"),
                           "n_train_molecules": m.metadata.get("n_train_molecules"), "train_config": tc})
         init = tc.get("init_model")
-        m = load_model(init) if init and Path(init).exists() else None
+        # a relative --init path was relative to the directory that run started in: try the model's own
+        found = next((p for p in (Path(init), where / init) if p.exists()), None) if init else None
+        if init and found is None:
+            raise SystemExit(f"stage model {init} not found: the card would miss a training stage")
+        m, where = (load_model(found), found.parent) if found else (None, where)
     meta["training_stages"] = stages
     meta["train_cpu_hours"] = sum(float(st["train_seconds"] or 0) for st in stages) / 3600
     meta["data_recipe"] = "datasets/qm9/recipe.py (QM9 geometries from qm9pack; split by QM9 index)"

@@ -47,7 +47,7 @@ def train(
         "max_epochs": max_epochs, "max_time_minutes": max_time, "batch_size": batch_size, "lr": lr,
         "model.target": target, "model.baseline": baseline, "devices": devices, "num_nodes": num_nodes, "accelerator": accelerator,
         "dtype": dtype, "seed": seed, "resume": resume or None,
-        "init_model": str(init_model) if init_model else None, "eig_weight": eig_weight,
+        "init_model": str(init_model.resolve()) if init_model else None, "eig_weight": eig_weight,
     })
     console.print("[bold]resolved config[/]\n" + cfg.dump(), highlight=False)
     report = run_train(data, out, cfg, run_dir=run_dir, log=lambda m: console.print(m, highlight=False))
