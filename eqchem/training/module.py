@@ -17,8 +17,8 @@ from .spectral import orbital_energy_errors
 
 
 def block_errors(pred: dict, batch: dict) -> dict[str, torch.Tensor]:
-    """Masked errors of diagonal and off-diagonal blocks (flattened), plus orbital-energy errors ``eps``
-    (Eh, float64) when the batch carries the constants of the orbital-energy loss."""
+    """Masked errors of diagonal and off-diagonal blocks (flattened), plus orbital-energy and gap errors
+    ``eps``, ``gap`` (Eh, float64) when the batch carries the constants of the orbital-energy loss."""
     dd = (pred["diag"] - batch["diag"])[batch["diag_mask"]]
     od = (pred["offd"] - batch["offd"])[batch["offd_mask"]]
     out = {"diag": dd, "offd": od}

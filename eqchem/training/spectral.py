@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.linalg import block_diag
 
 from ..orbitals import DEFAULT_LINDEP_THRESHOLD
 
@@ -48,12 +49,7 @@ def spectral_target(reference: np.ndarray, guess: np.ndarray | None, overlap: np
     x = u[:, s > DEFAULT_LINDEP_THRESHOLD] / np.sqrt(s[s > DEFAULT_LINDEP_THRESHOLD])
     kept = u[:, s > cutoff] if cutoff > 0 else u
     px = kept @ (kept.T @ x)  # P X: the correction reaches only overlap directions above the cutoff
-    p = q_blocks[0].shape[0]
-    q = np.zeros((p * len(q_blocks), overlap.shape[0]))
-    col = 0
-    for i, qa in enumerate(q_blocks):
-        q[i * p:(i + 1) * p, col:col + qa.shape[1]] = qa
-        col += qa.shape[1]
+    q = block_diag(*q_blocks)  # (n·P, nao): PySCF AOs -> padded e3nn slots of every atom
     a = x.T @ guess @ x if guess is not None else np.zeros((x.shape[1], x.shape[1]))
     k = min(x.shape[1], nocc + n_virtual)
     eps = np.linalg.eigvalsh(x.T @ (0.5 * (reference + reference.T)) @ x)[:k]
@@ -83,17 +79,15 @@ def orbital_energy_errors(pred: dict, batch: dict) -> dict[str, torch.Tensor]:
     pairs = pred.get("pair_index", batch["pair_index"])
     pair_mol = atom_mol[pairs[0]]
     errors, gaps = [], []
-    atom_start = 0
     for m, target in enumerate(batch["spectral"]):
-        atoms = (atom_mol == m).nonzero().flatten()
+        atoms = (atom_mol == m).nonzero().flatten()  # contiguous, as collated
         sel = (pair_mol == m).nonzero().flatten()
-        b = padded_matrix(pred["diag"][atoms].double(), pred["offd"][sel].double(), pairs[:, sel] - atom_start)
+        b = padded_matrix(pred["diag"][atoms].double(), pred["offd"][sel].double(), pairs[:, sel] - atoms[0])
         y = torch.as_tensor(target.y, device=b.device)
         h = torch.as_tensor(target.a, device=b.device) + y.T @ b @ y
         eps = torch.linalg.eigvalsh(0.5 * (h + h.T))[:len(target.eps)]
         errors.append(eps - torch.as_tensor(target.eps, device=b.device))
         if 0 < target.nocc < len(target.eps):
             gaps.append(errors[-1][target.nocc] - errors[-1][target.nocc - 1])
-        atom_start += len(atoms)
     empty = pred["diag"].new_zeros(0, dtype=torch.float64)
     return {"eps": torch.cat(errors) if errors else empty, "gap": torch.stack(gaps) if gaps else empty}

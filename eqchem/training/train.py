@@ -214,11 +214,16 @@ def _init_from_model(task, layout: BasisLayout, cfg: TrainConfig) -> None:
                         f"{list(src.net.layout.elements)}) than this training data ({list(layout.elements)})")
     trained = TrainConfig.training_part({"model": src.net.config.to_dict()})["model"]
     wanted = TrainConfig.training_part({"model": cfg.model.to_dict()})["model"]
-    changed = sorted(k for k in set(trained) | set(wanted) if trained.get(k) != wanted.get(k))
+    changed = _changed_keys(trained, wanted)
     if changed:
         raise DataError(f"--init model {cfg.init_model} has a different network ({', '.join(changed)})")
     load_portable_state_dict(task.model, {k: v.to(next(task.model.parameters()).dtype) if v.is_floating_point() else v
                                           for k, v in src.net.state_dict().items()})
+
+
+def _changed_keys(old: dict, new: dict, ignore=frozenset()) -> list[str]:
+    """Sorted keys whose values differ between two config dicts (a key missing on one side differs)."""
+    return sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
 
 
 _RESUMABLE_CHANGES = {"resume", "max_epochs", "max_time_minutes", "devices", "num_nodes", "accelerator",
@@ -239,7 +244,7 @@ def resume_checkpoint(run_dir: Path, cfg: TrainConfig) -> str | None:
             pass
         # prediction-time settings may change between runs
         old, new = TrainConfig.training_part(old), TrainConfig.training_part(cfg.to_dict())
-        changed = sorted(k for k in set(old) | set(new) if k not in _RESUMABLE_CHANGES and old.get(k) != new.get(k))
+        changed = _changed_keys(old, new, ignore=_RESUMABLE_CHANGES)
         if changed:
             raise DataError(f"cannot resume {run_dir}: the training config changed ({', '.join(changed)}); "
                             f"use a new --run-dir or the original settings")
