@@ -27,11 +27,46 @@ PEERS = {"QHNet (QH9-stable-id, ~130k molecules)": {"h_mae_uEh": 76.3, "h_mae_di
                                                    "eps_occ_mae_uEh": 799, "psi_cos_pct": 95.85, "scf_ratio": 0.71}}
 
 
+SCF_KEYS = ("scf_cycles_pred", "scf_cycles_minao", "scf_converged", "prediction_fock_builds")
+
+
+def test_metrics(model, data: list[str], test: set[str], scf_molecules: int, fock_step: bool = True) -> dict:
+    """Mean test metrics over the ``test`` keys found in the ``data`` files; SCF cycles on the first few."""
+    from eqchem.data.reader import H5Dataset
+    from eqchem.inference.evaluate import evaluate, scf_ratios
+
+    rows = []
+    scf_left = scf_molecules
+    for path in data:
+        ds = H5Dataset(path)
+        keys = [k for k in ds.keys() if k in test]
+        if not keys:
+            continue
+        ds = ds.subset(keys)
+        rows.extend(evaluate(ds, model, fock_step=fock_step)["molecules"])
+        if scf_left > 0:
+            sub = ds.subset(keys[:scf_left])
+            for r in evaluate(sub, model, scf=True, fock_step=fock_step)["molecules"]:
+                for row in rows:
+                    if row["key"] == r["key"]:
+                        row.update({k: r[k] for k in SCF_KEYS})
+            scf_left -= len(sub)
+    if not rows:
+        raise SystemExit("no test molecules found in the data")
+    metric_keys = [k for k in rows[0] if k not in ("key", "n_atoms", *SCF_KEYS)]
+    summary = {k: float(np.nanmean([r[k] for r in rows])) for k in metric_keys}
+    scf_rows = [r for r in rows if "scf_cycles_pred" in r]
+    if scf_rows:
+        summary.update(scf_ratios(scf_rows))
+        summary["scf_molecules"] = len(scf_rows)
+    summary["n_test_molecules"] = len(rows)
+    return summary
+
+
 def main() -> None:
     from recipe import read_selection
 
     from eqchem.data.reader import H5Dataset
-    from eqchem.inference.evaluate import evaluate
     from eqchem.inference.model_file import default_model_path, load_model, save_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,6 +78,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="default: eqchem/models/default.pt")
     ap.add_argument("--correction-cutoff", type=float, default=None,
                     help="Δ-models: set model.correction_overlap_cutoff (choose it on validation molecules)")
+    ap.add_argument("--fock-mixing", type=float, default=None,
+                    help="set model.fock_mixing, the damped Fock step after the network (choose it on validation)")
     ap.add_argument("--pair-cutoff", type=float, default=None,
                     help="Δ-models: set model.correction_pair_cutoff in Å (choose it on validation molecules)")
     a = ap.parse_args()
@@ -52,41 +89,19 @@ def main() -> None:
         model.net.config.correction_overlap_cutoff = a.correction_cutoff
     if a.pair_cutoff is not None:
         model.net.config.correction_pair_cutoff = a.pair_cutoff
+    if a.fock_mixing is not None:
+        model.net.config.fock_mixing = a.fock_mixing
     split = json.loads(a.split.read_text())
-    test = set(split["test"])
-    rows = []
-    scf_left = a.scf_molecules
-    for path in a.data:
-        ds = H5Dataset(path)
-        keys = [k for k in ds.keys() if k in test]
-        if not keys:
-            continue
-        ds = ds.subset(keys)
-        res = evaluate(ds, model)
-        rows.extend(res["molecules"])
-        if scf_left > 0:
-            sub = ds.subset(keys[:scf_left])
-            scf = evaluate(sub, model, scf=True)
-            for r in scf["molecules"]:
-                for row in rows:
-                    if row["key"] == r["key"]:
-                        row.update({k: r[k] for k in ("scf_cycles_pred", "scf_cycles_minao", "scf_converged")})
-            scf_left -= len(sub)
-    if not rows:
-        raise SystemExit("no test molecules found in the data")
-    metric_keys = [k for k in rows[0] if k not in ("key", "n_atoms", "scf_cycles_pred", "scf_cycles_minao",
-                                                   "scf_converged")]
-    summary = {k: float(np.nanmean([r[k] for r in rows])) for k in metric_keys}
-    scf_rows = [r for r in rows if "scf_cycles_pred" in r]
-    if scf_rows:
-        summary["scf_ratio"] = float(np.mean([r["scf_cycles_pred"] for r in scf_rows]) /
-                                     np.mean([r["scf_cycles_minao"] for r in scf_rows]))
-        summary["scf_molecules"] = len(scf_rows)
-    summary["n_test_molecules"] = len(rows)
+    summary = test_metrics(model, a.data, set(split["test"]), a.scf_molecules)
+    network_only = (test_metrics(model, a.data, set(split["test"]), a.scf_molecules, fock_step=False)
+                    if model.fock_mixing > 0 else None)
 
     meta = dict(model.metadata)
     meta["test_metrics"] = summary
     meta["metrics"] = {**meta.get("metrics", {}), **{f"test_{k}": v for k, v in summary.items()}}
+    if network_only:
+        meta["test_metrics_network_only"] = network_only
+        meta["metrics"].update({f"test_network_only_{k}": v for k, v in network_only.items()})
     meta["peers"] = PEERS
     meta["name"] = "eqchem-default-qm9-b3lyp-def2svp"
     meta["notes"] = a.notes
@@ -128,7 +143,7 @@ def main() -> None:
                 mol = Chem.MolFromSmiles(smi)
                 smi = Chem.MolToSmiles(mol) if mol is not None else smi
             w.writerow([k, int(k.split("_")[1]), smi])
-    print(json.dumps(summary, indent=1))
+    print(json.dumps({"with Fock step": summary, "network only": network_only}, indent=1))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {HERE / 'default_training_set.csv'}")
 
 

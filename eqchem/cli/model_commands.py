@@ -76,6 +76,8 @@ def predict(
     cube_dir: Path = typer.Option(Path("cubes"), "--cube-dir", help="Directory for cube files."),
     energy: bool = typer.Option(False, "--energy", help="Evaluate the DFT energy at the predicted density."),
     refine: bool = typer.Option(False, "--refine", help="Converge PySCF's SCF from the prediction (and from minao)."),
+    fock_step: bool = typer.Option(True, "--fock-step/--no-fock-step",
+                                   help="Apply the model's damped Fock step (if it has one) after the network."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     batch_size: int = typer.Option(16, "--batch-size", help="Structures per network call."),
 ):
@@ -102,7 +104,7 @@ def predict(
     structures = [s for inp in inputs for s in read_structures(inp)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        results = predict_structures(structures, m, batch_size=batch_size, device=device)
+        results = predict_structures(structures, m, batch_size=batch_size, device=device, fock_step=fock_step)
     for w in caught:
         console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
     records = []
@@ -199,6 +201,8 @@ def evaluate(
     scf: bool = typer.Option(False, "--scf", help="Also measure SCF cycles from the prediction vs minao."),
     limit: Optional[int] = typer.Option(None, help="Evaluate only the first N structures."),
     batch_size: int = typer.Option(16, "--batch-size"),
+    fock_step: bool = typer.Option(True, "--fock-step/--no-fock-step",
+                                   help="Apply the model's damped Fock step (if it has one) after the network."),
 ):
     """Model accuracy on reference data: H MAE (all/diag/off-diag), ε, ψ, HOMO/LUMO/gap, SCF ratio."""
     from rich.table import Table
@@ -212,7 +216,8 @@ def evaluate(
     m = _load_model_for_cli(model)
     n = min(limit, len(ds)) if limit else len(ds)
     with ProgressReporter("evaluate", n) as bar:
-        res = run_eval(ds, m, scf=scf, batch_size=batch_size, limit=limit, on_molecule=lambda k: bar.advance(k))
+        res = run_eval(ds, m, scf=scf, batch_size=batch_size, limit=limit, on_molecule=lambda k: bar.advance(k),
+                       fock_step=fock_step)
     table = Table(title=f"{data.name}: {res['summary'].get('n_molecules', 0)} structures, model {m.path.name}")
     table.add_column("metric")
     table.add_column("value", justify="right")

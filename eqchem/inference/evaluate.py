@@ -20,8 +20,12 @@ def check_level_of_theory(ds: H5Dataset, model: EqchemModel) -> None:
 
 
 def evaluate(ds: H5Dataset, model: EqchemModel, scf: bool = False, batch_size: int = 16, limit: int | None = None,
-             on_molecule: Callable[[str], None] | None = None) -> dict:
+             on_molecule: Callable[[str], None] | None = None, fock_step: bool = True) -> dict:
     """Per-molecule metrics and their means; with ``scf`` the SCF cycle ratio vs PySCF's minao guess.
+
+    ``fock_step=False`` evaluates the network's matrix without the model's damped Fock step. Besides
+    ``scf_ratio`` (SCF cycles from the predicted density / from minao), ``scf_ratio_with_builds`` counts
+    the cheap Fock builds the prediction itself made (guess, Fock step) as cycles: the whole cost.
 
     Returns ``{"summary": {...}, "molecules": [{key, metrics...}], "parity": {"ref": [...], "pred": [...]}}``
     (parity holds a sample of H elements for a plot).
@@ -35,7 +39,8 @@ def evaluate(ds: H5Dataset, model: EqchemModel, scf: bool = False, batch_size: i
         recs = [ds[k] for k in keys[start:start + batch_size]]
         for r in recs:
             model.check_covers(r.numbers)
-        preds = model.predict_matrices([(r.numbers, r.positions) for r in recs], batch_size)
+        preds = model.predict_matrices([(r.numbers, r.positions) for r in recs], batch_size,
+                                       charges=[r.charge for r in recs], fock_step=fock_step)
         for r, h in zip(recs, preds):
             if model.target == "density_matrix":
                 ref = r.ensure_orbitals().density_matrix
@@ -44,7 +49,7 @@ def evaluate(ds: H5Dataset, model: EqchemModel, scf: bool = False, batch_size: i
                 ref = r.hamiltonian
                 m = molecule_metrics(h, ref, r.overlap, atom_ao_offsets(r.numbers, shells), r.nocc)
                 if scf:
-                    m.update(scf_acceleration(r, h, ds))
+                    m.update(scf_acceleration(r, h, ds, model.fock_builds(fock_step)))
             rows.append({"key": r.key, "n_atoms": int(len(r.numbers)), **m})
             idx = rng.choice(ref.size, size=min(2000, ref.size), replace=False)
             ref_sample.extend(ref.reshape(-1)[idx].tolist())
@@ -53,14 +58,24 @@ def evaluate(ds: H5Dataset, model: EqchemModel, scf: bool = False, batch_size: i
                 on_molecule(r.key)
     summary = aggregate([{k: v for k, v in row.items() if k not in ("key",)} for row in rows])
     if scf and rows and "scf_cycles_pred" in rows[0]:
-        summary["scf_ratio"] = float(np.mean([r["scf_cycles_pred"] for r in rows]) /
-                                     np.mean([r["scf_cycles_minao"] for r in rows]))
+        summary.update(scf_ratios(rows))
     summary["n_molecules"] = len(rows)
     return {"summary": summary, "molecules": rows, "parity": {"ref": ref_sample, "pred": pred_sample}}
 
 
-def scf_acceleration(record, h_pred: np.ndarray, ds: H5Dataset) -> dict:
-    """SCF cycles from the predicted density vs from PySCF's minao guess (the data's settings)."""
+def scf_ratios(rows: list[dict]) -> dict:
+    """Mean SCF cycles from the predictions / from minao, without and with the prediction's Fock builds."""
+    minao = np.mean([r["scf_cycles_minao"] for r in rows])
+    pred = np.mean([r["scf_cycles_pred"] for r in rows])
+    builds = np.mean([r.get("prediction_fock_builds", 0) for r in rows])
+    return {"scf_ratio": float(pred / minao), "scf_ratio_with_builds": float((pred + builds) / minao)}
+
+
+def scf_acceleration(record, h_pred: np.ndarray, ds: H5Dataset, prediction_fock_builds: int = 0) -> dict:
+    """SCF cycles from the predicted density vs from PySCF's minao guess (the data's settings).
+
+    ``prediction_fock_builds``: the cheap Fock builds the prediction made, recorded beside the cycles.
+    """
     from .. import keys, orbitals
     from ..dft.runner import DFTSettings, build_mole, make_scf, run_scf
     from ..io.structure import Structure
@@ -73,4 +88,5 @@ def scf_acceleration(record, h_pred: np.ndarray, ds: H5Dataset) -> dict:
     mf = make_scf(mol, settings)
     n_pred = run_scf(mf, dm0=dm0)
     n_minao = int(record.attrs.get(keys.SCF_CYCLES, 0)) or run_scf(make_scf(mol, settings))
-    return {"scf_cycles_pred": n_pred, "scf_cycles_minao": n_minao, "scf_converged": bool(mf.converged)}
+    return {"scf_cycles_pred": n_pred, "scf_cycles_minao": n_minao, "scf_converged": bool(mf.converged),
+            "prediction_fock_builds": prediction_fock_builds}

@@ -86,6 +86,8 @@ class EqchemModel:
             "target": self.target,
             "baseline": ("none (H from the geometry alone)" if self.net.config.baseline == "none" else
                          f"{self.net.config.baseline}: a Δ-model; predictions add a PySCF guess Hamiltonian"),
+            "Fock step after the network": (f"H + {self.fock_mixing:g} (F[P(H)] - H): one cheap Fock build"
+                                            if self.fock_mixing > 0 else "none"),
             "level of theory": f"{self.xc} / {self.basis} (grid {m.get('grids_level', '?')}, "
                                f"conv_tol {m.get('conv_tol', '?')})",
             "functional (parsed)": m.get("xc_description", "?"),
@@ -110,14 +112,28 @@ class EqchemModel:
         }
         return card
 
+    @property
+    def fock_mixing(self) -> float:
+        """Mixing of the damped Fock step applied after the network (0: none; Hamiltonian models only)."""
+        return float(self.net.config.fock_mixing) if self.target == "hamiltonian" else 0.0
+
+    def fock_builds(self, fock_step: bool = True) -> int:
+        """Kohn–Sham matrix builds one prediction makes (the guess of a Δ-model, the Fock step)."""
+        return int(self.net.config.baseline != "none") + int(fock_step and self.fock_mixing > 0)
+
     # -- prediction --------------------------------------------------------------------------
     def check_covers(self, numbers: Sequence[int]) -> None:
         self.converter.check_elements(numbers)
 
     @torch.no_grad()
     def predict_matrices(self, molecules: Sequence[tuple[np.ndarray, np.ndarray]], batch_size: int = 16,
-                         device: str = "cpu") -> list[np.ndarray]:
-        """(numbers, positions Å) pairs -> (nao, nao) predicted matrices, PySCF AO order, float64."""
+                         device: str = "cpu", charges: Sequence[int] | None = None,
+                         fock_step: bool = True) -> list[np.ndarray]:
+        """(numbers, positions Å) pairs -> (nao, nao) predicted matrices, PySCF AO order, float64.
+
+        ``charges`` (default neutral) set the electron count of the model's Fock step
+        (``config.fock_mixing``); ``fock_step=False`` returns the network's matrix without it.
+        """
         from ..training.data import local_pairs
 
         net = self.net.to(device)
@@ -146,23 +162,32 @@ class EqchemModel:
             offd = res["offd"].double().cpu().numpy()
             a0 = e0 = 0
             for (n, e), z, r, p in zip(counts, numbers, pos, pairs):
-                local = p - a0
-                pair_blocks = offd[e0:e0 + e]
-                if net.config.baseline != "none" and net.config.correction_pair_cutoff > 0:
-                    from ..dft.guess import pair_switch
-
-                    dist = np.linalg.norm(r[local[1]] - r[local[0]], axis=1)
-                    pair_blocks = pair_blocks * pair_switch(dist, net.config.correction_pair_cutoff)[:, None, None]
-                m = self.converter.to_matrix(diag[a0:a0 + n], pair_blocks, z, local)
-                if net.config.baseline != "none":  # Δ-model: add the guess it corrects
-                    from ..dft.guess import filter_correction, guess_and_overlap
-
-                    guess, overlap = guess_and_overlap(z, r, self.basis, self.xc, net.config.baseline)
-                    m = guess + filter_correction(m, overlap, net.config.correction_overlap_cutoff)
-                out.append(m)
+                charge = int(charges[len(out)]) if charges is not None else 0
+                out.append(self._assemble(z, r, diag[a0:a0 + n], offd[e0:e0 + e], p - a0, charge, fock_step))
                 a0 += n
                 e0 += e
         return out
+
+    def _assemble(self, z: np.ndarray, r: np.ndarray, diag: np.ndarray, pair_blocks: np.ndarray, pairs: np.ndarray,
+                  charge: int, fock_step: bool) -> np.ndarray:
+        """One molecule's network blocks -> (nao, nao) matrix: pair switch, guess + filtered correction
+        (Δ-models), then the damped Fock step (``fock_mixing``)."""
+        from ..dft import guess as g
+
+        cfg = self.net.config
+        if cfg.baseline != "none" and cfg.correction_pair_cutoff > 0:
+            dist = np.linalg.norm(r[pairs[1]] - r[pairs[0]], axis=1)
+            pair_blocks = pair_blocks * g.pair_switch(dist, cfg.correction_pair_cutoff)[:, None, None]
+        m = self.converter.to_matrix(diag, pair_blocks, z, pairs)
+        overlap = None
+        if cfg.baseline != "none":  # Δ-model: add the guess it corrects
+            guess, overlap = g.guess_and_overlap(z, r, self.basis, self.xc, cfg.baseline)
+            m = guess + g.filter_correction(m, overlap, cfg.correction_overlap_cutoff)
+        if fock_step and self.fock_mixing > 0:
+            if overlap is None:
+                overlap = g.guess_and_overlap(z, r, self.basis, self.xc, "none")[1]
+            m = g.fock_step(z, r, m, overlap, int(z.sum()) - charge, self.basis, self.xc, self.fock_mixing)
+        return m
 
 
 def load_model(path: str | Path | None = None, dtype: torch.dtype | None = None) -> EqchemModel:

@@ -56,27 +56,29 @@ def check_structure(model: EqchemModel, s: Structure) -> None:
                       f"the prediction is an extrapolation", ExtrapolationWarning, stacklevel=3)
 
 
-def predict(source, model: EqchemModel | str | Path | None = None, batch_size: int = 16, device: str = "cpu"
-            ) -> OrbitalResult | list[OrbitalResult]:
+def predict(source, model: EqchemModel | str | Path | None = None, batch_size: int = 16, device: str = "cpu",
+            fock_step: bool = True) -> OrbitalResult | list[OrbitalResult]:
     """Predict the Kohn–Sham Hamiltonian and orbitals of one or several structures.
 
+    ``fock_step=False`` skips the model's damped Fock step (``model.fock_mixing``): the network's matrix only.
     Returns one :class:`OrbitalResult` for a single structure, a list otherwise.
     """
     if not isinstance(model, EqchemModel):
         model = load_model(model)
     structures = as_structures(source)
-    results = predict_structures(structures, model, batch_size=batch_size, device=device)
+    results = predict_structures(structures, model, batch_size=batch_size, device=device, fock_step=fock_step)
     single = isinstance(source, (Structure, tuple)) or (
         not isinstance(source, list) and len(results) == 1)
     return results[0] if single else results
 
 
 def predict_structures(structures: Sequence[Structure], model: EqchemModel, batch_size: int = 16,
-                       device: str = "cpu") -> list[OrbitalResult]:
+                       device: str = "cpu", fock_step: bool = True) -> list[OrbitalResult]:
     for s in structures:
         check_structure(model, s)
     t0 = time.perf_counter()
-    mats = model.predict_matrices([(s.numbers, s.positions) for s in structures], batch_size, device)
+    mats = model.predict_matrices([(s.numbers, s.positions) for s in structures], batch_size, device,
+                                  charges=[s.charge for s in structures], fock_step=fock_step)
     t_net = (time.perf_counter() - t0) / max(1, len(structures))
     from ..dft.runner import build_mole
 

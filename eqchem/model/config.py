@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, fields
 BASELINES = ("none", "minao-fock")
 """Guess Hamiltonians a model can correct (``ModelConfig.baseline``; computed by eqchem.dft.guess)."""
 
-PREDICTION_ONLY = ("correction_overlap_cutoff", "correction_pair_cutoff")
+PREDICTION_ONLY = ("correction_overlap_cutoff", "correction_pair_cutoff", "fock_mixing")
 """ModelConfig fields used only at prediction time: changing them needs no retraining."""
 
 
@@ -37,6 +37,8 @@ class ModelConfig:
                                             # eigenvectors with eigenvalue > this (eqchem.dft.guess.filter_correction)
     correction_pair_cutoff: float = 0.0     # Δ-models: atom-pair corrections fade out smoothly over the last Å
                                             # before this distance (Å; eqchem.dft.guess.pair_switch); 0: never
+    fock_mixing: float = 0.0                # Hamiltonian models: one damped Fock step after the network,
+                                            # H <- H + α (F[P(H)] - H) (eqchem.dft.guess.fock_step); 0: none
 
     def to_dict(self) -> dict:
         return asdict(self)
