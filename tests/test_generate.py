@@ -39,6 +39,8 @@ def test_generate_matches_independent_pyscf(tmp_path, run_cli):
         for attr in (keys.FORMAT_VERSION_ATTR, keys.XC, keys.BASIS, keys.PYSCF_VERSION, keys.AO_CONVENTION):
             assert attr in f.attrs
         assert f.attrs[keys.AO_CONVENTION] == "pyscf" and f.attrs[keys.XC] == "b3lyp"
+        # the parsed functional pins down what 'b3lyp' meant: libxc's B3LYP with 20 % exact exchange
+        assert f.attrs[keys.XC_DESCRIPTION] == "HYB_GGA_XC_B3LYP (libxc 402) x1; exact exchange 0.2"
         g = f["molecules/water"]
         for name in (keys.ATOMIC_NUMBERS, keys.POSITIONS, keys.HAMILTONIAN, keys.OVERLAP, keys.DENSITY_MATRIX,
                      keys.ORBITAL_ENERGIES, keys.ORBITAL_COEFFICIENTS, keys.ENERGY, keys.DIPOLE):

@@ -27,13 +27,10 @@ PEERS = {"QHNet (QH9-stable-id, ~130k molecules)": {"h_mae_uEh": 76.3, "h_mae_di
                                                    "eps_occ_mae_uEh": 799, "psi_cos_pct": 95.85, "scf_ratio": 0.71}}
 
 
-SCF_KEYS = ("scf_cycles_pred", "scf_cycles_minao", "scf_converged", "prediction_fock_builds")
-
-
 def test_metrics(model, data: list[str], test: set[str], scf_molecules: int, fock_step: bool = True) -> dict:
     """Mean test metrics over the ``test`` keys found in the ``data`` files; SCF cycles on the first few."""
     from eqchem.data.reader import H5Dataset
-    from eqchem.inference.evaluate import evaluate, scf_ratios
+    from eqchem.inference.evaluate import SCF_FIELDS, evaluate, scf_ratios
 
     rows = []
     scf_left = scf_molecules
@@ -49,11 +46,11 @@ def test_metrics(model, data: list[str], test: set[str], scf_molecules: int, foc
             for r in evaluate(sub, model, scf=True, fock_step=fock_step)["molecules"]:
                 for row in rows:
                     if row["key"] == r["key"]:
-                        row.update({k: r[k] for k in SCF_KEYS})
+                        row.update({k: r[k] for k in SCF_FIELDS})
             scf_left -= len(sub)
     if not rows:
         raise SystemExit("no test molecules found in the data")
-    metric_keys = [k for k in rows[0] if k not in ("key", "n_atoms", *SCF_KEYS)]
+    metric_keys = [k for k in rows[0] if k not in ("key", "n_atoms", *SCF_FIELDS)]
     summary = {k: float(np.nanmean([r[k] for r in rows])) for k in metric_keys}
     scf_rows = [r for r in rows if "scf_cycles_pred" in r]
     if scf_rows:
@@ -102,6 +99,13 @@ def main() -> None:
     if network_only:
         meta["test_metrics_network_only"] = network_only
         meta["metrics"].update({f"test_network_only_{k}": v for k, v in network_only.items()})
+    if not meta.get("xc_description"):  # data files written before eqchem recorded the parsed functional
+        import pyscf
+
+        from eqchem.dft.runner import xc_description
+
+        if meta.get("pyscf_version") == pyscf.__version__:  # the same PySCF parses the name the same way
+            meta["xc_description"] = xc_description(meta["xc"])
     meta["peers"] = PEERS
     meta["name"] = "eqchem-default-qm9-b3lyp-def2svp"
     meta["notes"] = a.notes

@@ -34,10 +34,14 @@ def guess_hamiltonian(numbers, positions, basis: str, xc: str, kind: str = "mina
     return guess_and_overlap(numbers, positions, basis, xc, kind)[0]
 
 
-def guess_and_overlap(numbers, positions, basis: str, xc: str, kind: str = "minao-fock") -> tuple[np.ndarray, np.ndarray]:
-    """The guess matrix (Eh) and the AO overlap matrix, both (nao, nao) in PySCF AO order."""
+def guess_and_overlap(numbers, positions, basis: str, xc: str, kind: str = "minao-fock",
+                      frame=None) -> tuple[np.ndarray, np.ndarray]:
+    """The guess matrix (Eh) and the AO overlap matrix, both (nao, nao) in PySCF AO order.
+
+    ``frame``: the molecule's ``canonical_mole`` pair when the caller already built it (else built here).
+    """
     check_baseline(kind)
-    mol, d = canonical_mole(numbers, positions, basis)
+    mol, d = frame or canonical_mole(numbers, positions, basis)
     overlap = d @ mol.intor_symmetric("int1e_ovlp") @ d.T
     if kind == "none":
         return np.zeros((mol.nao, mol.nao)), overlap
@@ -46,20 +50,21 @@ def guess_and_overlap(numbers, positions, basis: str, xc: str, kind: str = "mina
     return np.asarray(0.5 * (fock + fock.T), dtype=np.float64), overlap
 
 
-def fock_of_density(numbers, positions, density: np.ndarray, basis: str, xc: str) -> np.ndarray:
+def fock_of_density(numbers, positions, density: np.ndarray, basis: str, xc: str, frame=None) -> np.ndarray:
     """The Kohn–Sham matrix F[P] (nao, nao) Eh of the AO density ``density`` (nao, nao), PySCF AO order.
 
     One Fock build with the guess's cheap settings (grid level 1, density-fitted J/K) in the principal-axes
     frame, so it is equivariant like the guess. On QM9 at B3LYP/def2-SVP, F[P_scf] built this way differs
     from the converged matrix by ~2 µEh MAE: the cheap build is exact enough to refine predictions with.
+    ``frame`` as in :func:`guess_and_overlap`.
     """
-    mol, d = canonical_mole(numbers, positions, basis)
+    mol, d = frame or canonical_mole(numbers, positions, basis)
     fock = d @ cheap_ks(mol, xc).get_fock(dm=d.T @ density @ d) @ d.T
     return np.asarray(0.5 * (fock + fock.T), dtype=np.float64)
 
 
 def fock_step(numbers, positions, hamiltonian: np.ndarray, overlap: np.ndarray, n_electrons: int, basis: str,
-              xc: str, mixing: float) -> np.ndarray:
+              xc: str, mixing: float, frame=None) -> np.ndarray:
     """One damped Fock step from a predicted Kohn–Sham matrix: ``H + mixing (F[P(H)] - H)``, (nao, nao) Eh.
 
     ``P(H)`` is the closed-shell aufbau density of H C = S C ε with ``n_electrons`` electrons. Why: a
@@ -68,13 +73,14 @@ def fock_step(numbers, positions, hamiltonian: np.ndarray, overlap: np.ndarray, 
     the two cancels much of both (QM9 validation, stage-3 default model: H MAE 613 -> 394 µEh, gap MAE
     0.14 -> 0.06 eV at mixing 0.4). It is one SCF-like Fock build (same cheap settings as the guess), not an
     SCF; equivariant because the Fock build is (``fock_of_density``) and the mixing is a scalar.
+    ``frame`` as in :func:`guess_and_overlap`.
     """
     from ..orbitals import density_matrix, solve_generalized
 
     if n_electrons % 2:
         raise InputError(f"{n_electrons} electrons: the Fock step needs a closed-shell (even) electron count")
     _, c = solve_generalized(hamiltonian, overlap)
-    fock = fock_of_density(numbers, positions, density_matrix(c, n_electrons // 2), basis, xc)
+    fock = fock_of_density(numbers, positions, density_matrix(c, n_electrons // 2), basis, xc, frame)
     return hamiltonian + mixing * (fock - hamiltonian)
 
 

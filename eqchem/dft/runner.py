@@ -60,14 +60,28 @@ def check_basis_name(basis: str) -> None:
 
 
 def xc_description(xc: str) -> str:
-    """PySCF/libxc's parsed form of a functional string, e.g. the VWN variant inside 'b3lyp'."""
+    """PySCF/libxc's parsed form of a functional string: libxc names and weights, exact-exchange fraction.
+
+    E.g. 'b3lyp' -> 'HYB_GGA_XC_B3LYP (libxc 402) x1; exact exchange 0.2'; it pins down the VWN variant
+    and any range separation behind a short name.
+    """
     from pyscf.dft import libxc
 
     try:
-        hyb, fn = libxc.parse_xc(xc)
+        _, terms = libxc.parse_xc(xc)
+        exact = libxc.hybrid_coeff(xc)
+        omega, alpha, beta = libxc.rsh_coeff(xc)
     except Exception as exc:  # noqa: BLE001 - libxc raises assorted errors
         raise InputError(f"unknown functional '{xc}' ({exc})") from None
-    return f"hyb={list(np.atleast_1d(hyb).tolist())} terms={[(int(i), float(w)) for i, w in fn]}"
+    names: dict[int, str] = {}
+    for name, code in libxc.XC_CODES.items():  # full libxc names (GGA_X_B88) first, short aliases (B88) after
+        if isinstance(code, (int, np.integer)):
+            names.setdefault(int(code), name)
+    parts = [f"{names.get(int(i), '?')} (libxc {int(i)}) x{float(w):g}" for i, w in terms]
+    text = " + ".join(parts) + f"; exact exchange {float(exact):g}"
+    if omega:
+        text += f"; range separation omega={float(omega):g} alpha={float(alpha):g} beta={float(beta):g}"
+    return text
 
 
 def make_scf(mol, settings: DFTSettings):

@@ -10,6 +10,9 @@ from ..errors import BasisError
 from ..metrics import aggregate, molecule_metrics
 from .model_file import EqchemModel
 
+SCF_FIELDS = ("scf_cycles_pred", "scf_cycles_minao", "scf_converged", "prediction_fock_builds")
+"""The per-molecule fields :func:`scf_acceleration` adds to a row of :func:`evaluate`."""
+
 
 def check_level_of_theory(ds: H5Dataset, model: EqchemModel) -> None:
     """Refuse data computed in another basis (or with another functional) than the model's."""
@@ -88,5 +91,4 @@ def scf_acceleration(record, h_pred: np.ndarray, ds: H5Dataset, prediction_fock_
     mf = make_scf(mol, settings)
     n_pred = run_scf(mf, dm0=dm0)
     n_minao = int(record.attrs.get(keys.SCF_CYCLES, 0)) or run_scf(make_scf(mol, settings))
-    return {"scf_cycles_pred": n_pred, "scf_cycles_minao": n_minao, "scf_converged": bool(mf.converged),
-            "prediction_fock_builds": prediction_fock_builds}
+    return dict(zip(SCF_FIELDS, (n_pred, n_minao, bool(mf.converged), prediction_fock_builds)))

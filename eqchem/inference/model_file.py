@@ -179,14 +179,15 @@ class EqchemModel:
             dist = np.linalg.norm(r[pairs[1]] - r[pairs[0]], axis=1)
             pair_blocks = pair_blocks * g.pair_switch(dist, cfg.correction_pair_cutoff)[:, None, None]
         m = self.converter.to_matrix(diag, pair_blocks, z, pairs)
-        overlap = None
+        step = fock_step and self.fock_mixing > 0
+        if cfg.baseline == "none" and not step:
+            return m
+        frame = g.canonical_mole(z, r, self.basis)  # one principal-axes Mole for the guess and the step
+        guess, overlap = g.guess_and_overlap(z, r, self.basis, self.xc, cfg.baseline, frame)
         if cfg.baseline != "none":  # Δ-model: add the guess it corrects
-            guess, overlap = g.guess_and_overlap(z, r, self.basis, self.xc, cfg.baseline)
             m = guess + g.filter_correction(m, overlap, cfg.correction_overlap_cutoff)
-        if fock_step and self.fock_mixing > 0:
-            if overlap is None:
-                overlap = g.guess_and_overlap(z, r, self.basis, self.xc, "none")[1]
-            m = g.fock_step(z, r, m, overlap, int(z.sum()) - charge, self.basis, self.xc, self.fock_mixing)
+        if step:
+            m = g.fock_step(z, r, m, overlap, int(z.sum()) - charge, self.basis, self.xc, self.fock_mixing, frame)
         return m
 
 

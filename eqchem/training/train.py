@@ -185,7 +185,7 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
         natoms = [len(s.numbers) for s in stats_samples]
         meta = {
             "xc": dss[0].xc, "basis": basis,
-            "xc_description": dss[0].attrs.get(keys.XC_DESCRIPTION, ""),
+            "xc_description": next((d.attrs[keys.XC_DESCRIPTION] for d in dss if d.attrs.get(keys.XC_DESCRIPTION)), ""),
             "pyscf_version": dss[0].attrs.get(keys.PYSCF_VERSION, ""),
             "grids_level": dss[0].attrs.get(keys.GRIDS_LEVEL), "conv_tol": dss[0].attrs.get(keys.CONV_TOL),
             "data_files": [str(p) for p in data_paths],
