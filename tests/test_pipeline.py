@@ -35,11 +35,14 @@ def test_train_writes_a_self_describing_model(water_data, run_cli):
     meta = m.metadata
     for k in ("data_hash", "metrics", "train_keys", "val_keys", "eqchem_version", "pyscf_version", "atoms_range"):
         assert k in meta, k
+    assert "exact exchange" in meta["xc_description"]  # the parsed functional travels with the model
+    assert meta["train_hardware"]["processes"] == 1 and meta["train_hardware"]["torch_threads"] >= 1
     assert meta["n_train_structures"] == 13 and meta["n_val_structures"] == 3
     assert not set(meta["train_keys"]) & set(meta["val_keys"])
     assert np.isfinite(meta["metrics"]["val_mae_uEh"])
     code, out = run_cli("info", water_data / "model.pt")
-    assert code == 0 and "sto-3g" in out and "data hash" in out
+    assert code == 0 and "sto-3g" in out and "data hash" in out and "trained on" in out
+    assert "1 process(es)" in m.card()["trained on"]
 
 
 def test_resume_continues_the_same_run(water_data, run_cli):

@@ -72,6 +72,8 @@ def main() -> None:
     ap.add_argument("--split", type=Path, required=True)
     ap.add_argument("--scf-molecules", type=int, default=5)
     ap.add_argument("--notes", default="")
+    ap.add_argument("--train-hardware", default="",
+                    help="what the stages trained on, for models whose files predate eqchem recording it")
     ap.add_argument("--out", type=Path, default=None, help="default: eqchem/models/default.pt")
     ap.add_argument("--correction-cutoff", type=float, default=None,
                     help="Δ-models: set model.correction_overlap_cutoff (choose it on validation molecules)")
@@ -114,6 +116,7 @@ def main() -> None:
     while m is not None:
         tc = m.metadata.get("train_config", {})
         stages.insert(0, {"train_seconds": m.metadata.get("train_seconds"), "epochs": m.metadata.get("epochs"),
+                          "train_hardware": m.metadata.get("train_hardware"),
                           "n_train_molecules": m.metadata.get("n_train_molecules"), "train_config": tc})
         init = tc.get("init_model")
         # a relative --init path was relative to the directory that run started in: try the model's own
@@ -122,7 +125,9 @@ def main() -> None:
             raise SystemExit(f"stage model {init} not found: the card would miss a training stage")
         m, where = (load_model(found), found.parent) if found else (None, where)
     meta["training_stages"] = stages
-    meta["train_cpu_hours"] = sum(float(st["train_seconds"] or 0) for st in stages) / 3600
+    meta["train_wall_hours"] = sum(float(st["train_seconds"] or 0) for st in stages) / 3600
+    hardware = {json.dumps(st["train_hardware"], sort_keys=True) for st in stages if st.get("train_hardware")}
+    meta["train_hardware"] = a.train_hardware or "; ".join(sorted(hardware)) or "not recorded"
     meta["data_recipe"] = "datasets/qm9/recipe.py (QM9 geometries from qm9pack; split by QM9 index)"
     out = a.out or default_model_path()
     save_model(out, model.net, meta)

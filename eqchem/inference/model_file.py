@@ -90,7 +90,7 @@ class EqchemModel:
                                             if self.fock_mixing > 0 else "none"),
             "level of theory": f"{self.xc} / {self.basis} (grid {m.get('grids_level', '?')}, "
                                f"conv_tol {m.get('conv_tol', '?')})",
-            "functional (parsed)": m.get("xc_description", "?"),
+            "functional (parsed)": m.get("xc_description") or "not recorded",
             "PySCF version of the data": m.get("pyscf_version", "?"),
             "elements": " ".join(symbol(z) for z in self.elements),
             "atoms per training structure": m.get("atoms_range", "?"),
@@ -100,9 +100,10 @@ class EqchemModel:
             "architecture": str(self.net.config.to_dict()),
             "training data hash": m.get("data_hash", "?"),
             "trained with eqchem": m.get("eqchem_version", "?"),
-            "training runs / hours (wall clock)": (f"{len(m['training_stages'])} / {m.get('train_cpu_hours', 0):.2f}"
+            "training runs / hours (wall clock)": (f"{len(m['training_stages'])} / {m.get('train_wall_hours', 0):.2f}"
                                           if m.get("training_stages") else
                                           f"1 / {float(m.get('train_seconds') or 0) / 3600:.2f}"),
+            "trained on": _hardware_text(m.get("train_hardware")),
             "off-equilibrium geometries": m.get("off_equilibrium_geometries", "?"),
             "data recipe": m.get("data_recipe", "?"),
             "peers": "; ".join(f"{k}: " + ", ".join(f"{a} {b}" for a, b in v.items())
@@ -189,6 +190,14 @@ class EqchemModel:
         if step:
             m = g.fock_step(z, r, m, overlap, int(z.sum()) - charge, self.basis, self.xc, self.fock_mixing, frame)
         return m
+
+
+def _hardware_text(hw) -> str:
+    """The card's line for ``train_hardware``: a dict recorded by training, or a shipping script's text."""
+    if isinstance(hw, dict):
+        return (f"{hw.get('accelerator', '?')}, {hw.get('processes', '?')} process(es), "
+                f"{hw.get('torch_threads', '?')} torch threads, {hw.get('cpu_cores', '?')} cores")
+    return str(hw) if hw else "not recorded"
 
 
 def load_model(path: str | Path | None = None, dtype: torch.dtype | None = None) -> EqchemModel:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +197,9 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
             "train_keys": sorted(split["train"]), "val_keys": sorted(val_keys),
             "train_config": cfg.to_dict(), "metrics": metrics, "eqchem_version": __version__,
             "epochs": int(trainer.current_epoch), "train_seconds": time.time() - t0,
+            "train_hardware": {"accelerator": type(trainer.accelerator).__name__,
+                               "processes": int(trainer.world_size), "torch_threads": torch.get_num_threads(),
+                               "cpu_cores": os.cpu_count()},
         }
         meta = _plain(meta)
         save_model(out, net, meta)
