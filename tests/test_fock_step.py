@@ -7,7 +7,7 @@ import pytest
 
 import eqchem
 from eqchem import basis
-from eqchem.dft.guess import fock_of_density, fock_step, guess_and_overlap
+from eqchem.dft.guess import canonical_mole, fock_of_density, fock_step, guess_and_overlap
 from eqchem.errors import InputError
 from eqchem.orbitals import solve_generalized
 
@@ -52,6 +52,10 @@ def test_fock_build_is_equivariant(rng):
     _, c = solve_generalized(g, s)
     p = 2 * c[:, :13] @ c[:, :13].T  # 26 electrons
     f0 = fock_of_density(numbers, pos, p, "sto-3g", "b3lyp")
+    # one frame shared by the guess and the step (the model's path: grid and DF tensors built once)
+    frame = canonical_mole(numbers, pos, "sto-3g")
+    assert np.allclose(guess_and_overlap(numbers, pos, "sto-3g", "b3lyp", frame=frame)[0], g, atol=1e-12)
+    assert np.abs(fock_of_density(numbers, pos, p, "sto-3g", "b3lyp", frame) - f0).max() < 1e-12
     mol = gto.M(atom=[[int(z), tuple(x)] for z, x in zip(numbers, pos)], basis="sto-3g", verbose=0)
     off = np.cumsum([0] + [sum(2 * sh.l + 1 for sh in shells) for shells in basis.shell_layout(mol)])
     for proper in (True, False):
