@@ -199,7 +199,8 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
             "epochs": int(trainer.current_epoch), "train_seconds": time.time() - t0,
             "train_hardware": {"accelerator": type(trainer.accelerator).__name__,
                                "processes": int(trainer.world_size), "torch_threads": torch.get_num_threads(),
-                               "cpu_cores": os.cpu_count()},
+                               "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                               else os.cpu_count()},
         }
         meta = _plain(meta)
         save_model(out, net, meta)
