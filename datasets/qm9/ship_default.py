@@ -64,7 +64,7 @@ def main() -> None:
     from recipe import read_selection
 
     from eqchem.data.reader import H5Dataset
-    from eqchem.inference.model_file import default_model_path, load_model, save_model
+    from eqchem.inference.model_file import default_model_path, hardware_text, load_model, save_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path)
@@ -125,8 +125,7 @@ def main() -> None:
             raise SystemExit(f"stage model {init} not found: the card would miss a training stage")
         m, where = (load_model(found), found.parent) if found else (None, where)
     meta["training_stages"] = stages
-    meta["train_wall_hours"] = sum(float(st["train_seconds"] or 0) for st in stages) / 3600
-    hardware = {json.dumps(st["train_hardware"], sort_keys=True) for st in stages if st.get("train_hardware")}
+    hardware = {hardware_text(st["train_hardware"]) for st in stages if st.get("train_hardware")}
     meta["train_hardware"] = a.train_hardware or "; ".join(sorted(hardware)) or "not recorded"
     meta["data_recipe"] = "datasets/qm9/recipe.py (QM9 geometries from qm9pack; split by QM9 index)"
     out = a.out or default_model_path()

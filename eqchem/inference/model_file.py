@@ -81,6 +81,7 @@ class EqchemModel:
         from ..io.elements import symbol
 
         m = self.metadata
+        stages = m.get("training_stages") or [m]  # a fine-tuned default lists its stages; else this one run
         card = {
             "path": str(self.path) if self.path else "(in memory)",
             "target": self.target,
@@ -100,10 +101,9 @@ class EqchemModel:
             "architecture": str(self.net.config.to_dict()),
             "training data hash": m.get("data_hash", "?"),
             "trained with eqchem": m.get("eqchem_version", "?"),
-            "training runs / hours (wall clock)": (f"{len(m['training_stages'])} / {m.get('train_wall_hours', 0):.2f}"
-                                          if m.get("training_stages") else
-                                          f"1 / {float(m.get('train_seconds') or 0) / 3600:.2f}"),
-            "trained on": _hardware_text(m.get("train_hardware")),
+            "training runs / hours (wall clock)": f"{len(stages)} / "
+                                                  f"{sum(float(st.get('train_seconds') or 0) for st in stages) / 3600:.2f}",
+            "trained on": hardware_text(m.get("train_hardware")),
             "off-equilibrium geometries": m.get("off_equilibrium_geometries", "?"),
             "data recipe": m.get("data_recipe", "?"),
             "peers": "; ".join(f"{k}: " + ", ".join(f"{a} {b}" for a, b in v.items())
@@ -192,7 +192,7 @@ class EqchemModel:
         return m
 
 
-def _hardware_text(hw) -> str:
+def hardware_text(hw) -> str:
     """The card's line for ``train_hardware``: a dict recorded by training, or a shipping script's text."""
     if isinstance(hw, dict):
         return (f"{hw.get('accelerator', '?')}, {hw.get('processes', '?')} process(es), "
