@@ -36,4 +36,5 @@ def main(
 
 
 from . import data_commands  # noqa: E402,F401  (registers generate, info, merge)
-from . import model_commands  # noqa: E402,F401  (registers train, predict, diagonalize, evaluate)
+from . import train_command  # noqa: E402,F401  (registers train)
+from . import model_commands  # noqa: E402,F401  (registers predict, diagonalize, evaluate)
