@@ -1,4 +1,5 @@
-"""Training configuration: dataclasses + YAML; CLI flags override the file; the run prints the result."""
+"""Training configuration: dataclasses + YAML; CLI flags override the file; the run writes the result
+(``run_dir/train_config.yaml``) and prints it on request (``--show-config``)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
@@ -39,7 +40,8 @@ class TrainConfig:
     monitor: str = "val_mae_uEh"      # validation metric that picks the best checkpoint (or val_loss)
     init_model: str | None = None     # model file (.pt) whose weights start the run: fine-tuning
     val_fraction: float = 0.1
-    split_by: str = "molecule"        # molecule | structure
+    split_by: str = "auto"            # auto (molecule if the data holds >= 2 molecules, else structure) |
+                                      # molecule | structure; train() records the resolved value
     split_file: str | None = None     # JSON {"train": [keys], "val": [keys]} overriding the fractions
     early_stopping_patience: int = 30
     seed: int = 0

@@ -36,15 +36,41 @@ def molecule_identity(record_attrs: dict, numbers: np.ndarray, key: str) -> str:
     return "formula:" + ",".join(f"{z}:{c}" for z, c in enumerate(counts) if c)
 
 
+def molecule_label(identity: str, names: set[str], numbers: np.ndarray) -> str:
+    """A short human name of one molecule for messages: the records' common name (their ``parent``
+    or ``name`` attribute) and the Hill formula, e.g. 'water, H2O'; the identity if neither is known."""
+    try:
+        from ..io.structure import Structure
+
+        formula = Structure(np.asarray(numbers), np.zeros((len(numbers), 3))).formula
+    except Exception:  # noqa: BLE001 - no element table (PySCF absent): the identity string
+        formula = identity
+    name = next(iter(names)) if len(names) == 1 else ""
+    return f"{name}, {formula}" if name and name != formula else formula
+
+
+SPLIT_MODES = ("auto", "molecule", "structure")
+
+
+def resolve_split_by(identities: dict[str, str], by: str) -> str:
+    """The split mode to use: ``'auto'`` is by molecule when the data holds two or more molecules
+    (identities), else by structure (the frames of one molecule, MD17-style); others as given."""
+    if by not in SPLIT_MODES:
+        raise DataError(f"--split-by must be 'auto', 'molecule' or 'structure', got '{by}'")
+    if by == "auto":
+        return "molecule" if len(set(identities.values())) > 1 else "structure"
+    return by
+
+
 def split_keys(identities: dict[str, str], val_fraction: float, test_fraction: float = 0.0,
                by: str = "molecule", seed: int = 0) -> dict[str, list[str]]:
-    """Deterministic train/val/test split of keys; ``by='molecule'`` keeps identities together.
+    """Deterministic train/val/test split of keys; ``by='molecule'`` keeps identities together
+    (``'auto'``: see :func:`resolve_split_by`).
 
     Fractions apply to molecules (or structures). With a single molecule, splitting by molecule
     is impossible and raises DataError (use ``by='structure'``).
     """
-    if by not in ("molecule", "structure"):
-        raise DataError(f"--split-by must be 'molecule' or 'structure', got '{by}'")
+    by = resolve_split_by(identities, by)
     groups: dict[str, list[str]] = {}
     for k, ident in identities.items():
         groups.setdefault(ident if by == "molecule" else k, []).append(k)

@@ -1,11 +1,16 @@
 """``train()``: data files -> trained model file (the library function behind ``eqchem train``)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
 import sys
-from dataclasses import dataclass, field
+import time
+import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -18,11 +23,15 @@ from ..data import store
 from ..data.reader import H5Dataset
 from ..errors import DataError
 from .config import TrainConfig
-from .data import BlockDataset, SpectralSettings, collate, molecule_identity, split_keys
+from .data import (BlockDataset, SpectralSettings, collate, molecule_identity, molecule_label, resolve_split_by,
+                   split_keys)
 
 
 @dataclass
 class TrainReport:
+    """What a run did. ``metrics`` is the model file's ``metadata["metrics"]``: the validation metrics of
+    the shipped model (``shipped``) plus ``best_epoch``, ``best_<monitor>`` and ``last_<metric>``."""
+
     model_path: Path
     metrics: dict = field(default_factory=dict)
     n_train: int = 0
@@ -31,6 +40,14 @@ class TrainReport:
     seconds: float = 0.0
     checkpoint_dir: Path | None = None
     rank: int = 0                     # global rank (DDP): only rank 0 writes and reports
+    stop_reason: str = ""             # e.g. "reached --max-epochs 200"
+    monitor: str = "val_mae_uEh"      # the metric that picks the best epoch
+    best_epoch: int | None = None     # 1-based epoch of the best checkpoint (None: no validation)
+    best: dict = field(default_factory=dict)     # that epoch's validation metrics (as logged in training)
+    last_epoch: int | None = None     # 1-based epoch of the last validation
+    last: dict = field(default_factory=dict)     # the last validation's metrics (as logged in training)
+    shipped: dict = field(default_factory=dict)  # the shipped model re-validated (val_mae_uEh, _diag, _offd)
+    shipped_label: str = ""           # what was shipped, e.g. "best checkpoint + final readout refit"
 
 
 def open_datasets(paths: Sequence[str | Path]) -> list[H5Dataset]:
@@ -53,8 +70,9 @@ def data_hash(dss: Sequence[H5Dataset], keys_used: Sequence[tuple[int, str]]) ->
     return h.hexdigest()[:16]
 
 
-def _identities(dss: Sequence[H5Dataset]) -> tuple[dict[str, str], dict[str, tuple[int, str]]]:
-    ident, where = {}, {}
+def _identities(dss: Sequence[H5Dataset]) -> tuple[dict[str, str], dict[str, tuple[int, str]], dict[str, dict]]:
+    """Per key: molecule identity, (file index, key), record attributes."""
+    ident, where, attrs_of = {}, {}, {}
     for di, ds in enumerate(dss):
         f = ds._h5()
         for k in ds.keys():
@@ -64,7 +82,31 @@ def _identities(dss: Sequence[H5Dataset]) -> tuple[dict[str, str], dict[str, tup
             attrs = {a: (v.decode() if isinstance(v, bytes) else v) for a, v in g.attrs.items()}
             ident[k] = molecule_identity(attrs, np.asarray(g[keys.ATOMIC_NUMBERS]), k)
             where[k] = (di, k)
-    return ident, where
+            attrs_of[k] = attrs
+    return ident, where, attrs_of
+
+
+def _resolve_split(cfg: TrainConfig, dss, ident: dict[str, str], where: dict, attrs_of: dict[str, dict],
+                   log) -> TrainConfig:
+    """``cfg`` with ``split_by`` resolved ('auto': by molecule when the data holds two or more, else by
+    structure, said in one line); an explicit by-molecule split of one molecule is refused."""
+    if cfg.split_file:  # the split file decides; split_by is unused
+        return cfg
+    by = resolve_split_by(ident, cfg.split_by)
+    molecules = set(ident.values())
+    if len(molecules) == 1:
+        key = next(iter(ident))
+        names = {str(a.get("parent") or a.get("name") or "") for a in attrs_of.values()}
+        label = molecule_label(ident[key], names if "" not in names else set(), dss[where[key][0]].numbers(key))
+        files = ", ".join(str(d.path) for d in dss)
+        if by == "molecule":
+            raise DataError(f"{files} holds one molecule ({label}), which --split-by molecule cannot split into "
+                            f"train/validation; use --split-by structure (or auto, the default) to split its "
+                            f"{len(ident)} structures")
+        if cfg.split_by == "auto":
+            log(f"data holds one molecule ({label}): splitting its {len(ident)} structures, not molecules, "
+                f"into train/validation (--split-by structure)")
+    return replace(cfg, split_by=by)
 
 
 def _avg_neighbors(samples, cutoff: float) -> float:
@@ -76,17 +118,24 @@ def _avg_neighbors(samples, cutoff: float) -> float:
 
 
 def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, run_dir: str | Path | None = None,
-          log=print) -> TrainReport:
-    """Train a Hamiltonian model and write the model file ``out``; returns metrics on the validation set."""
-    import time
+          log=print, show_config: bool = False) -> TrainReport:
+    """Train a Hamiltonian model and write the model file ``out``; returns metrics on the validation set.
 
+    ``log`` takes the run's one-line messages (the split, the data, per-epoch lines when stdout is not a
+    terminal, why it stopped); ``show_config`` also logs the resolved config (always written to
+    ``run_dir/train_config.yaml``). In DDP only rank 0 logs.
+    """
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
     from ..inference.model_file import save_model
     from .module import HamiltonianTask
 
     t0 = time.time()
+    if getattr(rank_zero_only, "rank", 0) != 0:  # a DDP worker process (LOCAL_RANK/RANK set by the launcher)
+        def log(message):  # noqa: ARG001
+            return None
     out = Path(out)
     run_dir = Path(run_dir) if run_dir else out.with_name(out.stem + "_run")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -95,7 +144,8 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
     shells = {}
     for ds in dss:
         shells.update(ds.basis_shells())
-    ident, where = _identities(dss)
+    ident, where, attrs_of = _identities(dss)
+    cfg = _resolve_split(cfg, dss, ident, where, attrs_of, log)
     if cfg.split_file:
         split = json.loads(Path(cfg.split_file).read_text())
         split = {part: [k for k in split.get(part, []) if k in where] for part in ("train", "val")}
@@ -126,8 +176,9 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
                             guesses=guesses, spectral=spectral)
 
     train_ds, val_ds = make(split["train"]), make(val_keys)
+    n_mol = len({ident[k] for k in split["train"]})
     log(f"data: {len(train_ds)} training / {len(val_ds)} validation structures, "
-        f"{len({ident[k] for k in split['train']})} training molecules, elements {elements}, basis {basis}")
+        f"{n_mol} training molecule{'s' if n_mol != 1 else ''}, elements {elements}, basis {basis}")
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
     stats_samples = [train_ds[i] for i in range(len(train_ds))]
     task = HamiltonianTask(layout.to_dict(), cfg.to_dict(), _avg_neighbors(stats_samples, cfg.model.cutoff))
@@ -150,38 +201,70 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
 
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch}", monitor=cfg.monitor,
                            mode="min", save_last=True, save_top_k=1)
-    callbacks = [ckpt, EarlyStopping(monitor=cfg.monitor, mode="min", patience=cfg.early_stopping_patience)]
+    early = EarlyStopping(monitor=cfg.monitor, mode="min", patience=cfg.early_stopping_patience)
+    terminal = sys.stdout.isatty()
+    epochs = epoch_lines(log, cfg.monitor, cfg.max_epochs, ckpt, print_lines=not terminal)
+    callbacks = [ckpt, early, epochs]
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     loggers = [CSVLogger(run_dir, name="logs"), TensorBoardLogger(run_dir, name="tensorboard")]
-    if sys.stdout.isatty():
+    if terminal:
         from lightning.pytorch.callbacks import RichProgressBar
 
         callbacks.append(RichProgressBar())
-    trainer = L.Trainer(
-        max_epochs=cfg.max_epochs,
-        max_time={"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None,
-        accelerator=cfg.accelerator, devices=_devices(cfg.devices), num_nodes=cfg.num_nodes,
-        precision="64-true" if cfg.dtype == "float64" else "32-true",
-        gradient_clip_val=cfg.grad_clip or None, callbacks=callbacks, logger=loggers,
-        default_root_dir=run_dir, enable_progress_bar=sys.stdout.isatty(), enable_model_summary=False,
-        check_val_every_n_epoch=cfg.val_every, log_every_n_steps=1, deterministic=False,
-    )
     ckpt_path = resume_checkpoint(run_dir, cfg) if cfg.resume else None
     if ckpt_path:
         log(f"resuming from {ckpt_path}")
-    _record_config(run_dir, cfg)
-    trainer.fit(task, loader(train_ds, True), loader(val_ds, False), ckpt_path=ckpt_path)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
-    best = ckpt.best_model_path
-    if best:
-        task = HamiltonianTask.load_from_checkpoint(best, weights_only=False)
-    net = task.inference_model().cpu()
-    if best:
-        metrics = {**metrics, **_validate_net(net, loader(val_ds, False))}
-    if cfg.refit_every > 0:  # final readouts solved for the shipped (EMA) body on all training data
-        net.refit_readouts(loader(train_ds, False), cfg.refit_ridge)
-        metrics = {**metrics, **_validate_net(net, loader(val_ds, False))}
+    elif any((run_dir / "checkpoints").glob("*.ckpt")):
+        log(f"note: {run_dir / 'checkpoints'} holds an earlier run's checkpoints; this run starts afresh and "
+            f"replaces them (--resume continues that run instead)")
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        _record_config(run_dir, cfg)
+    if show_config:
+        log(f"resolved config:\n{cfg.dump().rstrip()}")
+    log(f"resolved config written to {run_dir / 'train_config.yaml'}; checkpoints and logs in {run_dir}/")
+    with quiet_lightning():
+        trainer = L.Trainer(
+            max_epochs=cfg.max_epochs,
+            max_time={"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None,
+            accelerator=cfg.accelerator, devices=_devices(cfg.devices), num_nodes=cfg.num_nodes,
+            precision="64-true" if cfg.dtype == "float64" else "32-true",
+            gradient_clip_val=cfg.grad_clip or None, callbacks=callbacks, logger=loggers,
+            default_root_dir=run_dir, enable_progress_bar=terminal, enable_model_summary=False,
+            check_val_every_n_epoch=cfg.val_every, log_every_n_steps=1, deterministic=False,
+        )
+        trainer.fit(task, loader(train_ds, True), loader(val_ds, False), ckpt_path=ckpt_path)
+        stop_reason = _stop_reason(trainer, early, cfg)
+        log(f"stopped: {stop_reason}")
+        last = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
+        last_epoch = epochs.last_epoch if epochs.last_epoch is not None else (int(trainer.current_epoch) or None)
+        best = ckpt.best_model_path
+        best_epoch = _epoch_of(best)
+        best_metrics = dict(epochs.history.get(best_epoch, {})) if best_epoch is not None else {}
+        if ckpt.best_model_score is not None:
+            best_metrics[cfg.monitor] = float(ckpt.best_model_score)
+        if best:
+            task = HamiltonianTask.load_from_checkpoint(best, weights_only=False)
+        net = task.inference_model().cpu()
+        shipped_label = "best checkpoint" if best else "last epoch"
+        if cfg.refit_every > 0:  # final readouts solved for the shipped (EMA) body on all training data
+            net.refit_readouts(loader(train_ds, False), cfg.refit_ridge)
+            shipped_label += " + final readout refit"
+        shipped = _validate_net(net, loader(val_ds, False)) if len(val_ds) else {}
+    # the model file's metrics: the shipped model's (same keys as before), then the best and last epochs'
+    metrics = {**last, **shipped}
+    if best_epoch is not None:
+        metrics["best_epoch"] = best_epoch
+    for k in dict.fromkeys([cfg.monitor, "val_mae_uEh"]):
+        if k in best_metrics:
+            metrics[f"best_{k}"] = best_metrics[k]
+    if last_epoch is not None:
+        metrics["last_epoch"] = last_epoch
+    for k in dict.fromkeys([cfg.monitor, "val_mae_uEh"]):
+        if k in last:
+            metrics[f"last_{k}"] = last[k]
+    train_charges = sorted({int(attrs_of[k].get(keys.CHARGE, 0)) for k in split["train"]})
+    train_spins = sorted({int(attrs_of[k].get(keys.SPIN, 0)) for k in split["train"]})
     if trainer.global_rank == 0:
         natoms = [len(s.numbers) for s in stats_samples]
         meta = {
@@ -192,10 +275,12 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
             "data_files": [str(p) for p in data_paths],
             "data_hash": data_hash(dss, [where[k] for k in split["train"]]),
             "n_train_structures": len(train_ds), "n_val_structures": len(val_ds),
-            "n_train_molecules": len({ident[k] for k in split["train"]}),
+            "n_train_molecules": n_mol,
+            "charges": train_charges, "spins": train_spins,  # total charges / 2S the training data covered
             "atoms_range": [int(min(natoms)), int(max(natoms))] if natoms else None,
             "train_keys": sorted(split["train"]), "val_keys": sorted(val_keys),
-            "train_config": cfg.to_dict(), "metrics": metrics, "eqchem_version": __version__,
+            "train_config": cfg.to_dict(), "metrics": metrics, "shipped_model": shipped_label,
+            "stop_reason": stop_reason, "eqchem_version": __version__,
             "epochs": int(trainer.current_epoch), "train_seconds": time.time() - t0,
             "train_hardware": {"accelerator": type(trainer.accelerator).__name__,
                                "processes": int(trainer.world_size), "torch_threads": torch.get_num_threads(),
@@ -205,7 +290,138 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
         meta = _plain(meta)
         save_model(out, net, meta)
     return TrainReport(out, metrics, len(train_ds), len(val_ds), int(trainer.current_epoch),
-                       time.time() - t0, run_dir / "checkpoints", int(trainer.global_rank))
+                       time.time() - t0, run_dir / "checkpoints", int(trainer.global_rank),
+                       stop_reason=stop_reason, monitor=cfg.monitor, best_epoch=best_epoch, best=best_metrics,
+                       last_epoch=last_epoch, last=last, shipped=shipped, shipped_label=shipped_label)
+
+
+def epoch_lines(log, monitor: str, max_epochs: int, checkpoint=None, print_lines: bool = True):
+    """A Lightning callback that keeps every validation's metrics (``history``: 1-based epoch -> metrics)
+    and, with ``print_lines`` (stdout not a terminal: batch logs, CI), logs one flushed line per epoch::
+
+        epoch 3/200  train_loss 0.00123  val_mae_uEh 812.4  best 790.1 (epoch 2)  41 s
+    """
+    from lightning.pytorch.callbacks import Callback
+
+    class EpochLines(Callback):
+        def __init__(self):
+            self.history: dict[int, dict] = {}
+            self.last_epoch: int | None = None
+            self.best: tuple[float, int] | None = None  # (monitored value, 1-based epoch)
+            self._t0 = time.monotonic()
+            self._loss = [0.0, 0]
+
+        def on_train_start(self, trainer, pl_module):
+            self._t0 = time.monotonic()
+            if checkpoint is not None and checkpoint.best_model_score is not None:  # resumed: the run's best so far
+                epoch = _epoch_of(checkpoint.best_model_path)
+                if epoch is not None:
+                    self.best = (float(checkpoint.best_model_score), epoch)
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self._loss = [0.0, 0]
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            if torch.is_tensor(loss):
+                n = int(batch["num_molecules"]) if "num_molecules" in batch else 1
+                self._loss[0] += float(loss.detach()) * n
+                self._loss[1] += n
+
+        def on_validation_end(self, trainer, pl_module):
+            if trainer.sanity_checking:
+                return
+            epoch = int(trainer.current_epoch) + 1
+            vals = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
+            self.history[epoch] = vals
+            self.last_epoch = epoch
+            v = vals.get(monitor)
+            if v is not None and np.isfinite(v) and (self.best is None or v < self.best[0]):
+                self.best = (v, epoch)
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            if not print_lines or not trainer.is_global_zero:
+                return
+            epoch = int(trainer.current_epoch) + 1
+            parts = [f"epoch {epoch}/{max_epochs}"]
+            if self._loss[1]:
+                parts.append(f"train_loss {self._loss[0] / self._loss[1]:.3g}")
+            vals = self.history.get(epoch)
+            if vals:
+                for k in dict.fromkeys(["val_mae_uEh", monitor]):
+                    if k in vals:
+                        parts.append(f"{k} {_fmt_metric(k, vals[k])}")
+            if self.best is not None:
+                name = "" if monitor == "val_mae_uEh" else f"{monitor} "
+                parts.append(f"best {name}{_fmt_metric(monitor, self.best[0])} (epoch {self.best[1]})")
+            parts.append(f"{time.monotonic() - self._t0:.0f} s")
+            log("  ".join(parts))
+            sys.stdout.flush()
+
+    return EpochLines()
+
+
+def _fmt_metric(name: str, value: float) -> str:
+    return f"{value:.1f}" if name.endswith("_uEh") else f"{value:.3g}"
+
+
+# Lightning messages a user cannot act on (regular expressions matched at the start of the message)
+_LIGHTNING_NOISE = (
+    r".*does not have many workers",                      # num_workers advice (the data are cached in memory)
+    r".*smaller than the logging interval",               # log_every_n_steps
+    r".*isinstance\(treespec, LeafSpec\)",                # a deprecation inside Lightning itself
+    r".*The `srun` command is available on your system",  # Slurm hint for single-process runs
+    r".*Checkpoint directory .* exists and is not empty",  # said in one line before the run
+)
+_LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric")
+
+
+@contextlib.contextmanager
+def quiet_lightning():
+    """Silence Lightning's informational lines (accelerator availability, tips, LOCAL_RANK, 'Trainer.fit
+    stopped') and a few of its warnings a user cannot act on; other warnings and errors still show."""
+    loggers = [logging.getLogger(n) for n in _LIGHTNING_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        for pattern in _LIGHTNING_NOISE:
+            warnings.filterwarnings("ignore", message=pattern)
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
+def _epoch_of(checkpoint_path: str | None) -> int | None:
+    """1-based epoch of a 'best-epoch=N.ckpt' checkpoint (Lightning counts from 0)."""
+    m = re.search(r"epoch=(\d+)", Path(checkpoint_path).name) if checkpoint_path else None
+    return int(m.group(1)) + 1 if m else None
+
+
+def _stop_reason(trainer, early, cfg: TrainConfig) -> str:
+    """Why fit() returned, in words naming the option that decided it."""
+    from lightning.pytorch.callbacks import Timer
+
+    if trainer.interrupted:
+        return f"interrupted at epoch {int(trainer.current_epoch) + 1}"
+    name = getattr(getattr(early, "stopping_reason", None), "name", "")
+    if name not in ("", "NOT_STOPPED") or early.stopped_epoch > 0:
+        at = f"early stopping at epoch {int(early.stopped_epoch) + 1}"
+        name = name or "PATIENCE_EXHAUSTED"
+        if name == "PATIENCE_EXHAUSTED":
+            unit = ("epoch" if cfg.val_every == 1 else "validation") + ("s" if early.patience != 1 else "")
+            return f"{at} ({cfg.monitor} did not improve for {early.patience} {unit})"
+        if name == "NON_FINITE_METRIC":
+            return f"{at} ({cfg.monitor} is not finite)"
+        return f"{at} ({early.stopping_reason_message or name.lower()})"
+    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+    if cfg.max_time_minutes and timer is not None and (timer.time_remaining() or 0.0) <= 0:
+        return f"reached --max-time {cfg.max_time_minutes:g} min (after {int(trainer.current_epoch)} epochs)"
+    if int(trainer.current_epoch) >= int(trainer.max_epochs or 0):
+        return f"reached --max-epochs {trainer.max_epochs}"
+    return f"after {int(trainer.current_epoch)} epochs"
 
 
 def _init_from_model(task, layout: BasisLayout, cfg: TrainConfig) -> None:
@@ -237,7 +453,7 @@ _RESUMABLE_CHANGES = {"resume", "max_epochs", "max_time_minutes", "devices", "nu
 
 def resume_checkpoint(run_dir: Path, cfg: TrainConfig) -> str | None:
     """Newest checkpoint of a run (Lightning's Slurm 'hpc_ckpt_*' saved on the requeue signal, or
-    'last.ckpt'); refuses to resume a run whose configuration changed."""
+    'last.ckpt'); refuses to resume a run whose configuration changed (``cfg`` as train() resolves it)."""
     import yaml
 
     saved = run_dir / "train_config.yaml"
@@ -249,7 +465,12 @@ def resume_checkpoint(run_dir: Path, cfg: TrainConfig) -> str | None:
             pass
         # prediction-time settings may change between runs
         old, new = TrainConfig.training_part(old), TrainConfig.training_part(cfg.to_dict())
-        changed = _changed_keys(old, new, ignore=_RESUMABLE_CHANGES)
+        ignore = set(_RESUMABLE_CHANGES)
+        # train() saves and compares split_by resolved ('auto' -> molecule or structure for this data);
+        # an unresolved 'auto' on either side resolves alike on the same data, and a split file makes it unused
+        if new.get("split_file") or "auto" in (old.get("split_by"), new.get("split_by")):
+            ignore.add("split_by")
+        changed = _changed_keys(old, new, ignore=ignore)
         if changed:
             raise DataError(f"cannot resume {run_dir}: the training config changed ({', '.join(changed)}); "
                             f"use a new --run-dir or the original settings")
