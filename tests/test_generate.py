@@ -1,7 +1,9 @@
-"""`eqchem generate`: agreement with PySCF, the file format, resume after kill -9, failures, bad input."""
+"""`eqchem generate`: agreement with PySCF, the file format, reruns recompute nothing, resume after kill -9,
+failures, bad input."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +17,7 @@ import pytest
 from eqchem import keys
 from eqchem.data.reader import H5Dataset, atom_pair_blocks
 
-from .conftest import WATER
+from .conftest import WATER, WATER_LEVEL
 
 WATER_XYZ = "3\nname=water\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n"
 
@@ -117,6 +119,78 @@ def _frames(n: int) -> str:
     return "".join(out)
 
 
+def _summary(out: str) -> dict[str, int]:
+    """The counts ``eqchem generate`` prints: structures read, already in the file, computed, skipped, failed."""
+    text = re.sub(r"\s+", " ", out)  # the console may wrap long lines
+    start = re.search(r"(\d+) structures read; (\d+) already in ", text)
+    end = re.search(r"(\d+) computed, (\d+) skipped \(already done\), (\d+) failed", text)
+    assert start and end, out
+    return dict(zip(("read", "already", "computed", "skipped", "failed"), map(int, start.groups() + end.groups())))
+
+
+def _stored(path: Path) -> dict[str, tuple]:
+    """Per finished structure of a data file (or journal part): its ``seconds`` and the raw bytes of every dataset."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        for key, g in f.get(keys.MOLECULES, {}).items():
+            arrays = {name: (g[name].dtype.str, g[name].shape, g[name][()].tobytes())
+                      for name in g if isinstance(g[name], h5py.Dataset)}
+            out[key] = (float(g.attrs[keys.SECONDS]), arrays)
+    return out
+
+
+@pytest.fixture
+def dft_calls(monkeypatch):
+    """Names of the structures `eqchem generate` (in-process, one worker) hands to PySCF."""
+    import eqchem.dft.generate as gen
+
+    calls: list[str] = []
+    real = gen.run_dft
+
+    def spy(structure, settings):
+        calls.append(structure.name)
+        return real(structure, settings)
+
+    monkeypatch.setattr(gen, "run_dft", spy)
+    return calls
+
+
+def test_rerun_of_the_same_command_recomputes_nothing(tmp_path, run_cli, dft_calls):
+    xyz = write(tmp_path / "frames.xyz", _frames(3))
+    cmd = ("generate", xyz, "--out", tmp_path / "d.h5", *WATER_LEVEL)
+    code, out = run_cli(*cmd)
+    assert code == 0, out
+    assert _summary(out) == dict(read=3, already=0, computed=3, skipped=0, failed=0)
+    assert sorted(dft_calls) == ["w00", "w01", "w02"]
+    before = _stored(tmp_path / "d.h5")
+    assert sorted(before) == ["w00", "w01", "w02"] and all(sec > 0 for sec, _ in before.values())
+    dft_calls.clear()
+    code, out = run_cli(*cmd)
+    assert code == 0, out
+    assert _summary(out) == dict(read=3, already=3, computed=0, skipped=3, failed=0)
+    assert dft_calls == []  # PySCF never ran
+    assert _stored(tmp_path / "d.h5") == before  # same wall times, bit-identical matrices
+
+
+def test_rerun_with_more_inputs_computes_only_the_new_ones(tmp_path, run_cli, dft_calls):
+    first, more = write(tmp_path / "a.xyz", _frames(3)), write(tmp_path / "b.xyz", _frames(4))
+    assert more.read_text().startswith(first.read_text())  # a superset: the same three frames, then w03
+    code, out = run_cli("generate", first, "--out", tmp_path / "d.h5", *WATER_LEVEL)
+    assert code == 0, out
+    before = _stored(tmp_path / "d.h5")
+    dft_calls.clear()
+    code, out = run_cli("generate", more, "--out", tmp_path / "d.h5", *WATER_LEVEL)
+    assert code == 0, out
+    assert _summary(out) == dict(read=4, already=3, computed=1, skipped=3, failed=0)
+    assert dft_calls == ["w03"]
+    after = _stored(tmp_path / "d.h5")
+    assert sorted(after) == ["w00", "w01", "w02", "w03"]
+    assert {k: after[k] for k in before} == before
+    seconds, arrays = after["w03"]
+    assert seconds > 0 and keys.HAMILTONIAN in arrays and arrays[keys.HAMILTONIAN][1] == (7, 7)
+    assert H5Dataset(tmp_path / "d.h5").keys() == ["w00", "w01", "w02", "w03"]
+
+
 def test_resume_after_kill_keeps_finished_work(tmp_path):
     xyz = write(tmp_path / "frames.xyz", _frames(12))
     out_h5 = tmp_path / "r.h5"
@@ -128,18 +202,22 @@ def test_resume_after_kill_keeps_finished_work(tmp_path):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    finished = {p.stem for p in parts.glob("*.h5")}
-    assert len(finished) >= 3
+    finished = {}  # what the killed run finished: journal parts, and whatever reached the main file
+    for part in parts.glob("*.h5"):
+        finished.update(_stored(part))
     if out_h5.exists():  # whatever state the main file is in, it is readable
         H5Dataset(out_h5)
+        finished.update(_stored(out_h5))
+    assert len(finished) >= 3
     res = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert f"{len(finished)} skipped" in res.stdout.replace("\n", " ") or "skipped" in res.stdout
+    n = len(finished)
+    assert _summary(res.stdout) == dict(read=12, already=n, computed=12 - n, skipped=n, failed=0)
     ds = H5Dataset(out_h5)
     assert ds.keys() == [f"w{k:02d}" for k in range(12)]
     assert not parts.exists()
-    with h5py.File(out_h5, "r") as f:  # finished structures were kept, not recomputed
-        assert len(f["molecules"]) == 12
+    after = _stored(out_h5)  # finished structures were kept as they were, not recomputed
+    assert {k: after[k] for k in finished} == finished
 
 
 def test_shards_and_merge(tmp_path, run_cli):
