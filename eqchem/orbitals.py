@@ -34,8 +34,29 @@ def density_matrix(coefficients: np.ndarray, nocc: int) -> np.ndarray:
     return 2.0 * c @ c.T
 
 
+def occupations(n_orbitals: int, n_electrons: int, spin: int = 0) -> np.ndarray:
+    """Aufbau occupations (n_orbitals,) of one set of spatial orbitals: 2 for the (N - 2S)/2 lowest, 1 for the
+    next 2S (restricted open shell, as ROKS occupies them), 0 above. ``spin`` is 2S = N_alpha - N_beta."""
+    if spin < 0 or (n_electrons - spin) % 2 or n_electrons - spin < 0:
+        raise ValueError(f"{n_electrons} electrons cannot have spin (2S) = {spin}")
+    n_double = (n_electrons - spin) // 2
+    if n_double + spin > n_orbitals:
+        raise ValueError(f"{n_electrons} electrons do not fit in {n_orbitals} orbitals")
+    occ = np.zeros(n_orbitals)
+    occ[:n_double] = 2.0
+    occ[n_double:n_double + spin] = 1.0
+    return occ
+
+
+def density_from_occupations(coefficients: np.ndarray, occ: np.ndarray) -> np.ndarray:
+    """Total density C diag(occ) Cᵀ, (nao, nao), for occupations ``occ`` (nmo,)."""
+    c = coefficients[:, : len(occ)]
+    return (c * occ) @ c.T
+
+
 def frontier(energies: np.ndarray, nocc: int) -> tuple[float, float, float]:
-    """(HOMO, LUMO, gap) in Eh; LUMO and gap are NaN when there are no virtual orbitals."""
+    """(HOMO, LUMO, gap) in Eh with ``nocc`` occupied orbitals (doubly or singly: the HOMO of an open shell is
+    its highest singly occupied orbital); LUMO and gap are NaN when there are no virtual orbitals."""
     homo = float(energies[nocc - 1])
     lumo = float(energies[nocc]) if nocc < len(energies) else float("nan")
     return homo, lumo, lumo - homo

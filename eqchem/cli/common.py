@@ -9,7 +9,7 @@ import time
 import typer
 from rich.console import Console
 
-console = Console()
+console = Console(soft_wrap=True)  # lines are never cut or wrapped; tables still fit the width
 err_console = Console(stderr=True)
 
 
@@ -34,7 +34,7 @@ def user_errors(func):
             if os.environ.get("EQCHEM_DEBUG"):
                 raise
             fail(str(exc), exc.exit_code)
-        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
             if os.environ.get("EQCHEM_DEBUG"):
                 raise
             fail(f"{exc.strerror}: {exc.filename}")
@@ -47,6 +47,22 @@ def user_errors(func):
                  f"(run with --debug for the traceback)", 3)
 
     return wrapper
+
+
+def print_table(table) -> None:
+    """Print a rich table; into a pipe or file as wide as its content needs, so no cell is cut."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    from rich.measure import Measurement
+
+    width = Measurement.get(console, console.options.update(width=10_000), table).maximum
+    old = console.width
+    console.width = max(old, width)
+    try:
+        console.print(table)
+    finally:
+        console.width = old
 
 
 class ProgressReporter:

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import console, user_errors
+from .common import console, print_table, user_errors
 from .main import app
 
 
@@ -21,7 +21,15 @@ def _load_model_for_cli(model: Optional[str]):
 def predict(
     inputs: List[str] = typer.Argument(..., help="xyz / multi-frame xyz / SDF / .smi files or SMILES strings."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model file (default: the shipped model)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="results.json or results.h5."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="results.json or results.h5 (written as each "
+                                       "structure finishes)."),
+    charge: Optional[int] = typer.Option(None, "--charge", help="Total charge of every input structure "
+                                         "(default: what the input says: xyz comment charge=, SMILES formal charges)."),
+    spin: Optional[int] = typer.Option(None, "--spin", help="2S = N_alpha - N_beta of every input structure "
+                                       "(default: what the input says, else 0)."),
+    allow_extrapolation: bool = typer.Option(False, "--allow-extrapolation",
+                                             help="Predict charges/spins outside the model's training data "
+                                                  "(every output then says so)."),
     molden: Optional[Path] = typer.Option(None, "--molden", help="Directory for molden files of the orbitals."),
     cube: Optional[str] = typer.Option(None, "--cube", help="Comma list of homo,lumo,density cube files."),
     cube_dir: Path = typer.Option(Path("cubes"), "--cube-dir", help="Directory for cube files."),
@@ -34,67 +42,127 @@ def predict(
 ):
     """Predict Hamiltonians, orbitals, HOMO/LUMO, dipoles and charges of molecules."""
     import time
-    import warnings
-
-    from rich.table import Table
 
     from ..errors import InputError
     from ..inference import writers
-    from ..inference.predict import predict_structures
     from ..io.readers import read_structures
-    from ..units import HARTREE_EV
 
+    t0 = time.perf_counter()
     if out is not None and out.suffix not in (".json", ".h5", ".hdf5"):
         raise InputError(f"--out must end in .json or .h5, got '{out.name}'")
     kinds = [k.strip() for k in cube.split(",")] if cube else []
     bad = [k for k in kinds if k not in writers.CUBE_KINDS]
     if bad:
         raise InputError(f"--cube takes {', '.join(writers.CUBE_KINDS)}; got {', '.join(bad)}")
-    t0 = time.perf_counter()
+    for path, option, is_dir in ((out, "--out", False), (molden, "--molden", True),
+                                 (cube_dir if kinds else None, "--cube-dir", True)):
+        if path is not None:
+            writers.check_output_path(path, option, directory=is_dir)
+    structures = [s for inp in inputs for s in read_structures(inp, charge=charge, spin=spin)]
     m = _load_model_for_cli(model)
-    structures = [s for inp in inputs for s in read_structures(inp)]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        results = predict_structures(structures, m, batch_size=batch_size, device=device, fock_step=fock_step)
-    for w in caught:
-        console.print(f"[yellow]warning:[/] {w.message}", highlight=False)
-    records = []
-    for r in results:
-        rec = r.summary()
+    _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine, fock_step, device, batch_size,
+                     allow_extrapolation, t0)
+
+
+def _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine, fock_step, device, batch_size,
+                     allow_extrapolation, t0) -> None:
+    """Predict, post-process and write each structure as it finishes; the table at the end (also on Ctrl-C)."""
+    import time
+    import warnings
+
+    from ..inference import writers
+    from ..inference.predict import ExtrapolationWarning, check_structures, iter_predictions
+    from .common import ProgressReporter
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtrapolationWarning)  # shown per structure below instead
+        checked = check_structures(m, structures, allow_extrapolation)  # a bad structure stops the run here
+    stream = writers.ResultStream(out, {"xc": m.xc, "basis": m.basis, "model": str(m.path)}) if out else None
+    builds = m.fock_builds(fock_step)
+    console.print(f"predicting {len(structures)} structure(s) with {m.path.name if m.path else 'model'} "
+                  f"({m.xc}/{m.basis}; network" + (f" + {builds} cheap Fock build(s) each)" if builds else ")"),
+                  highlight=False)
+    rows: list[tuple] = []
+    interrupted = False
+    try:
+        with ProgressReporter("predict", len(structures), interval=10.0) as bar:
+            for r in iter_predictions(structures, m, batch_size=batch_size, device=device, fock_step=fock_step,
+                                      checked=checked):
+                rec = _finish_prediction(r, energy, refine, molden, kinds, cube_dir)
+                for w in r.warnings:
+                    bar.log(f"[yellow]warning:[/] {r.name}: {w}: the prediction is an extrapolation")
+                if stream:
+                    stream.add(r, rec)
+                rows.append((r, rec))
+                bar.advance(f"{r.name} {r.seconds:.1f} s")
+    except KeyboardInterrupt:
+        interrupted = True
+    print_table(_prediction_table(rows, m, energy, refine))
+    if stream:
+        console.print(f"wrote {stream.path} ({stream.count} structure(s))", highlight=False)
+    console.print(f"{len(rows)} structure(s) in {time.perf_counter() - t0:.2f} s", highlight=False)
+    if interrupted:
+        from .common import fail
+
+        fail(f"interrupted after {len(rows)} of {len(structures)} structure(s)"
+             + (f"; the finished ones are in {stream.path}" if stream else ""), 130)
+
+
+def _finish_prediction(r, energy: bool, refine: bool, molden, kinds, cube_dir) -> dict:
+    """The JSON record of one prediction, with the energy / refined SCF when asked; its molden/cube files."""
+    from ..inference import writers
+
+    rec = r.summary()
+    if energy:
+        rec["energy_hartree"] = r.settings["energy"] = r.energy()
+    if refine:
+        from ..dft.runner import make_scf, run_scf
+
+        converged, cycles = r.refine()
+        rec["scf_cycles"] = cycles
+        rec["scf_converged"] = bool(converged.settings["converged"])
+        rec["scf_cycles_minao"] = run_scf(make_scf(r.mole, r.dft_settings(), restricted_open=True))
+        rec["refined_energy_hartree"] = r.settings["energy"] = converged.settings["energy"]
+        rec["refined_homo_ev"], rec["refined_gap_ev"] = converged.summary()["homo_ev"], converged.summary()["gap_ev"]
+    if molden is not None:
+        from ..data.store import sanitize_key
+
+        writers.write_molden(molden / f"{sanitize_key(r.name)}.molden", r)
+    if kinds:
+        writers.write_cubes(cube_dir, r, kinds)
+    return rec
+
+
+def _prediction_table(rows, m, energy: bool, refine: bool):
+    from rich.table import Table
+
+    title = f"eqchem predict ({m.path.name if m.path else 'model'}: {m.xc}/{m.basis})"
+    if any(r.warnings for r, _ in rows):
+        title += "  * = extrapolation (see warnings)"
+    table = Table(title=title)
+    cols = ["name", "formula", "atoms"]
+    if any(r.charge or r.spin for r, _ in rows):
+        cols += ["charge", "2S"]
+    cols += ["HOMO eV", "LUMO eV", "gap eV", "dipole D"]
+    cols += ["E Eh"] if energy else []
+    cols += ["SCF cycles (minao)", "E_SCF Eh", "gap_SCF eV"] if refine else []
+    cols += ["ms"]
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("name", "formula") else "right", no_wrap=col == "name")
+    for r, rec in rows:
+        cells = {"name": r.name + (" *" if r.warnings else ""), "formula": rec["formula"],
+                 "atoms": str(rec["n_atoms"]), "charge": f"{r.charge:+d}" if r.charge else "0", "2S": str(r.spin),
+                 "HOMO eV": f"{rec['homo_ev']:.3f}", "LUMO eV": f"{rec['lumo_ev']:.3f}",
+                 "gap eV": f"{rec['gap_ev']:.3f}", "dipole D": f"{rec['dipole_norm_debye']:.3f}",
+                 "ms": f"{r.seconds * 1e3:.1f}"}
         if energy:
-            rec["energy_hartree"] = r.energy()
+            cells["E Eh"] = f"{rec['energy_hartree']:.6f}"
         if refine:
-            from ..dft.runner import make_scf, run_scf
-
-            converged, cycles = r.refine()
-            rec["scf_cycles"] = cycles
-            rec["scf_cycles_minao"] = run_scf(make_scf(r.mole, r.dft_settings()))
-            rec["refined_energy_hartree"] = converged.settings["energy"]
-            r.settings["energy"] = converged.settings["energy"]
-        if energy and "energy" not in r.settings:
-            r.settings["energy"] = rec["energy_hartree"]
-        records.append(rec)
-        if molden is not None:
-            from ..data.store import sanitize_key
-
-            writers.write_molden(molden / f"{sanitize_key(r.name)}.molden", r)
-        if kinds:
-            writers.write_cubes(cube_dir, r, kinds)
-    table = Table(title=f"eqchem predict ({m.path.name if m.path else 'model'}: {m.xc}/{m.basis})")
-    for col in ("name", "formula", "atoms", "HOMO eV", "LUMO eV", "gap eV", "dipole D", "ms"):
-        table.add_column(col, justify="left" if col in ("name", "formula") else "right")
-    for r, rec in zip(results, records):
-        table.add_row(r.name, rec["formula"], str(rec["n_atoms"]), f"{r.homo * HARTREE_EV:.3f}",
-                      f"{r.lumo * HARTREE_EV:.3f}", f"{r.gap * HARTREE_EV:.3f}", f"{rec['dipole_norm_debye']:.3f}",
-                      f"{r.seconds * 1e3:.1f}")
-    console.print(table)
-    if out is not None:
-        if out.suffix == ".json":
-            writers.write_json(out, records)
-        else:
-            writers.write_h5(out, results, {"xc": m.xc, "basis": m.basis, "model": str(m.path)})
-        console.print(f"wrote {out}", highlight=False)
-    console.print(f"{len(results)} structure(s) in {time.perf_counter() - t0:.2f} s", highlight=False)
+            cells["SCF cycles (minao)"] = f"{rec['scf_cycles']} ({rec['scf_cycles_minao']})"
+            cells["E_SCF Eh"] = f"{rec['refined_energy_hartree']:.6f}"
+            cells["gap_SCF eV"] = f"{rec['refined_gap_ev']:.3f}"
+        table.add_row(*(cells[c] for c in cols))
+    return table
 
 
 @app.command()
@@ -138,7 +206,7 @@ def diagonalize(
     for r in results[:50]:
         table.add_row(r.name, str(len(r.orbital_energies)), f"{r.homo * HARTREE_EV:.4f}", f"{r.lumo * HARTREE_EV:.4f}",
                       f"{r.gap * HARTREE_EV:.4f}", f"{float((r.dipole ** 2).sum() ** 0.5):.4f}")
-    console.print(table)
+    print_table(table)
     console.print(f"wrote {out} ({len(results)} structures)", highlight=False)
 
 
@@ -174,7 +242,7 @@ def evaluate(
     table.add_column("value", justify="right")
     for k, v in res["summary"].items():
         table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
-    console.print(table)
+    print_table(table)
     if out is not None:
         writers.write_json(out, [{"summary": res["summary"], "molecules": res["molecules"],
                                   "model": str(m.path), "data": str(data)}])

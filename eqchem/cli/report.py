@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.table import Table
 
 from .. import keys
-from .common import console
+from .common import console, print_table
 
 
 def print_data_info(path: Path) -> None:
@@ -36,12 +36,12 @@ def print_data_info(path: Path) -> None:
     t.add_row("elements (structures containing)", ", ".join(f"{e} {n}" for e, n in sorted(elements.items())))
     t.add_row("failures", str(len(ds.failures)))
     t.add_row("file size", f"{path.stat().st_size / 1e6:.1f} MB")
-    console.print(t)
+    print_table(t)
     if ds.failures:
         ft = Table("failed structure", "reason", title="failures")
         for k, reason in list(ds.failures.items())[:20]:
             ft.add_row(k, reason)
-        console.print(ft)
+        print_table(ft)
         if len(ds.failures) > 20:
             console.print(f"... and {len(ds.failures) - 20} more")
 
@@ -59,4 +59,4 @@ def print_model_card(path: Path | None) -> None:
         t.add_row(k, str(v))
     for k, v in (card.get("metrics") or {}).items():
         t.add_row(f"metric: {k}", f"{v:.4g}" if isinstance(v, float) else str(v))
-    console.print(t)
+    print_table(t)

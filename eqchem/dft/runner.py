@@ -84,11 +84,12 @@ def xc_description(xc: str) -> str:
     return text
 
 
-def make_scf(mol, settings: DFTSettings):
-    """RKS for closed shells, UKS for ``mol.spin > 0``, with the dataset's numerical settings."""
+def make_scf(mol, settings: DFTSettings, restricted_open: bool = False):
+    """RKS for closed shells, UKS for ``mol.spin > 0`` (ROKS with ``restricted_open``: one set of spatial
+    orbitals, as a closed-shell model predicts them), with the dataset's numerical settings."""
     from pyscf import dft
 
-    mf = dft.RKS(mol) if mol.spin == 0 else dft.UKS(mol)
+    mf = dft.RKS(mol) if mol.spin == 0 else (dft.ROKS(mol) if restricted_open else dft.UKS(mol))
     mf.xc = settings.xc
     mf.grids.level = settings.grid_level
     mf.conv_tol = settings.conv_tol

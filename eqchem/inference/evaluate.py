@@ -26,6 +26,8 @@ def evaluate(ds: H5Dataset, model: EqchemModel, scf: bool = False, batch_size: i
              on_molecule: Callable[[str], None] | None = None, fock_step: bool = True) -> dict:
     """Per-molecule metrics and their means; with ``scf`` the SCF cycle ratio vs PySCF's minao guess.
 
+    Records with a reference dipole also get ``dipole_mae_debye`` (error of |μ|, Debye).
+
     ``fock_step=False`` evaluates the network's matrix without the model's damped Fock step. Besides
     ``scf_ratio`` (SCF cycles from the predicted density / from minao), ``scf_ratio_with_builds`` counts
     the cheap Fock builds the prediction itself made (guess, Fock step) as cycles: the whole cost.
@@ -51,6 +53,8 @@ def evaluate(ds: H5Dataset, model: EqchemModel, scf: bool = False, batch_size: i
             else:
                 ref = r.hamiltonian
                 m = molecule_metrics(h, ref, r.overlap, atom_ao_offsets(r.numbers, shells), r.nocc)
+                if r.dipole is not None:
+                    m["dipole_mae_debye"] = dipole_error(r, h, ds.basis)
                 if scf:
                     m.update(scf_acceleration(r, h, ds, model.fock_builds(fock_step)))
             rows.append({"key": r.key, "n_atoms": int(len(r.numbers)), **m})
@@ -64,6 +68,19 @@ def evaluate(ds: H5Dataset, model: EqchemModel, scf: bool = False, batch_size: i
         summary.update(scf_ratios(rows))
     summary["n_molecules"] = len(rows)
     return {"summary": summary, "molecules": rows, "parity": {"ref": ref_sample, "pred": pred_sample}}
+
+
+def dipole_error(record, h_pred: np.ndarray, basis: str) -> float:
+    """Absolute error (Debye) of the dipole magnitude |μ| (QM9's ``mu``) of the predicted density (aufbau
+    occupations of H C = S C ε with the reference S) against the record's reference dipole."""
+    from .. import orbitals
+    from ..dft.runner import build_mole, dipole_from_density
+    from ..io.structure import Structure
+
+    mol = build_mole(Structure(record.numbers, record.positions, charge=record.charge), basis, spin=0)
+    _, c = orbitals.solve_generalized(h_pred, record.overlap)
+    mu = dipole_from_density(mol, orbitals.density_matrix(c, record.nocc))
+    return float(abs(np.linalg.norm(mu) - np.linalg.norm(record.dipole)))
 
 
 def scf_ratios(rows: list[dict]) -> dict:

@@ -77,6 +77,26 @@ class EqchemModel:
     def elements(self) -> tuple[int, ...]:
         return self.layout.elements
 
+    @property
+    def charges(self) -> tuple[int, ...]:
+        """Total charges of the training structures (models trained before eqchem recorded it: neutral)."""
+        return tuple(int(q) for q in self.metadata.get("charges") or (0,))
+
+    @property
+    def spins(self) -> tuple[int, ...]:
+        """2S values of the training structures (models trained before eqchem recorded it: closed shell)."""
+        return tuple(int(s) for s in self.metadata.get("spins") or (0,))
+
+    @property
+    def coverage_text(self) -> str:
+        """The charges and spins the model was trained on, in words."""
+        if self.charges == (0,) and self.spins == (0,):
+            text = "neutral closed-shell molecules only: charge 0, spin 0"
+        else:
+            text = (f"charges {', '.join(f'{q:+d}' if q else '0' for q in self.charges)}; "
+                    f"spins (2S) {', '.join(map(str, self.spins))}")
+        return text if "charges" in self.metadata else text + " (assumed: this model file does not record it)"
+
     def card(self) -> dict:
         from ..io.elements import symbol
 
@@ -89,9 +109,11 @@ class EqchemModel:
                          f"{self.net.config.baseline}: a Δ-model; predictions add a PySCF guess Hamiltonian"),
             "Fock step after the network": (f"H + {self.fock_mixing:g} (F[P(H)] - H): one cheap Fock build"
                                             if self.fock_mixing > 0 else "none"),
-            "level of theory": f"{self.xc} / {self.basis} (grid {m.get('grids_level', '?')}, "
+            "level of theory": f"PySCF RKS {self.xc} / {self.basis} (grid {m.get('grids_level', '?')}, "
                                f"conv_tol {m.get('conv_tol', '?')})",
             "functional (parsed)": m.get("xc_description") or "not recorded",
+            "functional note": functional_note(self.xc, m.get("xc_description") or ""),
+            "charge / spin coverage": self.coverage_text,
             "PySCF version of the data": m.get("pyscf_version", "?"),
             "elements": " ".join(symbol(z) for z in self.elements),
             "atoms per training structure": m.get("atoms_range", "?"),
@@ -109,7 +131,7 @@ class EqchemModel:
             "peers": "; ".join(f"{k}: " + ", ".join(f"{a} {b}" for a, b in v.items())
                                for k, v in (m.get("peers") or {}).items()) or "-",
             "notes": m.get("notes", ""),
-            "metrics": m.get("metrics", {}),
+            "metrics": card_metrics(m.get("metrics", {})),
         }
         return card
 
@@ -126,14 +148,30 @@ class EqchemModel:
     def check_covers(self, numbers: Sequence[int]) -> None:
         self.converter.check_elements(numbers)
 
+    def check_basis(self, numbers: Sequence[int]) -> None:
+        """Refuse a model file whose stored shell layout disagrees with PySCF's basis of the same name
+        (a model file edited or written by a buggy tool): its blocks would land on the wrong AOs."""
+        from ..basis import element_shells
+        from ..errors import BasisError
+        from ..io.elements import symbol
+
+        for z in sorted({int(z) for z in numbers} & set(self.layout.shells)):
+            have, stored = element_shells(self.basis, z), tuple(self.layout.shells[z])
+            if have != stored:
+                where = self.path or "the model"
+                raise BasisError(f"{where}: its basis layout for {symbol(z)} (shell l {list(stored)}) disagrees with "
+                                 f"PySCF's '{self.basis}' (shell l {list(have)}); the model file is inconsistent: "
+                                 f"retrain it or use another model")
+
     @torch.no_grad()
     def predict_matrices(self, molecules: Sequence[tuple[np.ndarray, np.ndarray]], batch_size: int = 16,
                          device: str = "cpu", charges: Sequence[int] | None = None,
-                         fock_step: bool = True) -> list[np.ndarray]:
+                         fock_step: bool = True, spins: Sequence[int] | None = None) -> list[np.ndarray]:
         """(numbers, positions Å) pairs -> (nao, nao) predicted matrices, PySCF AO order, float64.
 
-        ``charges`` (default neutral) set the electron count of the model's Fock step
-        (``config.fock_mixing``); ``fock_step=False`` returns the network's matrix without it.
+        ``charges`` (default neutral) and ``spins`` (2S, default 0) set the electron count of a Δ-model's
+        guess and the occupations of the model's Fock step (``config.fock_mixing``); ``fock_step=False``
+        returns the network's matrix without it.
         """
         from ..training.data import local_pairs
 
@@ -164,13 +202,14 @@ class EqchemModel:
             a0 = e0 = 0
             for (n, e), z, r, p in zip(counts, numbers, pos, pairs):
                 charge = int(charges[len(out)]) if charges is not None else 0
-                out.append(self._assemble(z, r, diag[a0:a0 + n], offd[e0:e0 + e], p - a0, charge, fock_step))
+                spin = int(spins[len(out)]) if spins is not None else 0
+                out.append(self._assemble(z, r, diag[a0:a0 + n], offd[e0:e0 + e], p - a0, charge, spin, fock_step))
                 a0 += n
                 e0 += e
         return out
 
     def _assemble(self, z: np.ndarray, r: np.ndarray, diag: np.ndarray, pair_blocks: np.ndarray, pairs: np.ndarray,
-                  charge: int, fock_step: bool) -> np.ndarray:
+                  charge: int, spin: int, fock_step: bool) -> np.ndarray:
         """One molecule's network blocks -> (nao, nao) matrix: pair switch, guess + filtered correction
         (Δ-models), then the damped Fock step (``fock_mixing``)."""
         from ..dft import guess as g
@@ -184,12 +223,39 @@ class EqchemModel:
         if cfg.baseline == "none" and not step:
             return m
         frame = g.canonical_mole(z, r, self.basis)  # one principal-axes Mole for the guess and the step
-        guess, overlap = g.guess_and_overlap(z, r, self.basis, self.xc, cfg.baseline, frame)
+        n_electrons = int(z.sum()) - charge
+        guess, overlap = g.guess_and_overlap(z, r, self.basis, self.xc, cfg.baseline, frame, n_electrons)
         if cfg.baseline != "none":  # Δ-model: add the guess it corrects
             m = guess + g.filter_correction(m, overlap, cfg.correction_overlap_cutoff)
         if step:
-            m = g.fock_step(z, r, m, overlap, int(z.sum()) - charge, self.basis, self.xc, self.fock_mixing, frame)
+            m = g.fock_step(z, r, m, overlap, n_electrons, self.basis, self.xc, self.fock_mixing, frame, spin)
         return m
+
+
+def card_metrics(metrics: dict) -> dict:
+    """The metrics with one unit per quantity: H and orbital energies in µEh, HOMO/LUMO/gap in eV (training
+    logs the gap loss in µEh; the card shows it in eV like the test metrics)."""
+    from ..units import HARTREE_EV, MICRO_HARTREE
+
+    out = {}
+    for k, v in metrics.items():
+        if k.endswith("_uEh") and any(t in k for t in ("gap", "homo", "lumo")) and isinstance(v, (int, float)):
+            k, v = k[: -len("_uEh")] + "_ev", float(v) / MICRO_HARTREE * HARTREE_EV
+        out[k] = v
+    return out
+
+
+def functional_note(xc: str, description: str) -> str:
+    """What a short functional name means here, with the QH9 caveat for B3LYP's VWN variant."""
+    name = xc.lower().replace("-", "")
+    if name == "b3lyp" and "402" in description:
+        return ("B3LYP with VWN-RPA (libxc 402, Gaussian's; PySCF >= 2.3). QH9 was computed with PySCF 2.2.1, "
+                "whose 'b3lyp' was B3LYP with VWN5 ('b3lyp5' today): at the same density the two Fock "
+                "matrices differ by ~150 µEh MAE on QM9 molecules, so compare with QH9 only with that in mind "
+                "(eqchem generate --xc b3lyp5 gives QH9's functional)")
+    if name == "b3lyp5":
+        return "B3LYP with VWN5 (QH9's functional: PySCF 2.2.1's 'b3lyp')"
+    return "-"
 
 
 def hardware_text(hw) -> str:

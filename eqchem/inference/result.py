@@ -19,9 +19,13 @@ class OrbitalResult:
         basis, xc: the model's level of theory.
         hamiltonian: (nao, nao) Kohn–Sham matrix; overlap: (nao, nao).
         orbital_energies: (nmo,) Eh; orbital_coefficients: (nao, nmo).
-        density_matrix: (nao, nao) total density 2 C_occ C_occᵀ.
-        nocc: doubly occupied orbitals; homo, lumo, gap: Eh.
+        density_matrix: (nao, nao) total density C diag(mo_occ) Cᵀ.
+        nocc: occupied orbitals (doubly, plus the ``spin`` singly occupied ones of an open shell);
+        homo, lumo, gap: Eh (the HOMO of an open shell is its highest singly occupied orbital).
         dipole: (3,) Debye; mulliken_charges: (n,) e.
+        charge: total charge (e); spin: 2S = N_alpha - N_beta (open shells occupy one set of spatial
+        orbitals, as ROKS does).
+        warnings: what makes this prediction an extrapolation of the model (empty when it is not).
         seconds: wall time of the prediction (network share + diagonalization).
     """
 
@@ -42,6 +46,8 @@ class OrbitalResult:
     dipole: np.ndarray
     mulliken_charges: np.ndarray
     charge: int = 0
+    spin: int = 0
+    warnings: list = field(default_factory=list)
     model: str = ""
     seconds: float = 0.0
     settings: dict = field(default_factory=dict)  # grids_level, conv_tol of the model's data
@@ -55,7 +61,8 @@ class OrbitalResult:
             from ..dft.runner import build_mole
             from ..io.structure import Structure
 
-            self._mole = build_mole(Structure(self.numbers, self.positions, charge=self.charge), self.basis, spin=0)
+            self._mole = build_mole(Structure(self.numbers, self.positions, charge=self.charge), self.basis,
+                                    spin=self.spin)
         return self._mole
 
     @property
@@ -65,19 +72,36 @@ class OrbitalResult:
         return Structure(self.numbers, self.positions).formula
 
     @property
-    def mo_occ(self) -> np.ndarray:
-        occ = np.zeros(len(self.orbital_energies))
-        occ[: self.nocc] = 2.0
-        return occ
+    def n_electrons(self) -> int:
+        return int(self.numbers.sum()) - int(self.charge)
 
-    def to_pyscf(self):
-        """A PySCF RKS object with mo_energy, mo_coeff and mo_occ set (for PySCF's analysis tools)."""
+    @property
+    def mo_occ(self) -> np.ndarray:
+        """Occupations (nmo,): 2, 1 (the singly occupied orbitals of an open shell) or 0."""
+        return orbitals.occupations(len(self.orbital_energies), self.n_electrons, self.spin)
+
+    def __repr__(self) -> str:
+        gap = f"{self.gap * HARTREE_EV:.3f} eV" if np.isfinite(self.gap) else "n/a"
+        extra = f", charge={self.charge}" if self.charge else ""
+        extra += f", spin={self.spin}" if self.spin else ""
+        extra += ", extrapolation" if self.warnings else ""
+        return (f"OrbitalResult({self.name!r}, {self.formula}, {len(self.numbers)} atoms, nao={len(self.overlap)}, "
+                f"{self.xc}/{self.basis}, HOMO {self.homo * HARTREE_EV:.3f} eV, gap {gap}{extra})")
+
+    def _scf(self, settings=None):
+        """PySCF SCF object of this structure at the model data's level of theory (ROKS for open shells)."""
         from ..dft.runner import make_scf
 
-        mf = make_scf(self.mole, self.dft_settings())
+        return make_scf(self.mole, settings or self.dft_settings(), restricted_open=True)
+
+    def to_pyscf(self):
+        """A PySCF RKS (ROKS for open shells) object with mo_energy, mo_coeff, mo_occ set and ``e_tot`` the DFT
+        energy of the predicted density (non-self-consistent; one energy evaluation on the data's grid)."""
+        mf = self._scf()
         mf.mo_energy = self.orbital_energies.copy()
         mf.mo_coeff = self.orbital_coefficients.copy()
         mf.mo_occ = self.mo_occ
+        mf.e_tot = float(mf.energy_tot(dm=mf.make_rdm1(mf.mo_coeff, mf.mo_occ)))
         mf.converged = False  # orbitals are predicted, not converged
         return mf
 
@@ -91,24 +115,24 @@ class OrbitalResult:
 
     def energy(self) -> float:
         """DFT total energy (Eh) of the predicted density, evaluated non-self-consistently."""
-        from ..dft.runner import make_scf
-
-        mf = make_scf(self.mole, self.dft_settings())
-        return float(mf.energy_tot(dm=self.density_matrix))
+        mf = self._scf()
+        return float(mf.energy_tot(dm=mf.make_rdm1(self.orbital_coefficients, self.mo_occ)))
 
     def refine(self, conv_tol: float | None = None) -> tuple["OrbitalResult", int]:
         """Converge PySCF's SCF from the predicted density; returns (converged result, SCF cycles)."""
-        from ..dft.runner import make_scf, run_scf
+        from ..dft.runner import run_scf
 
         settings = self.dft_settings()
         if conv_tol is not None:
             from dataclasses import replace
 
             settings = replace(settings, conv_tol=conv_tol)
-        mf = make_scf(self.mole, settings)
-        cycles = run_scf(mf, dm0=self.density_matrix)
+        mf = self._scf(settings)
+        cycles = run_scf(mf, dm0=mf.make_rdm1(self.orbital_coefficients, self.mo_occ))
         res = from_matrix(self.name, self.numbers, self.positions, np.asarray(mf.get_fock()), self.overlap,
-                          self.basis, self.xc, self.charge, self.model, self.settings, mole=self.mole)
+                          self.basis, self.xc, self.charge, self.model, self.settings, mole=self.mole,
+                          spin=self.spin)
+        res.warnings = list(self.warnings)
         res.settings = {**self.settings, "converged": bool(mf.converged), "energy": float(mf.e_tot)}
         return res, cycles
 
@@ -119,6 +143,11 @@ class OrbitalResult:
             "name": self.name,
             "formula": self.formula,
             "n_atoms": int(len(self.numbers)),
+            "charge": int(self.charge),
+            "spin": int(self.spin),
+            "multiplicity": int(self.spin) + 1,
+            "extrapolation": bool(self.warnings),
+            "warnings": list(self.warnings),
             "homo_ev": self.homo * HARTREE_EV,
             "lumo_ev": self.lumo * HARTREE_EV,
             "gap_ev": self.gap * HARTREE_EV,
@@ -134,19 +163,22 @@ class OrbitalResult:
 
 
 def from_matrix(name, numbers, positions, hamiltonian, overlap, basis, xc, charge=0, model="", settings=None,
-                mole=None, threshold: float = orbitals.DEFAULT_LINDEP_THRESHOLD) -> OrbitalResult:
-    """Diagonalize a Hamiltonian (with its overlap) into an :class:`OrbitalResult`."""
+                mole=None, threshold: float = orbitals.DEFAULT_LINDEP_THRESHOLD, spin: int = 0) -> OrbitalResult:
+    """Diagonalize a Hamiltonian (with its overlap) into an :class:`OrbitalResult` (``spin`` = 2S: aufbau
+    occupations 2/1/0 of its orbitals, restricted open shell)."""
     numbers = np.asarray(numbers)
     nelec = int(numbers.sum()) - int(charge)
-    nocc = nelec // 2
     e, c = orbitals.solve_generalized(hamiltonian, overlap, threshold)
-    dm = orbitals.density_matrix(c, nocc)
+    occ = orbitals.occupations(len(e), nelec, spin)
+    nocc = int(np.count_nonzero(occ))
+    dm = orbitals.density_from_occupations(c, occ)
     homo, lumo, gap = orbitals.frontier(e, nocc)
     res = OrbitalResult(
         name=name, numbers=numbers, positions=np.asarray(positions, dtype=float), basis=basis, xc=xc,
         hamiltonian=hamiltonian, overlap=overlap, orbital_energies=e, orbital_coefficients=c,
         density_matrix=dm, nocc=nocc, homo=homo, lumo=lumo, gap=gap, dipole=np.zeros(3),
-        mulliken_charges=np.zeros(len(numbers)), charge=int(charge), model=model, settings=dict(settings or {}),
+        mulliken_charges=np.zeros(len(numbers)), charge=int(charge), spin=int(spin), model=model,
+        settings=dict(settings or {}),
         _mole=mole,
     )
     from ..dft.runner import dipole_from_density

@@ -25,6 +25,61 @@ def write_json(path: Path, records: Sequence[dict]) -> None:
     _atomic_write_text(Path(path), json.dumps(list(records), indent=1))
 
 
+def check_output_path(path: Path, option: str, directory: bool = False) -> None:
+    """Raise InputError (naming ``option`` and ``path``) unless ``path`` can be written: a file, or with
+    ``directory`` a folder, whose missing parents can be created. Checked before any work is done."""
+    from ..errors import InputError
+
+    path = Path(path)
+    if path.exists() and path.is_dir() != directory:
+        raise InputError(f"{option} {path}: is {'a file' if directory else 'a directory'}; give "
+                         f"{'a directory' if directory else 'a file path'}")
+    parent = path if directory and path.exists() else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{option} {path}: {parent} is a file, not a directory")
+    target = path if path.exists() else parent
+    if not os.access(target, os.W_OK):
+        raise InputError(f"{option} {path}: {target} is not writable; choose another location")
+
+
+def _h5_record(r: OrbitalResult) -> dict:
+    """One prediction as a group of the eqchem HDF5 format (names from :mod:`eqchem.keys`)."""
+    rec = {
+        keys.ATOMIC_NUMBERS: r.numbers.astype(np.int64), keys.POSITIONS: r.positions,
+        keys.HAMILTONIAN: r.hamiltonian, keys.OVERLAP: r.overlap, keys.DENSITY_MATRIX: r.density_matrix,
+        keys.ORBITAL_ENERGIES: r.orbital_energies, keys.ORBITAL_COEFFICIENTS: r.orbital_coefficients,
+        keys.ORBITAL_OCCUPATIONS: r.mo_occ, keys.DIPOLE: r.dipole,
+        "attrs": {keys.CHARGE: r.charge, keys.SPIN: r.spin, keys.CONVERGED: False, keys.SCF_CYCLES: 0,
+                  keys.SOURCE: r.name, keys.NAME: r.name, "predicted_by": r.model,
+                  "homo": r.homo, "lumo": r.lumo, "gap": r.gap, "extrapolation": bool(r.warnings),
+                  "warnings": "; ".join(r.warnings)},
+    }
+    if "energy" in r.settings:
+        rec[keys.ENERGY] = np.float64(r.settings["energy"])
+    return rec
+
+
+def _h5_header(f: h5py.File, model_attrs: dict) -> h5py.Group:
+    f.attrs[keys.FORMAT_VERSION_ATTR] = keys.FORMAT_VERSION
+    f.attrs[keys.AO_CONVENTION] = "pyscf"
+    f.attrs[keys.EQCHEM_VERSION] = __version__
+    for k, v in model_attrs.items():
+        f.attrs[k] = v if v is not None else ""
+    return f.create_group(keys.MOLECULES)
+
+
+def _unique_key(name: str, used: set[str]) -> str:
+    key = base = sanitize_key(name)
+    n = 1
+    while key in used:
+        n += 1
+        key = f"{base}_{n}"
+    used.add(key)
+    return key
+
+
 def write_h5(path: Path, results: Sequence[OrbitalResult], model_attrs: dict) -> None:
     """Predictions in the eqchem HDF5 format (``/molecules/<name>``), written atomically."""
     path = Path(path)
@@ -32,35 +87,44 @@ def write_h5(path: Path, results: Sequence[OrbitalResult], model_attrs: dict) ->
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with h5py.File(tmp, "w") as f:
-            f.attrs[keys.FORMAT_VERSION_ATTR] = keys.FORMAT_VERSION
-            f.attrs[keys.AO_CONVENTION] = "pyscf"
-            f.attrs[keys.EQCHEM_VERSION] = __version__
-            for k, v in model_attrs.items():
-                f.attrs[k] = v if v is not None else ""
-            mols = f.create_group(keys.MOLECULES)
+            mols = _h5_header(f, model_attrs)
             used: set[str] = set()
             for r in results:
-                key = sanitize_key(r.name)
-                n = 1
-                while key in used:
-                    n += 1
-                    key = f"{sanitize_key(r.name)}_{n}"
-                used.add(key)
-                rec = {
-                    keys.ATOMIC_NUMBERS: r.numbers.astype(np.int64), keys.POSITIONS: r.positions,
-                    keys.HAMILTONIAN: r.hamiltonian, keys.OVERLAP: r.overlap, keys.DENSITY_MATRIX: r.density_matrix,
-                    keys.ORBITAL_ENERGIES: r.orbital_energies, keys.ORBITAL_COEFFICIENTS: r.orbital_coefficients,
-                    keys.ORBITAL_OCCUPATIONS: r.mo_occ, keys.DIPOLE: r.dipole,
-                    "attrs": {keys.CHARGE: r.charge, keys.SPIN: 0, keys.CONVERGED: False, keys.SCF_CYCLES: 0,
-                              keys.SOURCE: r.name, keys.NAME: r.name, "predicted_by": r.model,
-                              "homo": r.homo, "lumo": r.lumo, "gap": r.gap},
-                }
-                if "energy" in r.settings:
-                    rec[keys.ENERGY] = np.float64(r.settings["energy"])
-                write_group(mols.create_group(key), rec)
+                write_group(mols.create_group(_unique_key(r.name, used)), _h5_record(r))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class ResultStream:
+    """Predictions written as each one finishes, so an interrupted run keeps what it finished.
+
+    ``.json``: a JSON array of :meth:`OrbitalResult.summary` records that is complete (valid JSON) after
+    every record; ``.h5``: the eqchem HDF5 format, the file closed after every structure. The file is
+    created (replacing an older one) when the stream opens, before any prediction.
+    """
+
+    def __init__(self, path: Path, model_attrs: dict):
+        self.path = Path(path)
+        self.count = 0
+        self._used: set[str] = set()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.suffix == ".json":
+            self.path.write_text("[\n]\n")
+        else:
+            with h5py.File(self.path, "w") as f:
+                _h5_header(f, model_attrs)
+
+    def add(self, result: OrbitalResult, record: dict) -> None:
+        if self.path.suffix == ".json":
+            text = json.dumps(record, indent=1)
+            with open(self.path, "r+b") as f:
+                f.seek(-len(b"]\n"), os.SEEK_END)
+                f.write(((",\n" if self.count else "") + text + "\n]\n").encode())
+        else:
+            with h5py.File(self.path, "a") as f:
+                write_group(f[keys.MOLECULES].create_group(_unique_key(result.name, self._used)), _h5_record(result))
+        self.count += 1
 
 
 def write_molden(path: Path, result: OrbitalResult) -> None:

@@ -71,7 +71,7 @@ class Structure:
         if self.n_electrons % 2:
             raise InputError(
                 f"{self.label}: odd number of electrons ({self.n_electrons}); give --spin (2S, e.g. 1) for an "
-                f"open-shell (UKS) calculation or fix --charge"
+                f"open shell, or fix --charge (or the charge= / spin= keys of an xyz comment line)"
             )
         return 0
 
