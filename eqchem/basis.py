@@ -119,6 +119,26 @@ def change_of_basis(l: int) -> np.ndarray:
     return m
 
 
+def change_of_basis_json(ls) -> str:
+    """The change of basis :func:`change_of_basis` of every angular momentum in ``ls`` as JSON text
+    (``keys.AO_CHANGE_OF_BASIS``): stored with data and model files, so that readers need no PySCF."""
+    import json
+
+    return json.dumps({str(l): change_of_basis(int(l)).tolist() for l in sorted({int(l) for l in ls})})
+
+
+def change_of_basis_from_json(text: str) -> dict[int, np.ndarray]:
+    """``{l: M_l}`` from :func:`change_of_basis_json` text (read-only float64 arrays)."""
+    import json
+
+    out = {}
+    for l, rows in json.loads(text).items():
+        m = np.asarray(rows, dtype=np.float64)
+        m.setflags(write=False)
+        out[int(l)] = m
+    return out
+
+
 def pyscf_to_e3nn(mol) -> np.ndarray:
     """Block-diagonal orthogonal (nao, nao) ``Q`` with ``x_e3nn = Q @ x_pyscf`` for AO vectors.
 

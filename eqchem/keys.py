@@ -16,6 +16,7 @@ GRIDS_LEVEL = "grids_level"             # int
 CONV_TOL = "conv_tol"                   # float, Eh
 DENSITY_FIT = "density_fit"             # bool
 EQCHEM_VERSION = "eqchem_version"       # str
+AO_CHANGE_OF_BASIS = "ao_change_of_basis"  # str, JSON {l: (2l+1, 2l+1) rows}: M_l with Y_pyscf = M_l @ Y_e3nn
 
 # --- groups ----------------------------------------------------------------------------------
 MOLECULES = "molecules"                 # /molecules/<key>/ one group per structure
