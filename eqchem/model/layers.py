@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import torch
-from e3nn import nn as enn
-from e3nn import o3
+from .e3nn_setup import import_e3nn
+
+import_e3nn()  # before e3nn's first import: no torch._dynamo (see e3nn_setup)
+from e3nn import nn as enn  # noqa: E402
+from e3nn import o3  # noqa: E402
 from torch import nn
 
 
