@@ -72,7 +72,8 @@ def test_delta_training_needs_guesses_then_predicts_guess_plus_correction(delta_
     m.net.config.baseline = "minao-fock"
     assert np.allclose(res.hamiltonian, bare + guess_hamiltonian(numbers, pos, "sto-3g", "pbe"), atol=1e-10)
     m.net.config.correction_overlap_cutoff = 0.5  # projected correction (STO-3G water: a few directions)
-    from eqchem.dft.guess import filter_correction, guess_and_overlap
+    from eqchem.dft.guess import guess_and_overlap
+    from eqchem.inference.correction import filter_correction
 
     g, s = guess_and_overlap(numbers, pos, "sto-3g", "pbe")
     filtered = m.predict_matrices([(numbers, pos)])[0]
@@ -101,7 +102,7 @@ def test_delta_training_needs_guesses_then_predicts_guess_plus_correction(delta_
 
 
 def test_pair_switch_is_a_smooth_step():
-    from eqchem.dft.guess import pair_switch
+    from eqchem.inference.correction import pair_switch
 
     d = np.array([0.5, 3.9, 4.0, 4.5, 5.0, 5.1, 9.0])
     w = pair_switch(d, 5.0)
@@ -138,7 +139,7 @@ def test_fine_tuning_with_the_orbital_energy_loss_starts_from_the_given_model(de
 def test_correction_filter_removes_near_null_overlap_directions_equivariantly(rng):
     from pyscf import gto
 
-    from eqchem.dft.guess import filter_correction
+    from eqchem.inference.correction import filter_correction
 
     numbers, pos = np.array(ETHANOL[0]), np.array(ETHANOL[1])
     mol = gto.M(atom=[[int(z), tuple(x)] for z, x in zip(numbers, pos)], basis="def2-svp", verbose=0)

@@ -7,7 +7,9 @@ import pytest
 
 import eqchem
 from eqchem import basis
-from eqchem.dft.guess import canonical_mole, fock_of_density, fock_step, guess_and_overlap
+from eqchem.dft.fock_step import fock_of_density, fock_step
+from eqchem.dft.frame import canonical_mole
+from eqchem.dft.guess import guess_and_overlap
 from eqchem.errors import InputError
 from eqchem.orbitals import solve_generalized
 

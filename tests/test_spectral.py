@@ -7,7 +7,7 @@ import torch
 
 from eqchem.basis import BasisLayout
 from eqchem.data.reader import Record
-from eqchem.dft.guess import filter_correction
+from eqchem.inference.correction import filter_correction
 from eqchem.model.blocks import AOConverter
 from eqchem.orbitals import solve_generalized
 from eqchem.training.data import SpectralSettings, collate, local_pairs, make_sample

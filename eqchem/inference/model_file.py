@@ -212,23 +212,26 @@ class EqchemModel:
                   charge: int, spin: int, fock_step: bool) -> np.ndarray:
         """One molecule's network blocks -> (nao, nao) matrix: pair switch, guess + filtered correction
         (Δ-models), then the damped Fock step (``fock_mixing``)."""
-        from ..dft import guess as g
+        from ..dft.fock_step import fock_step as damped_fock_step
+        from ..dft.frame import canonical_mole
+        from ..dft.guess import guess_and_overlap
+        from .correction import filter_correction, pair_switch
 
         cfg = self.net.config
         if cfg.baseline != "none" and cfg.correction_pair_cutoff > 0:
             dist = np.linalg.norm(r[pairs[1]] - r[pairs[0]], axis=1)
-            pair_blocks = pair_blocks * g.pair_switch(dist, cfg.correction_pair_cutoff)[:, None, None]
+            pair_blocks = pair_blocks * pair_switch(dist, cfg.correction_pair_cutoff)[:, None, None]
         m = self.converter.to_matrix(diag, pair_blocks, z, pairs)
         step = fock_step and self.fock_mixing > 0
         if cfg.baseline == "none" and not step:
             return m
-        frame = g.canonical_mole(z, r, self.basis)  # one principal-axes Mole for the guess and the step
+        frame = canonical_mole(z, r, self.basis)  # one principal-axes Mole for the guess and the step
         n_electrons = int(z.sum()) - charge
-        guess, overlap = g.guess_and_overlap(z, r, self.basis, self.xc, cfg.baseline, frame, n_electrons)
+        guess, overlap = guess_and_overlap(z, r, self.basis, self.xc, cfg.baseline, frame, n_electrons)
         if cfg.baseline != "none":  # Δ-model: add the guess it corrects
-            m = guess + g.filter_correction(m, overlap, cfg.correction_overlap_cutoff)
+            m = guess + filter_correction(m, overlap, cfg.correction_overlap_cutoff)
         if step:
-            m = g.fock_step(z, r, m, overlap, n_electrons, self.basis, self.xc, self.fock_mixing, frame, spin)
+            m = damped_fock_step(z, r, m, overlap, n_electrons, self.basis, self.xc, self.fock_mixing, frame, spin)
         return m
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-BASELINES = ("none", "minao-fock")
+BASELINES = ("none", "minao-fock", "core")
 """Guess Hamiltonians a model can correct (``ModelConfig.baseline``; computed by eqchem.dft.guess)."""
 
 PREDICTION_ONLY = ("correction_overlap_cutoff", "correction_pair_cutoff", "fock_mixing")
@@ -32,13 +32,13 @@ class ModelConfig:
     radial: str = "gaussian"          # gaussian | log_gaussian | bessel (eqchem.model.radial)
     pair_num_basis: int = 0           # radial functions of the pair head; 0: 2 * num_basis
     target: str = "hamiltonian"
-    baseline: str = "none"            # none | minao-fock: Δ-model of target - guess (eqchem.dft.guess)
+    baseline: str = "none"            # none | minao-fock | core: Δ-model of target - guess (eqchem.dft.guess)
     correction_overlap_cutoff: float = 0.0  # Δ-models: predicted corrections are projected onto overlap
-                                            # eigenvectors with eigenvalue > this (eqchem.dft.guess.filter_correction)
+                                            # eigenvectors with eigenvalue > this (eqchem.inference.correction.filter_correction)
     correction_pair_cutoff: float = 0.0     # Δ-models: atom-pair corrections fade out smoothly over the last Å
-                                            # before this distance (Å; eqchem.dft.guess.pair_switch); 0: never
+                                            # before this distance (Å; eqchem.inference.correction.pair_switch); 0: never
     fock_mixing: float = 0.0                # Hamiltonian models: one damped Fock step after the network,
-                                            # H <- H + α (F[P(H)] - H) (eqchem.dft.guess.fock_step); 0: none
+                                            # H <- H + α (F[P(H)] - H) (eqchem.dft.fock_step); 0: none
 
     def to_dict(self) -> dict:
         return asdict(self)

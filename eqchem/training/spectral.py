@@ -9,7 +9,7 @@ exactly the matrix that prediction builds and exactly as the metrics solve it:
 
 with ``G`` the guess (Δ-models; zero otherwise), ``B`` the predicted padded e3nn blocks of the molecule
 (nP, nP), ``Q`` the padded-basis map of :class:`~eqchem.model.blocks.AOConverter` and ``P`` the overlap
-projector of :func:`eqchem.dft.guess.filter_correction` (identity without a cutoff). ``A``, ``Y`` and the
+projector of :func:`eqchem.inference.correction.filter_correction` (identity without a cutoff). ``A``, ``Y`` and the
 reference energies are constants of a structure, computed once in float64; the eigenvalues are
 differentiated (torch.linalg.eigvalsh: no eigenvector gaps enter the gradient, so degenerate levels are
 safe). The guess keeps the near-null overlap directions that P removes from the correction, and they
