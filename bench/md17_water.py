@@ -166,9 +166,11 @@ def main() -> None:
               f"(config {a.config.name}); {m['cores']} cores ({m['cpu']}){', GPU ' + m['gpu'] if m['gpu'] else ''}. "
               f"Floor {'met' if s['h_mae_uEh'] <= FLOOR_UEH else 'not met'}. Peers: published numbers on the "
               f"MD17/SchNOrb water set at PBE/def2-SVP, not rerun here."
-              + (f" Δ-model: the network corrects a {cfg.model.baseline} guess Hamiltonian (one PySCF Fock build "
-                 f"per structure at predict time, eqchem.dft.guess); the peers predict H from the geometry "
-                 f"alone." if delta else "")
+              + (f" Δ-model: the network corrects a {cfg.model.baseline} guess Hamiltonian ("
+                 + ("the core Hamiltonian T + V_nuc: analytic one-electron integrals, no DFT grid and no density "
+                    "fitting at predict time" if cfg.model.baseline == "core" else
+                    "one PySCF Fock build per structure at predict time")
+                 + ", eqchem.dft.guess); the peers predict H from the geometry alone." if delta else "")
               + ("" if (basis.lower(), grid) == ("def2-svp", 3) else
                  f" NB: PBE/{basis} grid {grid} is not the peers' level of theory: the rows are not comparable."))
     table = "\n".join(lines)
