@@ -82,10 +82,14 @@ def generate(
 @app.command()
 @user_errors
 def merge(
-    shards: List[Path] = typer.Argument(..., help="Shard files written by `eqchem generate --shard`."),
-    out: Path = typer.Option(..., "--out", "-o", help="Merged HDF5 file."),
+    shards: List[Path] = typer.Argument(..., help="Shard files written by `eqchem generate --shard` (or any eqchem data files)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Merged HDF5 file (self-contained)."),
 ):
-    """Merge shard files of the same level of theory (failures kept, no duplicate keys)."""
+    """Merge shard files of the same level of theory (failures kept, no duplicate keys).
+
+    The result holds its data itself; with one input file this packs a file written by `eqchem generate`
+    (an index over its data.h5.seg-* segment files) into a single file to copy elsewhere.
+    """
     from ..data.merge import merge as run_merge
 
     if out.resolve() in {p.resolve() for p in shards}:

@@ -2,13 +2,13 @@
 
 ``data.h5`` -> ``data.guess.h5`` (same folder) holding ``/guess_hamiltonians/<key>`` (nao, nao) Eh and the
 root attribute ``guess_kind``. They are computed once with PySCF (``eqchem guess data.h5``) so that
-training itself never needs PySCF. Writing is resumable: keys already present are skipped, and every
-chunk of results is written to a temporary copy that atomically replaces the file.
+training itself never needs PySCF. Written like data files (:mod:`eqchem.data.store`): every guess goes to
+the journal ``data.guess.h5.parts/`` as it is computed, and the journal is absorbed into immutable segment
+files linked from ``data.guess.h5`` (an index replaced atomically), so appending never rewrites stored
+guesses and a ``kill -9`` loses at most the guess being computed. Resumable: keys already present are skipped.
 """
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import keys
 from ..errors import DataError
+from . import store
 
 
 def guess_path(data_path: str | Path) -> Path:
@@ -33,9 +34,11 @@ def _read_header(path: Path) -> tuple[str, set[str]]:
 
 
 def present_keys(data_path: str | Path) -> set[str]:
-    """Keys whose guess is already stored for ``data_path`` (empty if there is no guess file)."""
+    """Keys whose guess is already stored for ``data_path``, or journaled by an interrupted run (empty if
+    there is no guess file)."""
     out = guess_path(data_path)
-    return _read_header(out)[1] if out.exists() else set()
+    stored = _read_header(out)[1] if out.exists() else set()
+    return stored | set(store.journal_keys(out, (keys.GUESS_HAMILTONIANS,)))
 
 
 class GuessFile:
@@ -61,44 +64,32 @@ class GuessFile:
             return np.asarray(f[keys.GUESS_HAMILTONIANS][key], dtype=np.float64)
 
 
-def write_guesses(data_path: str | Path, kind: str = "minao-fock", chunk: int = 20,
+def write_guesses(data_path: str | Path, kind: str = "minao-fock", consolidate_every: float = 300.0,
                   on_done: Callable[[str], None] | None = None) -> tuple[int, int]:
-    """Compute the missing guesses of ``data_path``; returns (computed, already present)."""
+    """Compute the missing guesses of ``data_path``; returns (computed, already present).
+
+    ``consolidate_every``: least seconds between absorbing the journal into the guess file (see
+    :class:`eqchem.data.store.Appender`); it is always absorbed at the end.
+    """
     from ..dft.guess import check_baseline, guess_hamiltonian
     from .reader import H5Dataset
 
     check_baseline(kind)
     ds = H5Dataset(data_path)
     out = guess_path(data_path)
-    done: set[str] = set()
     if out.exists():
-        found, done = _read_header(out)
+        found = _read_header(out)[0]
         if found != kind:
             raise DataError(f"{out} holds '{found}' guesses, not '{kind}'; move it away first")
+    attrs = {keys.GUESS_KIND: kind, keys.BASIS: ds.basis, keys.XC: ds.xc}
+    group = keys.GUESS_HAMILTONIANS
+    store.consolidate(out, attrs, group, failures=None)  # absorb what an interrupted run journaled
+    done = _read_header(out)[1]
     todo = [k for k in ds.keys() if k not in done]
-    pending: dict[str, np.ndarray] = {}
-
-    def flush() -> None:
-        tmp = out.with_name(out.name + ".tmp")
-        if out.exists():
-            shutil.copyfile(out, tmp)
-        with h5py.File(tmp, "a") as f:
-            f.attrs[keys.GUESS_KIND] = kind
-            f.attrs[keys.BASIS] = ds.basis
-            f.attrs[keys.XC] = ds.xc
-            g = f.require_group(keys.GUESS_HAMILTONIANS)
-            for k, m in pending.items():
-                g.create_dataset(k, data=m)
-        os.replace(tmp, out)
-        pending.clear()
-
-    for key in todo:
-        r = ds[key]
-        pending[key] = guess_hamiltonian(r.numbers, r.positions, ds.basis, ds.xc, kind)
-        if on_done:
-            on_done(key)
-        if len(pending) >= chunk:
-            flush()
-    if pending or not out.exists():
-        flush()
+    with store.Appender(out, attrs, group, failures=None, consolidate_every=consolidate_every) as app:
+        for key in todo:
+            r = ds[key]
+            app.add(key, guess_hamiltonian(r.numbers, r.positions, ds.basis, ds.xc, kind))
+            if on_done:
+                on_done(key)
     return len(todo), len(done)

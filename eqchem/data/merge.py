@@ -1,4 +1,9 @@
-"""Merge shard files of one level of theory into one eqchem HDF5 file (atomically)."""
+"""Merge shard files of one level of theory into one self-contained eqchem HDF5 file (atomically).
+
+Every structure is copied once, straight from the file that holds it (a shard, or a segment file of a
+shard written by ``eqchem generate``, each opened once), so merging is linear in the shards' size. The
+result holds its data itself: merging a single file packs it and its segment files into one.
+"""
 from __future__ import annotations
 
 import json
@@ -22,6 +27,28 @@ class MergeReport:
     duplicates: int = 0   # keys found in several shards: the first shard's copy is kept
 
 
+def _layout(shard_attrs: list[dict]) -> dict:
+    """basis_shells and the change of basis of the union of the shards' elements."""
+    shells: dict = {}
+    cob: dict = {}
+    for a in shard_attrs:
+        shells.update(json.loads(a.get(BASIS_SHELLS_ATTR, "{}")))
+        cob.update(json.loads(a.get(keys.AO_CHANGE_OF_BASIS) or "{}"))
+    return store.layout_attrs(shells, json.dumps(cob) if cob else None) if shells else {}
+
+
+def _copy_group(src: h5py.File, path: Path, group: str, names: list[str], dst: h5py.Group) -> None:
+    """Copy ``/<group>/<name>`` of ``src`` (at ``path``) into ``dst``, opening every segment file once."""
+    for source, items in store.locate(path, src, group, names).items():
+        f = src if source is None else h5py.File(source, "r")
+        try:
+            for name, obj in items:
+                f.copy(f[obj], dst, name=name)
+        finally:
+            if source is not None:
+                f.close()
+
+
 def merge(shards: Sequence[str | Path], out: str | Path) -> MergeReport:
     """Copy /molecules and /failures of every shard into ``out``.
 
@@ -32,7 +59,7 @@ def merge(shards: Sequence[str | Path], out: str | Path) -> MergeReport:
     if not shards:
         raise DataError("no shard files given")
     attrs0 = None
-    shells: dict = {}
+    all_attrs = []
     for p in shards:
         if not Path(p).exists():
             raise DataError(f"shard not found: {p}")
@@ -43,18 +70,20 @@ def merge(shards: Sequence[str | Path], out: str | Path) -> MergeReport:
         if attrs0 is None:
             attrs0 = a
         store.check_compatible(attrs0, a, str(p))
-        shells.update(json.loads(a.get(BASIS_SHELLS_ATTR, "{}")))
+        all_attrs.append(a)
     report = MergeReport()
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         with h5py.File(tmp, "w") as f:
             for k, v in attrs0.items():
+                if k not in store.STORE_ATTRS:
+                    f.attrs[k] = v
+            for k, v in _layout(all_attrs).items():
                 f.attrs[k] = v
-            if shells:
-                f.attrs[BASIS_SHELLS_ATTR] = json.dumps(dict(sorted(shells.items(), key=lambda kv: int(kv[0]))))
             mols, fails = f.create_group(keys.MOLECULES), f.create_group(keys.FAILURES)
             for p in shards:
                 with h5py.File(p, "r") as src:
+                    fresh = []
                     for k in src.get(keys.MOLECULES, {}):
                         if k in mols:
                             report.duplicates += 1
@@ -62,14 +91,21 @@ def merge(shards: Sequence[str | Path], out: str | Path) -> MergeReport:
                         if k in fails:
                             del fails[k]
                             report.failures -= 1
-                        src.copy(src[keys.MOLECULES][k], mols, name=k)
-                        report.molecules += 1
+                        fresh.append(k)
+                    if fresh:
+                        _copy_group(src, Path(p), keys.MOLECULES, fresh, mols)
+                    report.molecules += len(fresh)
+                    fresh = []
                     for k in src.get(keys.FAILURES, {}):
                         if k in mols or k in fails:
                             report.duplicates += 1
                             continue
-                        src.copy(src[keys.FAILURES][k], fails, name=k)
-                        report.failures += 1
+                        fresh.append(k)
+                    if fresh:
+                        _copy_group(src, Path(p), keys.FAILURES, fresh, fails)
+                    report.failures += len(fresh)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

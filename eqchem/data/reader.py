@@ -26,7 +26,7 @@ class Record:
     numbers: np.ndarray               # (n,) int
     positions: np.ndarray             # (n, 3) Å
     hamiltonian: np.ndarray           # (nao, nao) Eh; UKS: (2, nao, nao)
-    overlap: np.ndarray               # (nao, nao)
+    overlap: np.ndarray | None        # (nao, nao); None when read with overlap=False
     energy: float | None = None       # Eh
     orbital_energies: np.ndarray | None = None  # (nmo,) Eh
     orbital_coefficients: np.ndarray | None = None  # (nao, nmo)
@@ -113,6 +113,11 @@ class H5Dataset:
         return state
 
     def __getitem__(self, item: int | str) -> Record:
+        return self.read(item)
+
+    def read(self, item: int | str, overlap: bool = True) -> Record:
+        """One record; ``overlap=False`` skips reading the overlap matrix (``Record.overlap`` is then None),
+        for readers that need only the target matrix (training without the orbital-energy loss)."""
         key = self._keys[item] if isinstance(item, (int, np.integer)) else item
         g = self._h5()[keys.MOLECULES][key]
 
@@ -125,7 +130,7 @@ class H5Dataset:
             numbers=np.asarray(g[keys.ATOMIC_NUMBERS]).astype(np.int64),
             positions=np.asarray(g[keys.POSITIONS], dtype=np.float64),
             hamiltonian=np.asarray(g[keys.HAMILTONIAN], dtype=np.float64),
-            overlap=np.asarray(g[keys.OVERLAP], dtype=np.float64),
+            overlap=np.asarray(g[keys.OVERLAP], dtype=np.float64) if overlap else None,
             energy=None if energy is None else float(energy),
             orbital_energies=opt(keys.ORBITAL_ENERGIES),
             orbital_coefficients=opt(keys.ORBITAL_COEFFICIENTS),
@@ -164,6 +169,21 @@ class H5Dataset:
         from ..basis import element_shells
 
         return {z: element_shells(self.basis, z) for z in self.elements()}
+
+
+    def change_of_basis(self) -> dict[int, np.ndarray] | None:
+        """``{l: M_l}``, the PySCF<->e3nn change of basis stored with the data (root attribute
+        ``keys.AO_CHANGE_OF_BASIS``; :func:`eqchem.basis.change_of_basis`), or None in files written
+        before eqchem stored it."""
+        text = self.attrs.get(keys.AO_CHANGE_OF_BASIS)
+        if not text:
+            return None
+        from ..basis import change_of_basis_from_json
+
+        try:
+            return change_of_basis_from_json(str(text))
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{self.path}: unreadable root attribute {keys.AO_CHANGE_OF_BASIS} ({exc})") from None
 
 
 def atom_ao_offsets(numbers: np.ndarray, shells: dict[int, tuple[int, ...]]) -> np.ndarray:

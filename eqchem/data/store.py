@@ -1,28 +1,59 @@
-"""Crash-safe writing of the eqchem HDF5 format.
+"""Crash-safe, append-only writing of the eqchem HDF5 format.
 
-HDF5 files can be left unreadable if a process dies while writing them, so the main file is never
-written in place. Finished structures go first to a *journal* directory ``<out>.parts/`` as one small
-HDF5 file each (written to a temporary name, then renamed: atomic). :func:`consolidate` copies the
-current main file to a temporary file, appends the journal, and atomically renames it over the main
-file, then deletes the journal entries it absorbed. A ``kill -9`` at any moment leaves the main file
-either in its old or its new state (both readable) and the finished structures in the journal, which
-the next run absorbs.
+HDF5 cannot add groups to a file in place safely (a process killed mid-write can leave it unreadable;
+SWMR only appends to existing datasets), and copying the whole file for every addition costs O(N) per
+write. So a data file ``data.h5`` that eqchem writes is an *index* over immutable *segment* files:
+
+* ``data.h5`` (the index): the root attributes, ``/failures/<key>`` (small groups, stored in it) and, for
+  every structure, an HDF5 external link ``/molecules/<key>`` to ``/molecules/<key>`` of a segment.
+  HDF5 follows external links on its own, so every reader (h5py, :class:`~eqchem.data.reader.H5Dataset`,
+  h5dump) sees an ordinary file holding everything.
+* ``data.h5.seg-NNNNNN-xxxxxx`` (segments, next to the index): the structures themselves, each segment a
+  valid eqchem file. Written once under a temporary name, fsynced, renamed; never changed or deleted.
+  Links hold the segment's absolute path; HDF5 falls back to its name in the index's folder, so the index
+  keeps working through a hard link elsewhere and when its folder is moved as a whole.
+* ``data.h5.parts/<key>.h5`` (the journal): each finished structure first goes here, one small file
+  written under a temporary name and renamed (atomic).
+
+:func:`consolidate` absorbs the journal: it copies the new parts into one new segment, writes a new index
+(a copy of the old one, ~100-200 bytes per structure, plus the new links) under a temporary name
+and renames it over ``data.h5``, then deletes the absorbed parts. No structure's data is ever copied
+again, and :class:`Appender` consolidates only once the journal holds ``GROWTH`` times the data already
+stored (and at most every few minutes), so the index copies add O(1) per structure too. A ``kill -9`` at
+any moment leaves ``data.h5`` as the old or the new index (both complete and readable) and the finished
+structures in the journal or a segment; the next consolidation absorbs them and removes the unfinished
+segments of the killed one. Files written by older eqchem versions (or by ``eqchem merge``), which hold
+their data themselves, become the first segment of their index by a hard link: no copy either.
 """
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 import re
+import secrets
 import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import h5py
 import numpy as np
 
 from .. import __version__, keys
 from ..errors import DataError
+from .reader import BASIS_SHELLS_ATTR
 
 _KEY_RE = re.compile(r"[^A-Za-z0-9_.+=-]+")
+
+SEGMENT_TAG = ".seg-"                       # segment file name: <index name>.seg-<6-digit sequence>-<6 hex>
+NEXT_SEGMENT_ATTR = "store_next_segment"    # index root attr, int: sequence number of its next segment
+DATA_BYTES_ATTR = "store_data_bytes"        # index root attr, int: bytes held by its segments
+STORE_ATTRS = (NEXT_SEGMENT_ATTR, DATA_BYTES_ATTR)  # bookkeeping of an index, not part of the data
+GROWING_ATTRS = (BASIS_SHELLS_ATTR, keys.AO_CHANGE_OF_BASIS)  # grow with new elements: always updated
+GROWTH = 0.25                               # consolidate once the journal holds this fraction of the data
 
 
 def sanitize_key(name: str) -> str:
@@ -76,23 +107,46 @@ def _fsync(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
-def save_part(out: Path, key: str, record: dict | None = None, failure: dict | None = None) -> Path:
-    """Atomically write one finished (or failed) structure into the journal of ``out``."""
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not every file system lets a directory be opened or synced
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def save_part(out: Path, key: str, record: dict | np.ndarray | None = None, failure: dict | None = None,
+              group: str = keys.MOLECULES) -> Path:
+    """Atomically write one finished (or failed) structure into the journal of ``out``.
+
+    ``record``: a structure's arrays and attrs (a dict, stored as the group ``/<group>/<key>``) or one
+    array (stored as the dataset ``/<group>/<key>``, e.g. a guess Hamiltonian); ``failure``: the attrs
+    of ``/failures/<key>``.
+    """
     jdir = journal_dir(out)
-    jdir.mkdir(parents=True, exist_ok=True)
     path = jdir / f"{key}.h5"
-    with _atomic_h5(path) as f:
-        if record is not None:
-            write_group(f.create_group(f"{keys.MOLECULES}/{key}"), record)
-        else:
-            g = f.create_group(f"{keys.FAILURES}/{key}")
-            for k, v in (failure or {}).items():
-                g.attrs[k] = v
+    for attempt in (1, 2):
+        jdir.mkdir(parents=True, exist_ok=True)
+        try:
+            with _atomic_h5(path) as f:
+                if isinstance(record, dict):
+                    write_group(f.create_group(f"{group}/{key}"), record)
+                elif record is not None:
+                    f.require_group(group).create_dataset(key, data=np.asarray(record))
+                else:
+                    g = f.create_group(f"{keys.FAILURES}/{key}")
+                    for k, v in (failure or {}).items():
+                        g.attrs[k] = v
+            return path
+        except FileNotFoundError:  # a final consolidation removed the empty journal folder meanwhile
+            if attempt == 2:
+                raise
     return path
 
 
-def journal_keys(out: Path) -> dict[str, str]:
-    """Keys in the journal of ``out`` mapped to 'molecules' or 'failures'."""
+def journal_keys(out: Path, groups: tuple[str, ...] = (keys.MOLECULES, keys.FAILURES)) -> dict[str, str]:
+    """Keys in the journal of ``out`` mapped to the group that holds them ('molecules' or 'failures')."""
     found = {}
     jdir = journal_dir(out)
     if not jdir.is_dir():
@@ -100,7 +154,7 @@ def journal_keys(out: Path) -> dict[str, str]:
     for p in sorted(jdir.glob("*.h5")):
         try:
             with h5py.File(p, "r") as f:
-                for grp in (keys.MOLECULES, keys.FAILURES):
+                for grp in groups:
                     if grp in f:
                         for k in f[grp]:
                             found[k] = grp
@@ -109,13 +163,13 @@ def journal_keys(out: Path) -> dict[str, str]:
     return found
 
 
-def file_keys(out: Path) -> dict[str, str]:
-    """Keys stored in the main file ``out`` mapped to 'molecules' or 'failures'."""
+def file_keys(out: Path, groups: tuple[str, ...] = (keys.FAILURES, keys.MOLECULES)) -> dict[str, str]:
+    """Keys stored in the main file ``out`` mapped to 'molecules' or 'failures' (a later group wins)."""
     found: dict[str, str] = {}
     if not Path(out).exists():
         return found
     with h5py.File(out, "r") as f:
-        for grp in (keys.FAILURES, keys.MOLECULES):  # a success overrides an older failure
+        for grp in groups:  # a success overrides an older failure
             if grp in f:
                 for k in f[grp]:
                     found[k] = grp
@@ -135,45 +189,362 @@ def check_compatible(existing: dict, wanted: dict, what: str) -> None:
                             f"write to another file")
 
 
-def consolidate(out: Path, attrs: dict) -> int:
-    """Absorb the journal of ``out`` into ``out`` atomically; return the number of entries absorbed."""
-    out = Path(out)
-    jdir = journal_dir(out)
-    parts = sorted(jdir.glob("*.h5")) if jdir.is_dir() else []
-    if not parts and out.exists():
-        return 0
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+# ----------------------------------------------------------------------------------------------
+# where the objects of a file are: external links into segments, resolved as HDF5 does
+# ----------------------------------------------------------------------------------------------
+def resolve_link_file(index: Path, filename: str) -> Path | None:
+    """The file an external link of ``index`` names, searched as HDF5 does: an absolute name as is,
+    then (its last component for an absolute name) in the index's folder, then in the working directory."""
+    name = Path(filename)
+    candidates = [name] if name.is_absolute() else []
+    rel = Path(name.name) if name.is_absolute() else name
+    candidates += [Path(index).parent / rel, rel]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def locate(index: Path, f: h5py.File, group: str, names: Iterable[str]) -> dict[Path | None, list[tuple[str, str]]]:
+    """Where the objects ``/<group>/<name>`` of the open file ``f`` (at ``index``) are stored:
+    ``{file: [(name, object path in it)]}``, ``None`` standing for ``f`` itself. Lets a reader of many
+    structures open every segment once."""
+    out: dict[Path | None, list[tuple[str, str]]] = {}
+    g = f[group]
+    for name in names:
+        link = g.get(name, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            target = resolve_link_file(index, link.filename)
+            if target is None:
+                raise DataError(f"{index}: '{name}' is stored in {link.filename}, which is missing "
+                                f"(keep {Path(index).name} with its {Path(index).name}{SEGMENT_TAG}* files)")
+            out.setdefault(target, []).append((name, link.path))
+        else:
+            out.setdefault(None, []).append((name, f"/{group}/{name}"))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# consolidation: journal -> new segment + new index, renamed over the old one
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class _Index:
+    """What consolidation needs to know of the current main file."""
+
+    exists: bool
+    is_index: bool          # written by this store (data in segments) rather than self-contained
+    next_seq: int
+    data_bytes: int
+
+
+def _segment_names(out: Path) -> list[tuple[int, Path]]:
+    """(sequence, path) of the finished segment files next to ``out``."""
+    found = []
+    prefix = out.name + SEGMENT_TAG
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(out.parent):
+            if entry.name.startswith(prefix):
+                seq = entry.name[len(prefix):].split("-", 1)[0]
+                if seq.isdigit():
+                    found.append((int(seq), Path(entry.path)))
+    return found
+
+
+def _read_index(out: Path) -> _Index:
+    if not out.exists():
+        return _Index(False, False, 1 + max((s for s, _ in _segment_names(out)), default=-1), 0)
+    with h5py.File(out, "r") as f:
+        if NEXT_SEGMENT_ATTR in f.attrs:
+            return _Index(True, True, int(f.attrs[NEXT_SEGMENT_ATTR]), int(f.attrs.get(DATA_BYTES_ATTR, 0)))
+    return _Index(True, False, 1 + max((s for s, _ in _segment_names(out)), default=-1), out.stat().st_size)
+
+
+def _collect_garbage(out: Path, idx: _Index) -> None:
+    """Remove what killed consolidations left: temporary files, and segments the index never linked."""
+    for pattern in (".tmp-*", SEGMENT_TAG + "*"):
+        for tmp in out.parent.glob(glob.escape(f".{out.name}") + pattern):
+            tmp.unlink(missing_ok=True)
+    if idx.is_index:  # only this index's own lineage: sequence numbers it has not reached yet
+        for seq, path in _segment_names(out):
+            if seq >= idx.next_seq:
+                path.unlink(missing_ok=True)
+
+
+def _remove_orphan_parts(jdir: Path) -> None:
+    """Remove the temporary parts of writers killed before their rename (their process is gone)."""
+    for tmp in jdir.glob(".*.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                tmp.unlink(missing_ok=True)
+            except PermissionError:  # alive, another user's
+                pass
+
+
+@contextlib.contextmanager
+def _journal_lock(jdir: Path):
+    """Exclusive lock of the journal folder, so that two consolidations of one file never overlap."""
+    import fcntl
+
+    while True:
+        jdir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(jdir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # no locks on this file system: a single writer per file is then the rule
+            break
+        try:
+            if os.stat(jdir).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the folder was removed (and maybe recreated) while we waited: lock the new one
     try:
-        if out.exists():
-            shutil.copyfile(out, tmp)
-        with h5py.File(tmp, "a") as f:
-            for k, v in attrs.items():
-                if k not in f.attrs or k == "basis_shells":  # the layout grows with new elements
-                    f.attrs[k] = v
-            f.require_group(keys.MOLECULES)
-            f.require_group(keys.FAILURES)
-            for p in parts:
-                with h5py.File(p, "r") as part:
-                    for grp in (keys.MOLECULES, keys.FAILURES):
-                        if grp not in part:
-                            continue
-                        for k in part[grp]:
-                            if k in f[keys.MOLECULES]:
-                                continue  # never duplicate or overwrite a finished structure
-                            if k in f[keys.FAILURES]:
-                                del f[keys.FAILURES][k]  # a retried failure: the new outcome wins
-                            part.copy(part[grp][k], f[grp], name=k)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _merged_attrs(existing: dict, attrs: dict) -> dict:
+    out = dict(existing)
+    for k, v in attrs.items():
+        if k not in out or k in GROWING_ATTRS:  # the layout grows with new elements
+            out[k] = v
+    return out
+
+
+def _new_segment_path(out: Path, seq: int) -> Path:
+    return out.with_name(f"{out.name}{SEGMENT_TAG}{seq:06d}-{secrets.token_hex(3)}")
+
+
+def _base_segment(out: Path, seq: int) -> Path:
+    """Turn a self-contained ``out`` into a segment: a hard link to the same bytes (a copy if the file
+    system has no hard links). ``out`` is never written in place, so those bytes never change."""
+    ino = out.stat().st_ino
+    for _, orphan in _segment_names(out):  # hard links made by a conversion killed before its commit
+        if orphan.stat().st_ino == ino:
+            orphan.unlink()
+    base = _new_segment_path(out, seq)
+    try:
+        os.link(out, base)
+    except OSError:
+        tmp = base.with_name(f".{base.name}.tmp")
+        shutil.copyfile(out, tmp)
         _fsync(tmp)
-        os.replace(tmp, out)
+        os.replace(tmp, base)
+    _fsync_dir(out.parent)
+    return base
+
+
+def _index_from_file(out: Path, tmp: Path, base: Path, group: str, failures: str | None) -> None:
+    """A new index at ``tmp`` for the self-contained file ``out``, whose bytes are also ``base``."""
+    with h5py.File(out, "r") as src, h5py.File(tmp, "w") as f:
+        for k, v in src.attrs.items():
+            f.attrs[k] = v
+        dst = f.create_group(group)
+        for name in src.get(group, {}):
+            link = src[group].get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                dst[name] = h5py.ExternalLink(link.filename, link.path)
+            else:
+                path = link.path if isinstance(link, h5py.SoftLink) else f"/{group}/{name}"
+                dst[name] = h5py.ExternalLink(os.path.abspath(base), path)
+        if failures and failures in src:
+            src.copy(src[failures], f, name=failures)
+
+
+def _commit(out: Path, attrs: dict, parts: list[Path], group: str, failures: str | None) -> None:
+    idx = _read_index(out)
+    _collect_garbage(out, idx)
+    seq, data_bytes = idx.next_seq, idx.data_bytes
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    seg_tmp = None
+    try:
+        if idx.exists and not idx.is_index:
+            base = _base_segment(out, seq)
+            seq += 1
+            _index_from_file(out, tmp, base, group, failures)
+        elif idx.exists:
+            shutil.copyfile(out, tmp)  # the index: ~100-200 bytes per structure, no data
+        with h5py.File(tmp, "a") as f:
+            final = _merged_attrs({k: v for k, v in f.attrs.items() if k not in STORE_ATTRS}, attrs)
+            dst = f.require_group(group)
+            fail = f.require_group(failures) if failures else None
+            # 1. the journal's new structures into one new segment; its failures straight into the index
+            seg, added, seen = _new_segment_path(out, seq), [], set()
+            seg_tmp = seg.with_name(f".{seg.name}.tmp")
+            s = None
+            try:
+                for p in parts:
+                    with h5py.File(p, "r") as part:
+                        for k in part.get(group, {}):
+                            if k in seen or k in dst:
+                                continue  # never duplicate or overwrite a finished structure
+                            if s is None:
+                                s = h5py.File(seg_tmp, "w")
+                                for a, v in final.items():
+                                    s.attrs[a] = v
+                                s.create_group(group)
+                            part.copy(part[group][k], s[group], name=k)
+                            added.append(k)
+                            seen.add(k)
+                        if fail is not None and failures in part:
+                            for k in part[failures]:
+                                if k in seen or k in dst:
+                                    continue
+                                if k in fail:
+                                    del fail[k]  # a retried failure: the new outcome wins
+                                part.copy(part[failures][k], fail, name=k)
+            finally:
+                if s is not None:
+                    s.close()
+            if added:
+                _fsync(seg_tmp)
+                os.replace(seg_tmp, seg)
+                _fsync_dir(out.parent)
+                seq += 1
+                data_bytes += seg.stat().st_size
+            # 2. the new index: links to the new segment, and the bookkeeping
+            target = os.path.abspath(seg)
+            for k in added:
+                if fail is not None and k in fail:
+                    del fail[k]  # a success replaces a recorded failure
+                dst[k] = h5py.ExternalLink(target, f"/{group}/{k}")
+            for a, v in final.items():
+                f.attrs[a] = v
+            f.attrs[NEXT_SEGMENT_ATTR] = seq
+            f.attrs[DATA_BYTES_ATTR] = data_bytes
+        _fsync(tmp)
+        os.replace(tmp, out)  # the commit: readers see the old or the new index, both complete
+        _fsync_dir(out.parent)
     finally:
         tmp.unlink(missing_ok=True)
-    for p in parts:
-        p.unlink(missing_ok=True)
-    if jdir.is_dir() and not any(jdir.iterdir()):
-        jdir.rmdir()
+        if seg_tmp is not None:
+            seg_tmp.unlink(missing_ok=True)
+
+
+def consolidate(out: Path, attrs: dict, group: str = keys.MOLECULES, failures: str | None = keys.FAILURES,
+                keep_journal: bool = False) -> int:
+    """Absorb the journal of ``out`` into ``out`` atomically (creating ``out`` if needed); return the
+    number of journal entries absorbed.
+
+    Args:
+        attrs: root attributes; those ``out`` lacks are added, ``basis_shells`` and the change of basis
+            are replaced (they grow with new elements).
+        group: the group of the finished entries (``molecules``; ``guess_hamiltonians`` for guess files).
+        failures: the group of failed entries, or None.
+        keep_journal: leave the (empty) journal folder in place: workers may be writing parts into it.
+    """
+    out = Path(out)
+    jdir = journal_dir(out)
+    if out.exists() and not jdir.is_dir():
+        return 0
+    with _journal_lock(jdir):
+        _remove_orphan_parts(jdir)
+        parts = sorted(jdir.glob("*.h5"))
+        if parts or not out.exists():
+            _commit(out, attrs, parts, group, failures)
+            for p in parts:
+                p.unlink(missing_ok=True)
+        if not keep_journal:
+            with contextlib.suppress(OSError):  # not empty: a part arrived meanwhile
+                jdir.rmdir()
     return len(parts)
 
 
+def stored_bytes(out: Path) -> int:
+    """Bytes of data ``out`` holds (its segments, or the file itself if self-contained)."""
+    out = Path(out)
+    return _read_index(out).data_bytes if out.exists() else 0
+
+
+def journal_bytes(out: Path) -> int:
+    """Bytes waiting in the journal of ``out``."""
+    jdir = journal_dir(Path(out))
+    total = 0
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(jdir):
+            if entry.name.endswith(".h5"):
+                with contextlib.suppress(FileNotFoundError):
+                    total += entry.stat().st_size
+    return total
+
+
+class Appender:
+    """Appends finished entries to ``out`` through its journal and consolidates at a cadence that costs
+    O(1) per entry: at most every ``consolidate_every`` seconds (or every ``consolidate_every_n``
+    entries, if given), and only once the journal holds ``growth`` times the data already stored; then
+    once more at :meth:`close`. Parts written by other processes (workers) are announced with
+    :meth:`note`.
+    """
+
+    def __init__(self, out: str | Path, attrs: dict, group: str = keys.MOLECULES,
+                 failures: str | None = keys.FAILURES, consolidate_every: float = 300.0,
+                 consolidate_every_n: int | None = None, growth: float = GROWTH):
+        self.out, self.attrs, self.group, self.failures = Path(out), attrs, group, failures
+        self.every_s, self.every_n, self.growth = consolidate_every, consolidate_every_n, growth
+        self._last, self._since = time.monotonic(), 0
+        self._stored = stored_bytes(self.out)
+        self.consolidations = 0
+
+    def add(self, key: str, record: dict | np.ndarray | None = None, failure: dict | None = None) -> bool:
+        """Journal one finished (or failed) entry; True if the journal was consolidated."""
+        save_part(self.out, key, record=record, failure=failure, group=self.group)
+        return self.note()
+
+    def note(self) -> bool:
+        """One more part is in the journal; consolidate if due. True if it consolidated."""
+        self._since += 1
+        due = (self._since >= self.every_n) if self.every_n else (time.monotonic() - self._last >= self.every_s)
+        if not due:
+            return False
+        self._last, self._since = time.monotonic(), 0  # the next look at the journal: one period on
+        if journal_bytes(self.out) < self.growth * self._stored:
+            return False
+        consolidate(self.out, self.attrs, self.group, self.failures, keep_journal=True)
+        self._stored = stored_bytes(self.out)
+        self.consolidations += 1
+        return True
+
+    def close(self) -> int:
+        """Absorb the whole journal (and remove it); the number of entries absorbed."""
+        n = consolidate(self.out, self.attrs, self.group, self.failures)
+        self.consolidations += 1
+        return n
+
+    def __enter__(self) -> "Appender":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_records(out: str | Path, records: Iterable[tuple[str, dict | np.ndarray]], attrs: dict,
+                  group: str = keys.MOLECULES, failures: str | None = keys.FAILURES,
+                  consolidate_every: float = 300.0, consolidate_every_n: int | None = None) -> int:
+    """Append ``(key, record)`` pairs to ``out`` the way ``eqchem generate`` stores finished structures:
+    the journal of a killed earlier run is absorbed first, keys already in ``out`` are skipped, every
+    record is journaled as it comes and the journal consolidated by :class:`Appender`'s cadence (pass
+    ``consolidate_every_n`` to stand in for the time DFT takes between records). Returns the number of
+    records written. ``record``: a dict as :func:`write_group` takes (arrays named by :mod:`eqchem.keys`,
+    ``attrs``), or an array for dataset groups such as ``guess_hamiltonians``.
+    """
+    out = Path(out)
+    consolidate(out, attrs, group, failures)
+    present = set(file_keys(out, (group,)))
+    n = 0
+    with Appender(out, attrs, group, failures, consolidate_every, consolidate_every_n) as app:
+        for key, record in records:
+            if key in present:
+                continue
+            app.add(key, record)
+            present.add(key)
+            n += 1
+    return n
+
+
+# ----------------------------------------------------------------------------------------------
+# root attributes
+# ----------------------------------------------------------------------------------------------
 def default_root_attrs(settings_attrs: dict, xc_description: str, pyscf_version: str) -> dict:
     """Root attributes of a new file (format version, level of theory, provenance)."""
     return {
@@ -189,3 +560,29 @@ def default_root_attrs(settings_attrs: dict, xc_description: str, pyscf_version:
         keys.EQCHEM_VERSION: __version__,
         "settings": json.dumps(settings_attrs),
     }
+
+
+def layout_attrs(shells: dict, change_of_basis: str | None = None) -> dict:
+    """The AO-layout root attributes for per-element shells ``{Z: [l of every shell]}``: ``basis_shells``
+    and ``keys.AO_CHANGE_OF_BASIS``, the PySCF<->e3nn change of basis of every l up to the largest present.
+
+    ``change_of_basis``: an ``AO_CHANGE_OF_BASIS`` text already stored (a file's, a shard's), reused when
+    it covers those l; otherwise it is computed (:func:`eqchem.basis.change_of_basis_json`, which
+    imports PySCF and e3nn). No change of basis if neither is possible.
+    """
+    shells = {str(z): [int(l) for l in ls] for z, ls in sorted(shells.items(), key=lambda kv: int(kv[0]))}
+    out = {BASIS_SHELLS_ATTR: json.dumps(shells)}
+    ls = [str(l) for l in range(max((l for v in shells.values() for l in v), default=-1) + 1)]
+    if not ls:
+        return out
+    known = json.loads(change_of_basis) if change_of_basis else {}
+    if set(ls) <= set(known):
+        out[keys.AO_CHANGE_OF_BASIS] = json.dumps({l: known[l] for l in ls})
+        return out
+    try:
+        from ..basis import change_of_basis_json
+
+        out[keys.AO_CHANGE_OF_BASIS] = change_of_basis_json(int(l) for l in ls)
+    except ImportError:  # merging on a machine without PySCF/e3nn: readers fall back to computing it
+        pass
+    return out

@@ -129,7 +129,8 @@ def generate(
         shard: 'i/n' to take every n-th structure starting at the i-th (1-based).
         retry_failed: recompute structures recorded under /failures.
         threads: threads per worker (default: available cores // workers).
-        consolidate_every: seconds between absorbing the journal into ``out``.
+        consolidate_every: least seconds between absorbing the journal into ``out`` (it is absorbed once
+            it holds a quarter of the data already stored, and at the end; see :class:`store.Appender`).
         on_start: called with (n_todo, n_skipped) before computing.
         on_result: called with (key, status, reason, seconds) after each structure.
     """
@@ -170,17 +171,15 @@ def generate(
         if on_result:
             on_result(key, status, reason, secs)
 
-    last = time.monotonic()
     workers = max(1, min(workers, len(todo) or 1))
     threads = threads or max(1, available_cores() // workers)
+    appender = store.Appender(out, attrs, consolidate_every=consolidate_every)
     try:
         if workers == 1:
             _init_worker(threads)
             for k, s in todo:
                 record(_compute(k, s, settings, str(out)))
-                if time.monotonic() - last > consolidate_every:
-                    store.consolidate(out, attrs)
-                    last = time.monotonic()
+                appender.note()
         else:
             with _thread_env(threads), cf.ProcessPoolExecutor(
                 max_workers=workers, mp_context=mp.get_context("spawn"),
@@ -189,31 +188,30 @@ def generate(
                 futures = [pool.submit(_compute, k, s, settings, str(out)) for k, s in todo]
                 for fut in cf.as_completed(futures):
                     record(fut.result())
-                    if time.monotonic() - last > consolidate_every:
-                        store.consolidate(out, attrs)
-                        last = time.monotonic()
+                    appender.note()
     finally:
-        store.consolidate(out, attrs)
+        appender.close()
     report.seconds = time.perf_counter() - t_start
     return report
 
 
 def _update_layout(out: Path, structures: Sequence[Structure], settings: DFTSettings, attrs: dict) -> None:
-    """Record the AO shell layout of every element in the root attrs (readers need no PySCF)."""
+    """Record the AO shell layout of every element, and the PySCF<->e3nn change of basis of its l, in
+    the root attrs (readers need no PySCF)."""
     import json
 
     from ..basis import element_shells
     from ..data.reader import BASIS_SHELLS_ATTR
 
     elements = sorted({int(z) for s in structures for z in s.numbers})
-    shells = {}
+    shells, prev = {}, {}
     if out.exists():
-        prev = store.root_attrs(out).get(BASIS_SHELLS_ATTR)
-        if prev:
-            shells.update(json.loads(prev))
+        prev = store.root_attrs(out)
+        if prev.get(BASIS_SHELLS_ATTR):
+            shells.update(json.loads(prev[BASIS_SHELLS_ATTR]))
     for z in elements:
         try:
             shells[str(z)] = list(element_shells(settings.basis, z))
         except Exception:  # noqa: BLE001 - an element the basis lacks fails per structure later
             continue
-    attrs[BASIS_SHELLS_ATTR] = json.dumps(dict(sorted(shells.items(), key=lambda kv: int(kv[0]))))
+    attrs.update(store.layout_attrs(shells, prev.get(keys.AO_CHANGE_OF_BASIS)))
