@@ -139,6 +139,22 @@ def change_of_basis_from_json(text: str) -> dict[int, np.ndarray]:
     return out
 
 
+def change_of_basis_table(ls, stored: dict[int, np.ndarray] | None = None) -> dict[int, np.ndarray]:
+    """``{l: M_l}`` for every l in ``ls``: taken from ``stored`` (read from a data or model file,
+    :func:`change_of_basis_from_json`) where it holds l, else computed by :func:`change_of_basis`, which
+    needs PySCF (ImportError without it). Stored matrices must be orthogonal (2l+1, 2l+1) (ValueError)."""
+    out = {}
+    for l in sorted({int(l) for l in ls}):
+        m = (stored or {}).get(l)
+        if m is None:
+            out[l] = change_of_basis(l)
+            continue
+        if m.shape != (2 * l + 1, 2 * l + 1) or not np.allclose(m @ m.T, np.eye(2 * l + 1), atol=1e-10):
+            raise ValueError(f"the stored change of basis of l={l} is not an orthogonal {2 * l + 1}x{2 * l + 1} matrix")
+        out[l] = m
+    return out
+
+
 def pyscf_to_e3nn(mol) -> np.ndarray:
     """Block-diagonal orthogonal (nao, nao) ``Q`` with ``x_e3nn = Q @ x_pyscf`` for AO vectors.
 

@@ -52,3 +52,6 @@ REQUIRED_DATASETS = (ATOMIC_NUMBERS, POSITIONS, HAMILTONIAN, OVERLAP, ENERGY)
 GUESS_KIND = "guess_kind"               # root attr, str, e.g. "minao-fock"
 GUESS_SUFFIX = ".guess.h5"              # file name: data file stem + this suffix
 GUESS_HAMILTONIANS = "guess_hamiltonians"  # group: /guess_hamiltonians/<key> (nao, nao) float64, Eh
+
+# --- data index (<data>.index.npz, a cache of per-structure metadata for training; eqchem.training.index) ---
+INDEX_SUFFIX = ".index.npz"             # file name: data file name + this suffix (next to it, or in the run dir)

@@ -23,7 +23,9 @@ def train(
                                            "sides); structure (frames of one molecule, MD17-style)."),
     split_file: Optional[Path] = typer.Option(None, help="JSON {train: \\[keys], val: \\[keys]} fixing the split."),
     max_epochs: Optional[int] = typer.Option(None, help="Maximum epochs."),
-    max_time: Optional[float] = typer.Option(None, help="Wall-time limit in minutes."),
+    max_time: Optional[float] = typer.Option(None, help="Wall-time budget in minutes for the whole run: training "
+                                             "stops early enough for the last validation and readout refit to "
+                                             "end within it (training time across --resume is capped at it too)."),
     batch_size: Optional[int] = typer.Option(None, help="Molecules per batch (per device)."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (AdamW)."),
     target: Optional[str] = typer.Option(None, help="hamiltonian or density_matrix."),
@@ -38,6 +40,12 @@ def train(
                                               "(fine-tuning; same network and elements)."),
     eig_weight: Optional[float] = typer.Option(None, help="Weight of the orbital-energy loss (occupied + LUMO)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run's last checkpoint if there is one."),
+    num_workers: Optional[int] = typer.Option(None, help="DataLoader worker processes that read and convert "
+                                              "structures beside training (default 0: the training process "
+                                              "itself; on a GPU node a few keep the GPU fed)."),
+    profile: bool = typer.Option(False, "--profile", help="Time every training step (data wait, forward, backward, "
+                                 "optimizer; CUDA-synchronized on a GPU) and print where the time goes: per "
+                                 "epoch in the epoch lines, and a table at the end."),
     run_dir: Optional[Path] = typer.Option(None, help="Checkpoints, logs and the resolved config "
                                            "(train_config.yaml) (default: <out stem>_run/)."),
     show_config: bool = typer.Option(False, "--show-config", help="Print the resolved training config "
@@ -54,6 +62,7 @@ def train(
         "model.target": target, "model.baseline": baseline, "devices": devices, "num_nodes": num_nodes, "accelerator": accelerator,
         "dtype": dtype, "seed": seed, "resume": resume or None,
         "init_model": str(init_model.resolve()) if init_model else None, "eig_weight": eig_weight,
+        "num_workers": num_workers, "profile": profile or None,
     })
     report = run_train(data, out, cfg, run_dir=run_dir, show_config=show_config,
                        log=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))

@@ -5,6 +5,7 @@ the network is rebuilt from its config, never unpickled.
 """
 from __future__ import annotations
 
+import json
 import os
 from importlib import resources
 from pathlib import Path
@@ -28,9 +29,22 @@ def default_model_path() -> Path:
     return Path(str(resources.files("eqchem") / "models" / DEFAULT_MODEL))
 
 
-def save_model(path: str | Path, net: HamiltonianModel, metadata: dict) -> Path:
-    """Write a model file atomically. ``metadata``: xc, basis, target, data_hash, metrics, training info."""
+def save_model(path: str | Path, net: HamiltonianModel, metadata: dict, change_of_basis=None) -> Path:
+    """Write a model file atomically. ``metadata``: xc, basis, target, data_hash, metrics, training info.
+
+    The PySCF<->e3nn change of basis of the layout's shells travels with it (``keys.AO_CHANGE_OF_BASIS``,
+    JSON): ``change_of_basis`` ``{l: M_l}`` as training read it from the data, else computed with PySCF
+    (left out where PySCF is absent; loading then computes it, as for model files written before).
+    """
+    from .. import keys
+    from ..basis import change_of_basis_table
+
     path = Path(path)
+    try:
+        table = change_of_basis_table(net.layout.slot_ls, dict(change_of_basis) if change_of_basis else None)
+        cob_json = json.dumps({str(l): m.tolist() for l, m in sorted(table.items())})
+    except ImportError:
+        cob_json = None
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in portable_state_dict(net).items()}
     blob = {
@@ -41,6 +55,7 @@ def save_model(path: str | Path, net: HamiltonianModel, metadata: dict) -> Path:
         "avg_neighbors": float(net.layers[0].avg_neighbors) if len(net.layers) else 8.0,
         "dtype": str(next(net.parameters()).dtype).replace("torch.", ""),
         "ao_convention": "pyscf",
+        **({keys.AO_CHANGE_OF_BASIS: cob_json} if cob_json else {}),
         "metadata": metadata,
         "state_dict": state,
     }
@@ -53,12 +68,13 @@ def save_model(path: str | Path, net: HamiltonianModel, metadata: dict) -> Path:
 class EqchemModel:
     """A loaded model: the network plus everything needed to use it on new molecules."""
 
-    def __init__(self, net: HamiltonianModel, metadata: dict, path: Path | None):
+    def __init__(self, net: HamiltonianModel, metadata: dict, path: Path | None, change_of_basis=None):
         self.net = net.eval()
         self.metadata = metadata
         self.path = path
         self.layout: BasisLayout = net.layout
-        self.converter = AOConverter(self.layout)
+        self.change_of_basis = change_of_basis  # {l: M_l} from the model file (None: computed with PySCF)
+        self.converter = AOConverter(self.layout, change_of_basis)
 
     # -- description ------------------------------------------------------------------------
     @property
@@ -282,7 +298,10 @@ def load_model(path: str | Path | None = None, dtype: torch.dtype | None = None)
         raise ModelError(f"{p} is not an eqchem model file (format {blob.get('format') if isinstance(blob, dict) else '?'})")
     layout = BasisLayout.from_dict(blob["layout"])
     stored = torch.float64 if blob.get("dtype") == "float64" else torch.float32
-    net = build_model(layout, ModelConfig.from_dict(blob["model_config"]), blob["avg_neighbors"], dtype or stored)
+    from ..model.e3nn_setup import quick_build
+
+    with quick_build():  # ~1 s less start-up; same network (see eqchem/model/e3nn_setup.py)
+        net = build_model(layout, ModelConfig.from_dict(blob["model_config"]), blob["avg_neighbors"], dtype or stored)
     try:
         load_portable_state_dict(net, blob["state_dict"])
     except RuntimeError:
@@ -290,4 +309,20 @@ def load_model(path: str | Path | None = None, dtype: torch.dtype | None = None)
                          f"({blob.get('eqchem_version', '?')}); retrain or use a matching eqchem") from None
     meta = dict(blob.get("metadata", {}))
     meta.setdefault("eqchem_version", blob.get("eqchem_version"))
-    return EqchemModel(net, meta, p)
+    return EqchemModel(net, meta, p, _stored_change_of_basis(blob, layout, p))
+
+
+def _stored_change_of_basis(blob: dict, layout: BasisLayout, path: Path):
+    """The model file's ``{l: M_l}`` (None in files written before eqchem stored it: computed with PySCF)."""
+    from .. import keys
+    from ..basis import change_of_basis_from_json, change_of_basis_table
+
+    text = blob.get(keys.AO_CHANGE_OF_BASIS)
+    if not text:
+        return None
+    try:
+        return change_of_basis_table(layout.slot_ls, change_of_basis_from_json(text))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelError(f"{path}: unreadable AO change of basis ({exc})") from None
+    except ImportError:
+        raise ModelError(f"{path}: its AO change of basis lacks some shells and PySCF is not installed") from None

@@ -68,12 +68,22 @@ class AOConverter:
     """PySCF-order AO matrices <-> padded e3nn blocks for the elements of a layout (NumPy, float64).
 
     ``q[z]`` is the (P, nao_z) matrix taking element z's AO vector (PySCF order) to padded e3nn order.
+    ``change_of_basis``: the PySCF<->e3nn matrices ``{l: M_l}`` (as stored with data and model files,
+    ``keys.AO_CHANGE_OF_BASIS``) or a function of l; default :func:`eqchem.basis.change_of_basis`, which
+    computes them with PySCF.
     """
 
     def __init__(self, layout: BasisLayout, change_of_basis=None):
-        from ..basis import change_of_basis as cob
-
-        cob = change_of_basis or cob
+        if change_of_basis is None:
+            from ..basis import change_of_basis as cob
+        elif callable(change_of_basis):
+            cob = change_of_basis
+        else:
+            table = dict(change_of_basis)
+            missing = sorted(set(layout.slot_ls) - set(table))
+            if missing:
+                raise ValueError(f"the change of basis lacks l = {missing}")
+            cob = table.__getitem__
         self.layout = layout
         self.q: dict[int, np.ndarray] = {}
         self.mask: dict[int, np.ndarray] = {}

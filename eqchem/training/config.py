@@ -49,9 +49,14 @@ class TrainConfig:
     devices: str = "auto"
     num_nodes: int = 1
     accelerator: str = "auto"
-    num_workers: int = 0
+    num_workers: int = 0              # DataLoader worker processes reading and converting structures
+    cache_mb: float = 512.0           # converted samples kept in memory, MB (training + validation sets, shared
+                                      # out among num_workers processes); 0: none
+    stats_max_structures: int = 512   # training structures (seeded sample) for the output statistics
+    refit_max_structures: int = 512   # training structures (seeded sample) the readout refits solve on
     val_every: int = 1
     resume: bool = False
+    profile: bool = False             # print where a training step's time goes (data, forward, backward, optimizer)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,18 +1,25 @@
 """Training data: HDF5 records -> padded orbital blocks, batched graphs, splits by molecule identity.
 
-No PySCF import: the AO layout comes from the data file and the PySCF<->e3nn matrices from
-:func:`eqchem.basis.change_of_basis` (cached values when PySCF is absent).
+Streaming: :class:`BlockDataset` reads one structure per item from its file (one HDF5 handle per
+process, opened on first use, so DataLoader workers never share one) and converts it there (pair list,
+padded blocks, orbital-energy loss constants); a bounded in-memory cache keeps converted samples up to
+``cache_mb``, so memory does not grow with the number of structures.
+
+No PySCF import: the AO layout comes from the data file (``basis_shells``) and the PySCF<->e3nn matrices
+from its ``keys.AO_CHANGE_OF_BASIS`` root attribute (:func:`change_of_basis_of`; older files: computed
+with PySCF where it is installed).
 """
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from .. import keys
-from ..basis import BasisLayout
+from ..basis import BasisLayout, change_of_basis_table
 from ..data.reader import H5Dataset, Record
 from ..errors import DataError
 from ..model.blocks import AOConverter
@@ -152,33 +159,96 @@ def make_sample(record: Record, converter: AOConverter, pair_cutoff: float, targ
     return Sample(record.key, record.numbers, record.positions, pairs, diag, offd, dmask, omask, spec)
 
 
+def change_of_basis_of(dss: Sequence[H5Dataset], ls) -> dict[int, np.ndarray]:
+    """``{l: M_l}`` for the angular momenta ``ls`` from the data files' ``keys.AO_CHANGE_OF_BASIS`` root
+    attribute (the first file that has it; files that disagree are refused), else computed with PySCF;
+    a one-line DataError where neither is possible."""
+    stored, source = None, None
+    for ds in dss:
+        table = ds.change_of_basis()
+        if table is None:
+            continue
+        if stored is None:
+            stored, source = table, ds.path
+        elif any(l in stored and not np.allclose(stored[l], m, atol=1e-10) for l, m in table.items()):
+            raise DataError(f"{ds.path} and {source} store different AO changes of basis "
+                            f"({keys.AO_CHANGE_OF_BASIS}); they cannot be trained on together")
+    try:
+        return change_of_basis_table(ls, stored)
+    except ValueError as exc:
+        raise DataError(f"{source}: {exc}") from None
+    except ImportError:
+        files = ", ".join(str(ds.path) for ds in dss)
+        raise DataError(f"{files} lack the AO change of basis ({keys.AO_CHANGE_OF_BASIS}, written by newer eqchem) "
+                        f"and PySCF, which computes it, is not installed: install PySCF or re-save the data "
+                        f"with a newer eqchem (e.g. eqchem merge FILE --out NEW.h5)") from None
+
+
+def sample_nbytes(s: Sample) -> int:
+    """Memory of one converted sample (its arrays)."""
+    n = sum(a.nbytes for a in (s.numbers, s.pos, s.pair_index, s.diag, s.offd, s.diag_mask, s.offd_mask))
+    if s.spectral is not None:
+        n += s.spectral.y.nbytes + s.spectral.a.nbytes + s.spectral.eps.nbytes
+    return n + 1000
+
+
 class BlockDataset(torch.utils.data.Dataset):
-    """Samples of one or more HDF5 files (lazy; converted samples are cached in memory)."""
+    """Samples of one or more HDF5 files, read and converted per item (in DataLoader workers when there
+    are any).
+
+    ``sources``: (dataset, key) per item. ``guesses``: Δ-models, ``{data path: GuessFile}`` (read per item;
+    targets are matrix - guess). ``cache_mb``: converted samples are kept in memory, first come first kept,
+    up to this many MB per process (None: no bound; 0: no cache); with shuffled epochs a cache smaller
+    than the data keeps that fraction of reads. ``change_of_basis``: ``{l: M_l}`` (:func:`change_of_basis_of`;
+    default: computed with PySCF).
+    """
 
     def __init__(self, sources: list[tuple[H5Dataset, str]], layout: BasisLayout, pair_cutoff: float,
-                 target: str = "hamiltonian", cache: bool = True, guesses: dict | None = None,
-                 spectral: SpectralSettings | None = None):
+                 target: str = "hamiltonian", cache_mb: float | None = None, guesses: dict | None = None,
+                 spectral: SpectralSettings | None = None, change_of_basis=None):
         self.sources = sources  # (dataset, key)
         self.spectral = spectral
-        self.guesses = guesses  # Δ-models: {data path: GuessFile}; targets are matrix - guess
+        self.guesses = guesses
         self.layout = layout
         self.pair_cutoff = pair_cutoff
         self.target = target
-        self.converter = AOConverter(layout)
-        self.cache = {} if cache else None
+        self.converter = AOConverter(layout, change_of_basis)
+        self.cache_bytes = None if cache_mb is None else int(cache_mb * 2**20)
+        self.cache: dict[int, Sample] = {}
+        self._cached_bytes = 0
+        # the overlap is read only where the conversion needs it
+        self._read_overlap = spectral is not None or target != "hamiltonian"
 
     def __len__(self) -> int:
         return len(self.sources)
 
+    def __getstate__(self):  # to a worker process (spawn): the cache stays behind
+        state = self.__dict__.copy()
+        state["cache"], state["_cached_bytes"] = {}, 0
+        return state
+
     def __getitem__(self, idx: int) -> Sample:
-        if self.cache is not None and idx in self.cache:
-            return self.cache[idx]
+        s = self.cache.get(idx)
+        if s is not None:
+            return s
         ds, key = self.sources[idx]
         base = self.guesses[ds.path][key] if self.guesses is not None else None
-        s = make_sample(ds[key], self.converter, self.pair_cutoff, self.target, base, self.spectral)
-        if self.cache is not None:
-            self.cache[idx] = s
+        s = make_sample(ds.read(key, overlap=self._read_overlap), self.converter, self.pair_cutoff, self.target,
+                        base, self.spectral)
+        if self.cache_bytes is None or self._cached_bytes < self.cache_bytes:
+            n = sample_nbytes(s)
+            if self.cache_bytes is None or self._cached_bytes + n <= self.cache_bytes:
+                self.cache[idx] = s
+                self._cached_bytes += n
         return s
+
+
+def bounded_sample(n: int, limit: int, seed: int) -> np.ndarray:
+    """Sorted indices of at most ``limit`` of ``n`` items (all of them when n <= limit; else a seeded
+    random choice, the same in every process)."""
+    if limit <= 0 or n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
 def collate(samples: list[Sample], dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:

@@ -79,15 +79,25 @@ class HamiltonianTask(L.LightningModule):
             self.log("train_eps_mae_uEh", err["eps"].abs().mean() * MICRO_HARTREE, batch_size=n, sync_dist=True)
         return loss
 
+    refit_data = None
+    """Set by :func:`eqchem.training.train.train`: ``(rank, world_size) -> batches`` of this process's part of
+    the structures the readout refits solve on (a bounded sample of the training set); None: the training
+    loader."""
+
     def on_train_epoch_start(self):
         c = self.cfg
         if c.refit_every > 0 and self.current_epoch % c.refit_every == 0:
-            self.refit(self.trainer.train_dataloader)
+            if self.refit_data is not None:
+                self.refit(self.refit_data(self.global_rank, self.trainer.world_size))
+            else:
+                self.refit(self.trainer.train_dataloader)
 
     @torch.no_grad()
     def refit(self, loader) -> None:
         """Exact ridge refit of the readouts on the training data, for the body that is validated and
-        shipped (the EMA weights); the raw weights take the same readouts and training goes on."""
+        shipped (the EMA weights); the raw weights take the same readouts and training goes on.
+        Its wall time is ``last_refit_seconds``, added to ``refit_seconds`` (step profile, run budget)."""
+        t0 = time.perf_counter()
         prefixes = self.model.READOUT_PREFIXES
         was_training = self.model.training
         self.model.eval()
@@ -101,9 +111,12 @@ class HamiltonianTask(L.LightningModule):
             if n in solved:
                 p.copy_(solved[n])
         self.model.train(was_training)
+        self.last_refit_seconds = time.perf_counter() - t0
+        self.refit_seconds = getattr(self, "refit_seconds", 0.0) + self.last_refit_seconds
 
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        if self.ema is not None:
+    def optimizer_step(self, *args, **kwargs):
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:  # after every optimizer step (inside the step, for the step profile)
             self.ema.update(self.model)
 
     def on_validation_epoch_start(self):
@@ -171,7 +184,8 @@ class HamiltonianTask(L.LightningModule):
                 return (step + 1) / warm
             t = (step - warm) / max(1, total - warm)
             if budget:  # a wall-time budget: anneal over whichever runs out first, epochs or time
-                t = max(t, elapsed() / budget)
+                # (the training time the run's budget leaves, eqchem.training.budget, where it is known)
+                t = max(t, elapsed() / (getattr(self, "time_budget", None) or budget))
             t = min(1.0, t)
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
 

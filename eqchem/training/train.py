@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -23,8 +24,12 @@ from ..data import store
 from ..data.reader import H5Dataset
 from ..errors import DataError
 from .config import TrainConfig
-from .data import (BlockDataset, SpectralSettings, collate, molecule_identity, molecule_label, resolve_split_by,
-                   split_keys)
+from .data import (BlockDataset, SpectralSettings, bounded_sample, change_of_basis_of, collate, molecule_label,
+                   resolve_split_by, split_keys)
+from .budget import run_budget
+from .index import DataIndex
+from .profile import step_timer
+from .stats import OutputStatistics
 
 
 @dataclass
@@ -60,44 +65,27 @@ def open_datasets(paths: Sequence[str | Path]) -> list[H5Dataset]:
     return dss
 
 
-def data_hash(dss: Sequence[H5Dataset], keys_used: Sequence[tuple[int, str]]) -> str:
-    """SHA-256 over (file level of theory, key, atomic numbers, rounded positions) of the training set."""
+def data_hash(index: DataIndex, keys_used: Sequence[str]) -> str:
+    """SHA-256 over (key, atomic numbers) of the training set (from the data index: no pass over the data)."""
     h = hashlib.sha256()
-    for di, key in sorted(keys_used, key=lambda t: t[1]):
-        rec_numbers = dss[di].numbers(key)
+    for key in sorted(keys_used):
         h.update(key.encode())
-        h.update(rec_numbers.tobytes())
+        h.update(index.numbers(key).tobytes())  # int64, as read from the data file
     return h.hexdigest()[:16]
 
 
-def _identities(dss: Sequence[H5Dataset]) -> tuple[dict[str, str], dict[str, tuple[int, str]], dict[str, dict]]:
-    """Per key: molecule identity, (file index, key), record attributes."""
-    ident, where, attrs_of = {}, {}, {}
-    for di, ds in enumerate(dss):
-        f = ds._h5()
-        for k in ds.keys():
-            if k in where:
-                continue  # the same key in two files: the first file's copy is used
-            g = f[keys.MOLECULES][k]
-            attrs = {a: (v.decode() if isinstance(v, bytes) else v) for a, v in g.attrs.items()}
-            ident[k] = molecule_identity(attrs, np.asarray(g[keys.ATOMIC_NUMBERS]), k)
-            where[k] = (di, k)
-            attrs_of[k] = attrs
-    return ident, where, attrs_of
-
-
-def _resolve_split(cfg: TrainConfig, dss, ident: dict[str, str], where: dict, attrs_of: dict[str, dict],
-                   log) -> TrainConfig:
+def _resolve_split(cfg: TrainConfig, dss, index: DataIndex, log) -> TrainConfig:
     """``cfg`` with ``split_by`` resolved ('auto': by molecule when the data holds two or more, else by
     structure, said in one line); an explicit by-molecule split of one molecule is refused."""
     if cfg.split_file:  # the split file decides; split_by is unused
         return cfg
+    ident = index.identity
     by = resolve_split_by(ident, cfg.split_by)
     molecules = set(ident.values())
     if len(molecules) == 1:
         key = next(iter(ident))
-        names = {str(a.get("parent") or a.get("name") or "") for a in attrs_of.values()}
-        label = molecule_label(ident[key], names if "" not in names else set(), dss[where[key][0]].numbers(key))
+        names = {index.name(k) for k in ident}
+        label = molecule_label(ident[key], names if "" not in names else set(), index.numbers(key))
         files = ", ".join(str(d.path) for d in dss)
         if by == "molecule":
             raise DataError(f"{files} holds one molecule ({label}), which --split-by molecule cannot split into "
@@ -109,12 +97,26 @@ def _resolve_split(cfg: TrainConfig, dss, ident: dict[str, str], where: dict, at
     return replace(cfg, split_by=by)
 
 
-def _avg_neighbors(samples, cutoff: float) -> float:
-    counts = []
+def _as_list(samples):
+    """collate_fn that keeps a batch a list of samples (statistics pass in worker processes)."""
+    return samples
+
+
+def _statistics(train_ds: BlockDataset, layout: BasisLayout, cfg: TrainConfig) -> OutputStatistics:
+    """Output statistics from one pass over at most ``cfg.stats_max_structures`` training structures
+    (converted in DataLoader workers when ``num_workers > 0``)."""
+    stats = OutputStatistics(layout, cfg.model.cutoff)
+    idx = bounded_sample(len(train_ds), cfg.stats_max_structures, cfg.seed)
+    if cfg.num_workers > 0:
+        own_rng = torch.Generator().manual_seed(cfg.seed)  # leaves the global RNG (epoch shuffles) untouched
+        samples = (s for b in torch.utils.data.DataLoader(torch.utils.data.Subset(train_ds, idx.tolist()),
+                                                          batch_size=8, collate_fn=_as_list, generator=own_rng,
+                                                          num_workers=cfg.num_workers) for s in b)
+    else:
+        samples = (train_ds[int(i)] for i in idx)
     for s in samples:
-        d = np.linalg.norm(s.pos[:, None] - s.pos[None], axis=-1)
-        counts.append(((d < cutoff).sum(1) - 1).mean())
-    return float(max(1.0, np.mean(counts)))
+        stats.add(s)
+    return stats
 
 
 def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, run_dir: str | Path | None = None,
@@ -124,6 +126,16 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
     ``log`` takes the run's one-line messages (the split, the data, per-epoch lines when stdout is not a
     terminal, why it stopped); ``show_config`` also logs the resolved config (always written to
     ``run_dir/train_config.yaml``). In DDP only rank 0 logs.
+
+    Memory and start-up time do not grow with the data: structures are read and converted per batch
+    (:class:`~eqchem.training.data.BlockDataset`, in ``num_workers`` processes; DDP ranks read their own
+    part), at most ``cache_mb`` of converted samples stay in memory, splits come from a cached per-file index
+    (:mod:`eqchem.training.index`), and the output statistics and readout refits use a seeded sample of at
+    most ``stats_max_structures`` / ``refit_max_structures`` training structures (all of a smaller set).
+    What still scales with the data: each validation pass (the validation set), and the index's first build
+    (~0.5 ms per structure, once per data file). ``--max-time`` is a budget for the whole run
+    (:mod:`eqchem.training.budget`). The PySCF<->e3nn change of basis comes from the data files and is
+    stored in the model file, so training needs no PySCF for data written by eqchem with it.
     """
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -144,8 +156,10 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
     shells = {}
     for ds in dss:
         shells.update(ds.basis_shells())
-    ident, where, attrs_of = _identities(dss)
-    cfg = _resolve_split(cfg, dss, ident, where, attrs_of, log)
+    cob = change_of_basis_of(dss, {l for ls in shells.values() for l in ls})  # from the data files: no PySCF
+    index = DataIndex(dss, run_dir)  # identities, atomic numbers, charges, spins: cached next to the data
+    ident, where = index.identity, index.where
+    cfg = _resolve_split(cfg, dss, index, log)
     if cfg.split_file:
         split = json.loads(Path(cfg.split_file).read_text())
         split = {part: [k for k in split.get(part, []) if k in where] for part in ("train", "val")}
@@ -153,10 +167,9 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
             raise DataError(f"split file {cfg.split_file} leaves no training or no validation structure in the data")
     else:
         split = split_keys(ident, cfg.val_fraction, 0.0, cfg.split_by, cfg.seed)
-    elements = sorted({int(z) for k in split["train"] for z in dss[where[k][0]].numbers(k)})
+    elements = sorted({int(z) for k in split["train"] for z in index.numbers(k)})
     layout = BasisLayout(basis=basis, elements=tuple(elements), shells={z: tuple(shells[z]) for z in elements})
-    val_keys = [k for k in split["val"]
-                if set(int(z) for z in dss[where[k][0]].numbers(k)) <= set(elements)]
+    val_keys = [k for k in split["val"] if set(int(z) for z in index.numbers(k)) <= set(elements)]
 
     guesses = None
     if cfg.model.baseline != "none":  # Δ-model: targets minus precomputed guesses (no PySCF here)
@@ -171,40 +184,58 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
     spectral = (SpectralSettings(cfg.eig_virtuals, cfg.model.correction_overlap_cutoff)
                 if cfg.eig_weight > 0 or cfg.gap_weight > 0 else None)
 
-    def make(keys_):
+    n_total = len(split["train"]) + len(val_keys)
+
+    def make(keys_):  # the in-memory cache shared out in proportion to the structures, per process
+        mb = cfg.cache_mb * len(keys_) / max(1, n_total) / max(1, cfg.num_workers)
         return BlockDataset([(dss[where[k][0]], k) for k in keys_], layout, cfg.model.pair_cutoff, cfg.model.target,
-                            guesses=guesses, spectral=spectral)
+                            cache_mb=mb, guesses=guesses, spectral=spectral, change_of_basis=cob)
 
     train_ds, val_ds = make(split["train"]), make(val_keys)
     n_mol = len({ident[k] for k in split["train"]})
     log(f"data: {len(train_ds)} training / {len(val_ds)} validation structures, "
         f"{n_mol} training molecule{'s' if n_mol != 1 else ''}, elements {elements}, basis {basis}")
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
-    stats_samples = [train_ds[i] for i in range(len(train_ds))]
-    task = HamiltonianTask(layout.to_dict(), cfg.to_dict(), _avg_neighbors(stats_samples, cfg.model.cutoff))
-    species = task.model.species_of_z
-    task.model.set_output_statistics(
-        torch.from_numpy(np.concatenate([s.diag for s in stats_samples])),
-        species[torch.from_numpy(np.concatenate([s.numbers for s in stats_samples]))],
-        torch.from_numpy(np.concatenate([s.offd for s in stats_samples])) if stats_samples else torch.zeros(0),
-    )
+    stats = _statistics(train_ds, layout, cfg)
+    task = HamiltonianTask(layout.to_dict(), cfg.to_dict(), stats.avg_neighbors)
+    stats.apply(task.model)
     if cfg.init_model:
         _init_from_model(task, layout, cfg)
         log(f"weights initialized from {cfg.init_model}")
     if task.ema is not None:
         task.ema.reset(task.model)
 
-    def loader(ds, shuffle):
+    def loader(ds, shuffle, persistent=True, generator=None):
         return torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=shuffle,
-                                           collate_fn=lambda s: collate(s, dtype), num_workers=cfg.num_workers,
-                                           persistent_workers=cfg.num_workers > 0)
+                                           collate_fn=functools.partial(collate, dtype=dtype),
+                                           num_workers=cfg.num_workers, generator=generator,
+                                           persistent_workers=persistent and cfg.num_workers > 0)
+
+    refit_idx = bounded_sample(len(train_ds), cfg.refit_max_structures, cfg.seed).tolist()
+
+    def refit_loader(rank: int = 0, world: int = 1):
+        """This process's part of the (bounded) refit sample: the readout refits' normal equations are
+        summed over batches and, in DDP, over processes."""
+        if len(refit_idx) == len(train_ds) and world == 1:
+            return loader(train_ds, False, persistent=False)
+        return loader(torch.utils.data.Subset(train_ds, refit_idx[rank::world]), False, persistent=False,
+                      generator=torch.Generator().manual_seed(cfg.seed))
+
+    # refits during training: on the training loader when they solve on all training structures (as before
+    # the sample bound existed), else on this process's part of the sample
+    task.refit_data = refit_loader if len(refit_idx) < len(train_ds) else None
 
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-{epoch}", monitor=cfg.monitor,
                            mode="min", save_last=True, save_top_k=1)
     early = EarlyStopping(monitor=cfg.monitor, mode="min", patience=cfg.early_stopping_patience)
     terminal = sys.stdout.isatty()
-    epochs = epoch_lines(log, cfg.monitor, cfg.max_epochs, ckpt, print_lines=not terminal)
+    timer = step_timer(log, t0, cfg.profile)
+    epochs = epoch_lines(log, cfg.monitor, cfg.max_epochs, ckpt, print_lines=not terminal, profile=timer)
     callbacks = [ckpt, early, epochs]
+    budget = None
+    if cfg.max_time_minutes:  # --max-time for the whole run: stop early enough for what follows training
+        budget = run_budget(cfg.max_time_minutes, t0, len(val_ds), cfg.refit_every > 0)
+        callbacks.append(budget)
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     loggers = [CSVLogger(run_dir, name="logs"), TensorBoardLogger(run_dir, name="tensorboard")]
@@ -212,6 +243,7 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
         from lightning.pytorch.callbacks import RichProgressBar
 
         callbacks.append(RichProgressBar())
+    callbacks.append(timer)  # last: its step end follows the other callbacks' per-step work
     ckpt_path = resume_checkpoint(run_dir, cfg) if cfg.resume else None
     if ckpt_path:
         log(f"resuming from {ckpt_path}")
@@ -234,8 +266,10 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
             check_val_every_n_epoch=cfg.val_every, log_every_n_steps=1, deterministic=False,
         )
         trainer.fit(task, loader(train_ds, True), loader(val_ds, False), ckpt_path=ckpt_path)
-        stop_reason = _stop_reason(trainer, early, cfg)
+        stop_reason = _stop_reason(trainer, early, cfg, budget)
         log(f"stopped: {stop_reason}")
+        for line in timer.table(float(getattr(task, "refit_seconds", 0.0))):
+            log(line)
         last = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
         last_epoch = epochs.last_epoch if epochs.last_epoch is not None else (int(trainer.current_epoch) or None)
         best = ckpt.best_model_path
@@ -247,10 +281,10 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
             task = HamiltonianTask.load_from_checkpoint(best, weights_only=False)
         net = task.inference_model().cpu()
         shipped_label = "best checkpoint" if best else "last epoch"
-        if cfg.refit_every > 0:  # final readouts solved for the shipped (EMA) body on all training data
-            net.refit_readouts(loader(train_ds, False), cfg.refit_ridge)
+        if cfg.refit_every > 0:  # final readouts solved for the shipped (EMA) body on the refit sample
+            net.refit_readouts(refit_loader(), cfg.refit_ridge)
             shipped_label += " + final readout refit"
-        shipped = _validate_net(net, loader(val_ds, False)) if len(val_ds) else {}
+        shipped = _validate_net(net, loader(val_ds, False, persistent=False)) if len(val_ds) else {}
     # the model file's metrics: the shipped model's (same keys as before), then the best and last epochs'
     metrics = {**last, **shipped}
     if best_epoch is not None:
@@ -263,17 +297,17 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
     for k in dict.fromkeys([cfg.monitor, "val_mae_uEh"]):
         if k in last:
             metrics[f"last_{k}"] = last[k]
-    train_charges = sorted({int(attrs_of[k].get(keys.CHARGE, 0)) for k in split["train"]})
-    train_spins = sorted({int(attrs_of[k].get(keys.SPIN, 0)) for k in split["train"]})
+    train_charges = sorted({index.charge(k) for k in split["train"]})
+    train_spins = sorted({index.spin(k) for k in split["train"]})
     if trainer.global_rank == 0:
-        natoms = [len(s.numbers) for s in stats_samples]
+        natoms = [index.n_atoms(k) for k in split["train"]]
         meta = {
             "xc": dss[0].xc, "basis": basis,
             "xc_description": next((d.attrs[keys.XC_DESCRIPTION] for d in dss if d.attrs.get(keys.XC_DESCRIPTION)), ""),
             "pyscf_version": dss[0].attrs.get(keys.PYSCF_VERSION, ""),
             "grids_level": dss[0].attrs.get(keys.GRIDS_LEVEL), "conv_tol": dss[0].attrs.get(keys.CONV_TOL),
             "data_files": [str(p) for p in data_paths],
-            "data_hash": data_hash(dss, [where[k] for k in split["train"]]),
+            "data_hash": data_hash(index, split["train"]),
             "n_train_structures": len(train_ds), "n_val_structures": len(val_ds),
             "n_train_molecules": n_mol,
             "charges": train_charges, "spins": train_spins,  # total charges / 2S the training data covered
@@ -288,18 +322,21 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
                                else os.cpu_count()},
         }
         meta = _plain(meta)
-        save_model(out, net, meta)
+        save_model(out, net, meta, change_of_basis=cob)
     return TrainReport(out, metrics, len(train_ds), len(val_ds), int(trainer.current_epoch),
                        time.time() - t0, run_dir / "checkpoints", int(trainer.global_rank),
                        stop_reason=stop_reason, monitor=cfg.monitor, best_epoch=best_epoch, best=best_metrics,
                        last_epoch=last_epoch, last=last, shipped=shipped, shipped_label=shipped_label)
 
 
-def epoch_lines(log, monitor: str, max_epochs: int, checkpoint=None, print_lines: bool = True):
+def epoch_lines(log, monitor: str, max_epochs: int, checkpoint=None, print_lines: bool = True, profile=None):
     """A Lightning callback that keeps every validation's metrics (``history``: 1-based epoch -> metrics)
     and, with ``print_lines`` (stdout not a terminal: batch logs, CI), logs one flushed line per epoch::
 
         epoch 3/200  train_loss 0.00123  val_mae_uEh 812.4  best 790.1 (epoch 2)  41 s
+
+    ``profile`` (a :func:`~eqchem.training.profile.step_timer` callback) adds the epoch's step profile
+    (``step 152 ms: data 8% forward 40% backward 50% optimizer 2%``) when it has one.
     """
     from lightning.pytorch.callbacks import Callback
 
@@ -355,6 +392,9 @@ def epoch_lines(log, monitor: str, max_epochs: int, checkpoint=None, print_lines
                 name = "" if monitor == "val_mae_uEh" else f"{monitor} "
                 parts.append(f"best {name}{_fmt_metric(monitor, self.best[0])} (epoch {self.best[1]})")
             parts.append(f"{time.monotonic() - self._t0:.0f} s")
+            summary = profile.epoch_summary() if profile is not None else ""
+            if summary:
+                parts.append(summary)
             log("  ".join(parts))
             sys.stdout.flush()
 
@@ -367,7 +407,7 @@ def _fmt_metric(name: str, value: float) -> str:
 
 # Lightning messages a user cannot act on (regular expressions matched at the start of the message)
 _LIGHTNING_NOISE = (
-    r".*does not have many workers",                      # num_workers advice (the data are cached in memory)
+    r".*does not have many workers",                      # num_workers advice (config num_workers; CPUs are few)
     r".*smaller than the logging interval",               # log_every_n_steps
     r".*isinstance\(treespec, LeafSpec\)",                # a deprecation inside Lightning itself
     r".*The `srun` command is available on your system",  # Slurm hint for single-process runs
@@ -400,7 +440,7 @@ def _epoch_of(checkpoint_path: str | None) -> int | None:
     return int(m.group(1)) + 1 if m else None
 
 
-def _stop_reason(trainer, early, cfg: TrainConfig) -> str:
+def _stop_reason(trainer, early, cfg: TrainConfig, budget=None) -> str:
     """Why fit() returned, in words naming the option that decided it."""
     from lightning.pytorch.callbacks import Timer
 
@@ -416,6 +456,9 @@ def _stop_reason(trainer, early, cfg: TrainConfig) -> str:
         if name == "NON_FINITE_METRIC":
             return f"{at} ({cfg.monitor} is not finite)"
         return f"{at} ({early.stopping_reason_message or name.lower()})"
+    if budget is not None and budget.stopped:
+        return (f"reached --max-time {cfg.max_time_minutes:g} min (after {int(trainer.current_epoch)} epochs; "
+                f"{budget.reserve:.0f} s kept for the last validation and readout refit)")
     timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
     if cfg.max_time_minutes and timer is not None and (timer.time_remaining() or 0.0) <= 0:
         return f"reached --max-time {cfg.max_time_minutes:g} min (after {int(trainer.current_epoch)} epochs)"
@@ -448,7 +491,7 @@ def _changed_keys(old: dict, new: dict, ignore=frozenset()) -> list[str]:
 
 
 _RESUMABLE_CHANGES = {"resume", "max_epochs", "max_time_minutes", "devices", "num_nodes", "accelerator",
-                      "num_workers", "early_stopping_patience"}
+                      "num_workers", "early_stopping_patience", "cache_mb", "profile"}
 
 
 def resume_checkpoint(run_dir: Path, cfg: TrainConfig) -> str | None:
@@ -490,16 +533,17 @@ def _validate_net(net, loader) -> dict:
     from .module import block_errors
 
     net = net.eval()
-    d_all, o_all = [], []
+    sums, counts = {"diag": 0.0, "offd": 0.0}, {"diag": 0, "offd": 0}  # streamed: memory independent of the set
     for batch in loader:
         pred = net(batch["numbers"], batch["pos"], batch["batch"], batch["pair_index"])
         err = block_errors(pred, batch)
-        d_all.append(err["diag"].abs())
-        o_all.append(err["offd"].abs())
-    d, o = torch.cat(d_all), torch.cat(o_all)
-    return {"val_mae_uEh": float(torch.cat([d, o]).mean() * MICRO_HARTREE),
-            "val_mae_diag_uEh": float(d.mean() * MICRO_HARTREE),
-            "val_mae_offd_uEh": float(o.mean() * MICRO_HARTREE) if o.numel() else float("nan")}
+        for part in sums:
+            sums[part] += float(err[part].abs().double().sum())
+            counts[part] += err[part].numel()
+    d, o = sums["diag"] / max(1, counts["diag"]), sums["offd"] / max(1, counts["offd"])
+    return {"val_mae_uEh": (sums["diag"] + sums["offd"]) / max(1, counts["diag"] + counts["offd"]) * MICRO_HARTREE,
+            "val_mae_diag_uEh": d * MICRO_HARTREE,
+            "val_mae_offd_uEh": o * MICRO_HARTREE if counts["offd"] else float("nan")}
 
 
 def _devices(devices: str):
