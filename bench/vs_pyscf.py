@@ -199,7 +199,7 @@ def plot(summary: list[dict], path: Path) -> None:
         ax.set_xlabel("median wall time per molecule (s)")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=7, loc="best")
+    axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle("time against accuracy, one run (reference: PySCF grid 3, conv_tol 1e-10; not plotted)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -207,7 +207,7 @@ def plot(summary: list[dict], path: Path) -> None:
 
 def table(summary: list[dict]) -> str:
     lines = ["| method | median s / molecule | × grid-0 SCF | H MAE µEh | occ. ε MAE µEh | HOMO / LUMO / gap MAE eV "
-             "| |μ| error D | SCF cycles |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| dipole magnitude error D | SCF cycles |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in summary:
         cycles = f"{r['mean_scf_cycles']:.1f}" if "mean_scf_cycles" in r else ""
         lines.append(f"| {r['method']} | {r['median_s']:.2f} | {r['ratio_to_grid0']:.2f} | {r['h_mae_uEh']:.1f} | "
