@@ -484,24 +484,31 @@ class Appender:
         self.every_s, self.every_n, self.growth = consolidate_every, consolidate_every_n, growth
         self._last, self._since = time.monotonic(), 0
         self._stored = stored_bytes(self.out)
+        self._journal: int | None = journal_bytes(self.out)  # None: parts of unknown size arrived
         self.consolidations = 0
 
     def add(self, key: str, record: dict | np.ndarray | None = None, failure: dict | None = None) -> bool:
         """Journal one finished (or failed) entry; True if the journal was consolidated."""
-        save_part(self.out, key, record=record, failure=failure, group=self.group)
-        return self.note()
+        path = save_part(self.out, key, record=record, failure=failure, group=self.group)
+        return self.note(path.stat().st_size)
 
-    def note(self) -> bool:
-        """One more part is in the journal; consolidate if due. True if it consolidated."""
+    def note(self, nbytes: int | None = None) -> bool:
+        """One more part (of ``nbytes``, when known) is in the journal; consolidate if due. True if it
+        consolidated. Known sizes are summed, so a due look costs O(1); an unknown one makes the next due
+        look measure the journal (O(journal), once a period)."""
+        self._journal = None if nbytes is None or self._journal is None else self._journal + int(nbytes)
         self._since += 1
         due = (self._since >= self.every_n) if self.every_n else (time.monotonic() - self._last >= self.every_s)
         if not due:
             return False
         self._last, self._since = time.monotonic(), 0  # the next look at the journal: one period on
-        if journal_bytes(self.out) < self.growth * self._stored:
+        journal = self._journal if self._journal is not None else journal_bytes(self.out)
+        if journal < self.growth * self._stored:
+            self._journal = journal
             return False
         consolidate(self.out, self.attrs, self.group, self.failures, keep_journal=True)
         self._stored = stored_bytes(self.out)
+        self._journal = journal_bytes(self.out)
         self.consolidations += 1
         return True
 
