@@ -123,7 +123,8 @@ def _finish_prediction(r, energy: bool, refine: bool, molden, kinds, cube_dir) -
         rec["scf_converged"] = bool(converged.settings["converged"])
         rec["scf_cycles_minao"] = run_scf(make_scf(r.mole, r.dft_settings(), restricted_open=True))
         rec["refined_energy_hartree"] = r.settings["energy"] = converged.settings["energy"]
-        rec["refined_homo_ev"], rec["refined_gap_ev"] = converged.summary()["homo_ev"], converged.summary()["gap_ev"]
+        refined = converged.summary()
+        rec["refined_homo_ev"], rec["refined_gap_ev"] = refined["homo_ev"], refined["gap_ev"]
     if molden is not None:
         from ..data.store import sanitize_key
 

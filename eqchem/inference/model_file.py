@@ -158,7 +158,9 @@ class EqchemModel:
 
     def fock_builds(self, fock_step: bool = True) -> int:
         """Kohn–Sham matrix builds one prediction makes (the guess of a Δ-model, the Fock step)."""
-        return int(self.net.config.baseline != "none") + int(fock_step and self.fock_mixing > 0)
+        from ..model.config import FOCK_BUILD_BASELINES
+
+        return int(self.net.config.baseline in FOCK_BUILD_BASELINES) + int(fock_step and self.fock_mixing > 0)
 
     # -- prediction --------------------------------------------------------------------------
     def check_covers(self, numbers: Sequence[int]) -> None:

@@ -5,6 +5,8 @@ from dataclasses import asdict, dataclass, fields
 
 BASELINES = ("none", "minao-fock", "core")
 """Guess Hamiltonians a model can correct (``ModelConfig.baseline``; computed by eqchem.dft.guess)."""
+FOCK_BUILD_BASELINES = ("minao-fock",)
+"""The baselines that cost a Kohn–Sham matrix build (grid, density fitting); ``core`` is analytic."""
 
 PREDICTION_ONLY = ("correction_overlap_cutoff", "correction_pair_cutoff", "fock_mixing")
 """ModelConfig fields used only at prediction time: changing them needs no retraining."""
