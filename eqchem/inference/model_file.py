@@ -302,7 +302,7 @@ def load_model(path: str | Path | None = None, dtype: torch.dtype | None = None)
     stored = torch.float64 if blob.get("dtype") == "float64" else torch.float32
     from ..model.e3nn_setup import quick_build
 
-    with quick_build():  # ~1 s less start-up; same network (see eqchem/model/e3nn_setup.py)
+    with quick_build():  # less start-up, same network (see eqchem/model/e3nn_setup.py)
         net = build_model(layout, ModelConfig.from_dict(blob["model_config"]), blob["avg_neighbors"], dtype or stored)
     try:
         load_portable_state_dict(net, blob["state_dict"])

@@ -1,17 +1,16 @@
 """Importing e3nn and building its modules without start-up costs that buy nothing here.
 
-Measured on a 2-core CPU (2026-12): ``import e3nn.o3`` takes ~2.5 s, ~2.1 s of it in ``torch._dynamo``,
-which e3nn 0.6 pulls in only to decorate a few functions with ``torch.compiler.disable`` at import time;
-building the default model takes ~2 s, ~1.4 s of it in opt_einsum_fx's contraction-order search and
-~0.6 s in e3nn's activation normalization, which draws 10^6 seeded normal samples per activation to
-compute a constant. eqchem never runs these modules under ``torch.compile``, so:
+Most of ``import e3nn.o3`` is spent importing ``torch._dynamo``, which e3nn 0.6 pulls in only to
+decorate a few functions with ``torch.compiler.disable`` at import time (see ``python -X importtime -c
+"import e3nn.o3"``); most of building a model is opt_einsum_fx's contraction-order search and e3nn's
+activation normalization, which draws 10^6 seeded normal samples per activation to compute a constant.
+eqchem never runs these modules under ``torch.compile``, so:
 
 - :func:`import_e3nn` imports e3nn with ``torch.compiler.disable`` replaced by the identity for the
   duration of the import (restored afterwards): e3nn's functions are then plain functions, which only
   matters to ``torch.compile`` (not used by eqchem);
 - :func:`quick_build` is a context in which e3nn skips the einsum-order search (the same contractions in the
-  order e3nn writes them: forward and backward times of the default model on aspirin unchanged within
-  noise, results equal to float32 round-off) and reuses the normalization constant of an activation it
+  order e3nn writes them: results equal to float32 round-off) and reuses the normalization constant of an activation it
   has already normalized (the same seeded samples give the same constant). Inference builds models in
   it; training keeps e3nn's defaults.
 """
