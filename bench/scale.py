@@ -6,7 +6,10 @@ over and over. For each size it reports:
 
 1. store write rate: N records written through :func:`eqchem.data.store.write_records` (the append path
    ``eqchem generate`` uses: one fsynced journal part per structure, consolidations into segments) into a
-   temporary folder, deleted afterwards. 10^5 structures would be ~46 GB on disk: not run (disk).
+   temporary folder, deleted afterwards. 10^5 structures would be ~46 GB on disk: not run (disk). The
+   sizes are written ``--write-repeats`` times, interleaved (10^3, 10^4, 10^3, ...), so that the page
+   cache and other load hit every size alike; the table gives the median time per structure (and the
+   range), and the ratio of the medians at 10^4 and 10^3.
    ``consolidate_every_n`` stands in for the DFT time between records: generate looks at the journal
    every 300 s (``consolidate_every``); at the median DFT time of these records (``seconds`` attribute)
    that is every ``300 / median`` structures, so the benchmark looks every that many records (the
@@ -285,7 +288,9 @@ def table(write: dict[int, dict | str], train: dict[int, dict | str], sizes: lis
     for n in sizes:
         w, t = write.get(n), train.get(n)
         if isinstance(w, dict):
-            wc = [fmt(w["per_s"]), fmt(w["s_per_structure"], "{:.4f}"), f"{w['bytes'] / 2**30:.2f} GB"]
+            runs = w.get("runs_s_per_structure", [w["s_per_structure"]])
+            wc = [fmt(w["per_s"]), f"{w['s_per_structure']:.4f} ({min(runs):.4f}–{max(runs):.4f})",
+                  f"{w['bytes'] / 2**30:.2f} GB"]
         else:
             wc = [w or "not run", "", ""]
         if isinstance(t, dict) and t.get("steps"):
@@ -323,6 +328,7 @@ def extrapolation(train: dict[int, dict | str]) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--write-sizes", type=int, nargs="*", default=[1000, 10000])
+    ap.add_argument("--write-repeats", type=int, default=3, help="times each write size is run (median)")
     ap.add_argument("--train-sizes", type=int, nargs="*", default=[1000, 10000, 100000])
     ap.add_argument("--max-time", type=float, default=1.0, help="eqchem train --max-time (minutes)")
     ap.add_argument("--threads", type=int, default=2, help="OMP/MKL threads of eqchem train")
@@ -340,15 +346,20 @@ def main() -> None:
         every_n = max(1, round(GENERATE_EVERY_S / dft_s)) if dft_s > 0 else 100
         log(f"{len(records)} real records from {SOURCE}; median DFT time {dft_s:.1f} s -> "
             f"consolidate_every_n = round(300 / {dft_s:.1f}) = {every_n}")
-        write: dict[int, dict | str] = {}
-        for n in sizes:
-            if n not in args.write_sizes:
-                write[n] = "not run (disk)" if n >= 100000 else "not run"
-                continue
-            log(f"write {n} structures ...")
-            write[n] = bench_write(n, records, attrs, every_n, tmp)
-            log(f"  {write[n]['per_s']:.1f} structures/s, {write[n]['bytes'] / 2**30:.2f} GB, "
-                f"{write[n]['consolidations']} consolidations")
+        write: dict[int, dict | str] = {n: "not run (disk)" if n >= 100000 else "not run"
+                                        for n in sizes if n not in args.write_sizes}
+        runs: dict[int, list[dict]] = {n: [] for n in args.write_sizes}
+        for rep in range(args.write_repeats):
+            for n in args.write_sizes:
+                log(f"write {n} structures (run {rep + 1}/{args.write_repeats}) ...")
+                r = bench_write(n, records, attrs, every_n, tmp)
+                runs[n].append(r)
+                log(f"  {r['per_s']:.1f} structures/s, {r['s_per_structure'] * 1e3:.2f} ms each, "
+                    f"{r['bytes'] / 2**30:.2f} GB, {r['consolidations']} consolidations")
+        for n, rs in runs.items():
+            med = statistics.median(r["s_per_structure"] for r in rs)
+            write[n] = {**rs[0], "s_per_structure": med, "per_s": 1.0 / med,
+                        "runs_s_per_structure": [r["s_per_structure"] for r in rs]}
         train: dict[int, dict | str] = {}
         for n in sizes:
             if n not in args.train_sizes:
@@ -374,8 +385,13 @@ def main() -> None:
           f"validation fixed at {N_VAL_MOLECULES} structures (--split-file). QHNet: {QHNET_MOL_PER_S} molecules/s "
           f"on 2 CPU cores (same kind of machine).", ""]
     md += table(write, train, sizes)
+    ratio = ""
+    if isinstance(write.get(1000), dict) and isinstance(write.get(10000), dict):
+        ratio = (f"Time per structure at 10^4 / at 10^3: {write[10000]['s_per_structure'] / write[1000]['s_per_structure']:.2f} "
+                 f"(medians). ")
     md += ["", f"Store writes: write_records with consolidate_every_n = {every_n} (generate's 300 s journal look "
-           f"at the median {dft_s:.1f} s DFT time per structure); the temporary store is deleted afterwards. "
+           f"at the median {dft_s:.1f} s DFT time per structure), {args.write_repeats} interleaved runs per size, "
+           f"median (range) per structure; the temporary store is deleted afterwards. {ratio}"
            f"train molecules/s = steps × batch size / time in training steps (data wait included); "
            f"first step includes the one-time data index build. Bench wall time {wall:.0f} s.", ""]
     md += extrapolation(train)
@@ -384,7 +400,7 @@ def main() -> None:
     (OUT / "scale.json").write_text(json.dumps({
         "source": str(SOURCE), "records": len(records), "median_dft_s": dft_s, "consolidate_every_n": every_n,
         "threads": args.threads, "cores": cores, "torch": torch.__version__, "max_time_min": args.max_time,
-        "qhnet_molecules_per_s": QHNET_MOL_PER_S, "bench_wall_s": wall,
+        "qhnet_molecules_per_s": QHNET_MOL_PER_S, "bench_wall_s": wall, "write_repeats": args.write_repeats,
         "write": {str(k): v for k, v in write.items()}, "train": {str(k): v for k, v in train.items()},
     }, indent=1, default=float))
     print(text)

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,9 +53,13 @@ def check_complete(path: Path, expected=record) -> set[str]:
 
 
 def segment_files(out: Path) -> dict[Path, tuple]:
-    """Every file next to ``out`` (but ``out`` itself) with (inode, mtime, size, content hash)."""
+    """Every file of ``out``'s segments folder and beside it (but ``out`` itself) with (inode, mtime,
+    size, content hash)."""
+    files = [p for p in out.parent.iterdir() if p.is_file() and p != out and p.name.startswith(out.name + ".")]
+    if store.segment_dir(out).is_dir():
+        files += [p for p in store.segment_dir(out).iterdir() if p.is_file()]
     return {p: (p.stat().st_ino, p.stat().st_mtime_ns, p.stat().st_size, hashlib.sha256(p.read_bytes()).hexdigest())
-            for p in out.parent.iterdir() if p.is_file() and p != out and p.name.startswith(out.name + ".")}
+            for p in files}
 
 
 def link_files(out: Path, group: str = keys.MOLECULES) -> dict[str, Path]:
@@ -88,28 +93,31 @@ def test_consolidation_writes_only_the_new_structures(tmp_path, renamed_bytes):
     names = [f"s{i:04d}" for i in range(240)]
     assert store.write_records(out, records(names[:200]), ATTRS, consolidate_every_n=10) == 200
     data = store.stored_bytes(out)
-    # everything consolidations published: each structure once (in a segment) plus small index versions.
-    # Copying the file at every consolidation (the old store) writes ~10x the data here.
-    assert renamed_bytes["store"] < 1.3 * data, (renamed_bytes, data)
+    # every structure's bytes are written once, into its journal part, which becomes its segment by a
+    # hard link; consolidations publish only small index versions. Copying the file at every
+    # consolidation (the old store) writes ~10x the data here; copying parts into segments, 2x.
     assert renamed_bytes["journal"] < 1.2 * data
+    assert renamed_bytes["store"] < 0.05 * data, (renamed_bytes, data)
     before = segment_files(out)
     where = link_files(out)
     assert set(where) == set(names[:200]) and set(where.values()) <= set(before)  # data lives in segments
+    assert len(set(where.values())) == 200 and sum(v[2] for v in before.values()) == data
+    assert all(p.stat().st_nlink == 1 for p in before)  # the journal's names are gone
     index_size = out.stat().st_size
     assert index_size < 300 * 200 < 0.02 * data  # the index: ~100 bytes per structure, no matrices
 
-    renamed_bytes["store"] = 0
+    renamed_bytes["store"] = renamed_bytes["journal"] = 0
     assert store.write_records(out, records(names), ATTRS, consolidate_every_n=10) == 40
     after = segment_files(out)
     assert {p: after[p] for p in before} == before  # no stored byte rewritten: same inodes, times, contents
     new = set(after) - set(before)
-    assert len(new) == 1  # one new segment for the 40 new structures
-    (segment,) = new
-    new_data = after[segment][2]
-    assert new_data < 1.2 * 40 * 2 * NAO * NAO * 8 + 20_000
-    assert renamed_bytes["store"] == new_data + out.stat().st_size  # the new segment and the new index only
-    assert renamed_bytes["store"] < 0.25 * data
-    assert link_files(out) == {**where, **{k: segment for k in names[200:]}}
+    assert len(new) == 40  # one new segment per new structure
+    new_data = sum(after[p][2] for p in new)
+    assert new_data < 1.2 * 40 * 2 * NAO * NAO * 8 + 40 * 5_000
+    assert renamed_bytes["journal"] == new_data  # the segments are the journal's parts
+    assert renamed_bytes["store"] == out.stat().st_size  # and the new index is all a consolidation writes
+    assert link_files(out) == {**where, **{k: p for k, p in link_files(out).items() if k in names[200:]}}
+    assert {p.name for k, p in link_files(out).items() if k in names[200:]} == {p.name for p in new}
     assert check_complete(out) == set(names)
     assert not store.journal_dir(out).exists()
 
@@ -125,9 +133,9 @@ def test_a_self_contained_file_becomes_a_segment_without_a_copy(tmp_path, rename
         f.create_group(f"{keys.FAILURES}/x").attrs[keys.REASON] = "SCF not converged"
     ino, content = out.stat().st_ino, out.read_bytes()
     assert store.write_records(out, records(["d", "x"]), ATTRS) == 2
-    base = [p for p in tmp_path.iterdir() if p.stat().st_ino == ino]
+    base = [p for p in store.segment_dir(out).iterdir() if p.stat().st_ino == ino]
     assert len(base) == 1 and base[0] != out and base[0].read_bytes() == content  # same inode, untouched
-    assert renamed_bytes["store"] < 0.5 * len(content) + 30_000  # the new segment and index, no copy
+    assert renamed_bytes["store"] < 0.5 * len(content)  # the new index only: no copy
     assert check_complete(out) == {"a", "b", "c", "d", "x"}
     assert H5Dataset(out).failures == {}  # the success replaced the failure
     assert {k: p.name for k, p in link_files(out).items() if k in "abc"} == dict.fromkeys("abc", base[0].name)
@@ -261,7 +269,7 @@ def test_guess_appends_never_rewrite_stored_guesses(tmp_path, monkeypatch):
     assert len(calls) == 6
     after = segment_files(gpath)
     assert {p: after[p] for p in before} == before  # stored guesses untouched
-    assert len(set(after) - set(before)) == 1
+    assert len(set(after) - set(before)) == 6  # one new segment per new guess
     assert {k: link_files(gpath, keys.GUESS_HAMILTONIANS)[k] for k in where} == where
     gf = GuessFile(data, "minao-fock")
     ds = H5Dataset(data)
@@ -294,15 +302,17 @@ def test_merge_of_shards_gives_the_union_in_one_self_contained_file(tmp_path, mo
 
     opened = []
     real_file = h5py.File
-    monkeypatch.setattr(h5py, "File", lambda name, *a, **k: opened.append(Path(name).name) or real_file(name, *a, **k))
+    monkeypatch.setattr(h5py, "File", lambda name, *a, **k: opened.append(Path(name)) or real_file(name, *a, **k))
     report = merge([a, b, c], tmp_path / "m.h5")
     monkeypatch.undo()
     assert (report.molecules, report.failures, report.duplicates) == (17, 0, 5)
-    segments = {p.name for p in {**link_files(b), **link_files(a)}.values()}  # where the kept copies are
-    assert sorted(n for n in opened if store.SEGMENT_TAG in n) == sorted(segments)  # each opened once
+    segments = {p.resolve() for p in {**link_files(b), **link_files(a)}.values()}  # where the kept copies are
+    assert sorted(p.resolve() for p in opened if p.parent.name.endswith(store.SEGMENT_DIR)) == sorted(segments)  # each once
 
     for p in tmp_path.iterdir():  # the result holds everything itself
-        if p.name != "m.h5":
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.name != "m.h5":
             p.unlink()
     expected = {**{f"m{i:02d}": record(f"m{i:02d}") for i in range(10)}, **{f"m{i:02d}": shifted[f"m{i:02d}"]
                 for i in range(10, 15)}, "late": record("late"), "n1": record("n1")}

@@ -15,6 +15,7 @@ import torch
 
 from eqchem import keys
 from eqchem.basis import BasisLayout, change_of_basis_json
+from eqchem.data.merge import merge
 from eqchem.data.reader import H5Dataset
 from eqchem.model.blocks import AOConverter
 from eqchem.training.data import BlockDataset, SpectralSettings, collate, make_sample
@@ -111,13 +112,11 @@ def test_streamed_statistics_equal_the_in_memory_ones(water):
 
 
 def test_data_index_is_cached_next_to_the_data_and_invalidated(water, tmp_path, monkeypatch):
-    import shutil
-
     from eqchem.training import index as index_mod
     from eqchem.training.data import molecule_identity
 
     data = tmp_path / "w.h5"
-    shutil.copyfile(water, data)
+    merge([water], data)  # a self-contained copy (an index alone would lack its segments)
     ds = H5Dataset(data)
     idx, at = index_mod.load_index(ds, tmp_path / "run")
     assert at == tmp_path / ("w.h5" + index_mod.INDEX_SUFFIX) and at.exists()
@@ -145,7 +144,7 @@ def test_data_index_is_cached_next_to_the_data_and_invalidated(water, tmp_path, 
     # a folder that cannot be written: the index goes to the run directory
     ro = tmp_path / "ro"
     ro.mkdir()
-    shutil.copyfile(water, ro / "w.h5")
+    merge([water], ro / "w.h5")
     ro.chmod(0o555)
     try:
         if os.access(ro, os.W_OK):
@@ -186,10 +185,8 @@ def test_training_needs_no_pyscf_when_the_data_carry_the_change_of_basis(water, 
 
 
 def test_old_data_without_the_change_of_basis_and_without_pyscf_is_one_clear_error(water, tmp_path):
-    import shutil
-
     old = tmp_path / "old.h5"
-    shutil.copyfile(water, old)
+    merge([water], old)
     with h5py.File(old, "a") as f:
         del f.attrs[keys.AO_CHANGE_OF_BASIS]
     res = _run_without_pyscf("train", old, "--out", tmp_path / "x.pt", "--max-epochs", "1")

@@ -88,7 +88,7 @@ def merge(
     """Merge shard files of the same level of theory (failures kept, no duplicate keys).
 
     The result holds its data itself; with one input file this packs a file written by `eqchem generate`
-    (an index over its data.h5.seg-* segment files) into a single file to copy elsewhere.
+    (an index over its data.h5.segments/ folder) into a single file to copy elsewhere.
     """
     from ..data.merge import merge as run_merge
 
@@ -105,15 +105,16 @@ def guess(
     data: List[Path] = typer.Argument(..., help="eqchem HDF5 data files."),
     kind: str = typer.Option("minao-fock", "--kind", help="Guess Hamiltonian (see eqchem.dft.guess)."),
 ):
-    """Precompute the guess Hamiltonians a Δ-model corrects (DATA.h5 -> DATA.guess.h5, resumable)."""
+    """Precompute the guess Hamiltonians a Δ-model corrects (DATA.h5 -> DATA.guess.h5 for minao-fock,
+    DATA.guess-KIND.h5 for other kinds; resumable)."""
     from ..data.guess_file import guess_path, present_keys, write_guesses
     from ..data.reader import H5Dataset
 
     for path in data:
-        n = len(set(H5Dataset(path).keys()) - present_keys(path))
+        n = len(set(H5Dataset(path).keys()) - present_keys(path, kind))
         with ProgressReporter(f"guess {path.name}", n) as progress:
             done, skipped = write_guesses(path, kind, on_done=lambda key: progress.advance(key))
-        console.print(f"{path}: {done} computed, {skipped} already present -> {guess_path(path)}", highlight=False)
+        console.print(f"{path}: {done} computed, {skipped} already present -> {guess_path(path, kind)}", highlight=False)
 
 
 @app.command()

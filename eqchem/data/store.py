@@ -8,22 +8,26 @@ write. So a data file ``data.h5`` that eqchem writes is an *index* over immutabl
   every structure, an HDF5 external link ``/molecules/<key>`` to ``/molecules/<key>`` of a segment.
   HDF5 follows external links on its own, so every reader (h5py, :class:`~eqchem.data.reader.H5Dataset`,
   h5dump) sees an ordinary file holding everything.
-* ``data.h5.seg-NNNNNN-xxxxxx`` (segments, next to the index): the structures themselves, each segment a
-  valid eqchem file. Written once under a temporary name, fsynced, renamed; never changed or deleted.
-  Links hold the segment's absolute path; HDF5 falls back to its name in the index's folder, so the index
-  keeps working through a hard link elsewhere and when its folder is moved as a whole.
+* ``data.h5.segments/NNNNNNNN-xxxxxx.h5`` (segments): the structures themselves, one HDF5 file per journal
+  part (one structure each), or a whole older file. Never changed or deleted. Links name them relative
+  to the index's folder (``data.h5.segments/...``), so the index keeps working when its folder is moved
+  as a whole; keep ``data.h5`` and ``data.h5.segments/`` together (``eqchem merge`` packs them into
+  one self-contained file).
 * ``data.h5.parts/<key>.h5`` (the journal): each finished structure first goes here, one small file
-  written under a temporary name and renamed (atomic).
+  written under a temporary name, fsynced and renamed (atomic).
 
-:func:`consolidate` absorbs the journal: it copies the new parts into one new segment, writes a new index
-(a copy of the old one, ~100-200 bytes per structure, plus the new links) under a temporary name
-and renames it over ``data.h5``, then deletes the absorbed parts. No structure's data is ever copied
-again, and :class:`Appender` consolidates only once the journal holds ``GROWTH`` times the data already
-stored (and at most every few minutes), so the index copies add O(1) per structure too. A ``kill -9`` at
-any moment leaves ``data.h5`` as the old or the new index (both complete and readable) and the finished
-structures in the journal or a segment; the next consolidation absorbs them and removes the unfinished
-segments of the killed one. Files written by older eqchem versions (or by ``eqchem merge``), which hold
-their data themselves, become the first segment of their index by a hard link: no copy either.
+:func:`consolidate` absorbs the journal: every new part becomes a segment by a hard link (its bytes are
+written once, when the structure finishes, and never copied; a copy only on file systems without hard
+links), then a new index (a copy of the old one, ~100-200 bytes per structure, plus the new links) is
+written under a temporary name and renamed over ``data.h5``, and the absorbed parts are unlinked.
+:class:`Appender` consolidates only once the journal holds ``GROWTH`` times the data already stored
+(and at most every few minutes), so the index copies add O(1) per structure too. A ``kill -9`` at any
+moment leaves ``data.h5`` as the old or the new index (both complete and readable) and every finished
+structure in the journal or a linked segment; the next consolidation removes the segments the killed
+one made but never linked (their parts are still in the journal) and absorbs the journal. Files written
+by older eqchem versions (or by ``eqchem merge``), which hold their data themselves, become the first
+segment of their index by a hard link too. Segments of the previous layout (``data.h5.seg-*`` next to
+the index, several structures each, linked by absolute path) stay readable.
 """
 from __future__ import annotations
 
@@ -48,7 +52,8 @@ from .reader import BASIS_SHELLS_ATTR
 
 _KEY_RE = re.compile(r"[^A-Za-z0-9_.+=-]+")
 
-SEGMENT_TAG = ".seg-"                       # segment file name: <index name>.seg-<6-digit sequence>-<6 hex>
+SEGMENT_DIR = ".segments"                  # segments folder: <index name>.segments/<8-digit sequence>-<6 hex>.h5
+SEGMENT_TAG = ".seg-"                       # previous layout: <index name>.seg-<6-digit sequence>-<6 hex> beside it
 NEXT_SEGMENT_ATTR = "store_next_segment"    # index root attr, int: sequence number of its next segment
 DATA_BYTES_ATTR = "store_data_bytes"        # index root attr, int: bytes held by its segments
 STORE_ATTRS = (NEXT_SEGMENT_ATTR, DATA_BYTES_ATTR)  # bookkeeping of an index, not part of the data
@@ -64,6 +69,10 @@ def sanitize_key(name: str) -> str:
 
 def journal_dir(out: Path) -> Path:
     return Path(str(out) + ".parts")
+
+
+def segment_dir(out: Path) -> Path:
+    return Path(str(out) + SEGMENT_DIR)
 
 
 def write_group(group: h5py.Group, record: dict) -> None:
@@ -214,7 +223,7 @@ def locate(index: Path, f: h5py.File, group: str, names: Iterable[str]) -> dict[
             target = resolve_link_file(index, link.filename)
             if target is None:
                 raise DataError(f"{index}: '{name}' is stored in {link.filename}, which is missing "
-                                f"(keep {Path(index).name} with its {Path(index).name}{SEGMENT_TAG}* files)")
+                                f"(keep {Path(index).name} with its {Path(index).name}{SEGMENT_DIR}/ folder)")
             out.setdefault(target, []).append((name, link.path))
         else:
             out.setdefault(None, []).append((name, f"/{group}/{name}"))
@@ -235,7 +244,8 @@ class _Index:
 
 
 def _segment_names(out: Path) -> list[tuple[int, Path]]:
-    """(sequence, path) of the finished segment files next to ``out``."""
+    """(sequence, path) of the finished segment files of ``out``: in its segments folder, and beside it
+    (the previous layout)."""
     found = []
     prefix = out.name + SEGMENT_TAG
     with contextlib.suppress(FileNotFoundError):
@@ -244,6 +254,11 @@ def _segment_names(out: Path) -> list[tuple[int, Path]]:
                 seq = entry.name[len(prefix):].split("-", 1)[0]
                 if seq.isdigit():
                     found.append((int(seq), Path(entry.path)))
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(segment_dir(out)):
+            seq = entry.name.split("-", 1)[0]
+            if seq.isdigit() and entry.name.endswith(".h5"):
+                found.append((int(seq), Path(entry.path)))
     return found
 
 
@@ -261,6 +276,8 @@ def _collect_garbage(out: Path, idx: _Index) -> None:
     for pattern in (".tmp-*", SEGMENT_TAG + "*"):
         for tmp in out.parent.glob(glob.escape(f".{out.name}") + pattern):
             tmp.unlink(missing_ok=True)
+    for tmp in segment_dir(out).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
     if idx.is_index:  # only this index's own lineage: sequence numbers it has not reached yet
         for seq, path in _segment_names(out):
             if seq >= idx.next_seq:
@@ -313,25 +330,37 @@ def _merged_attrs(existing: dict, attrs: dict) -> dict:
 
 
 def _new_segment_path(out: Path, seq: int) -> Path:
-    return out.with_name(f"{out.name}{SEGMENT_TAG}{seq:06d}-{secrets.token_hex(3)}")
+    return segment_dir(out) / f"{seq:08d}-{secrets.token_hex(3)}.h5"
+
+
+def _link_name(out: Path, segment: Path) -> str:
+    """The file name an external link of ``out`` stores for ``segment``: relative to the index's folder."""
+    return f"{segment_dir(out).name}/{segment.name}"
+
+
+def _publish(src: Path, dst: Path) -> None:
+    """Make the finished file ``src`` also the segment ``dst``: a hard link to the same bytes (a copy,
+    fsynced, if the file system has no hard links). ``src`` is never written again."""
+    dst.parent.mkdir(exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        tmp = dst.with_name(f".{dst.name}.tmp")
+        shutil.copyfile(src, tmp)
+        _fsync(tmp)
+        os.replace(tmp, dst)
 
 
 def _base_segment(out: Path, seq: int) -> Path:
-    """Turn a self-contained ``out`` into a segment: a hard link to the same bytes (a copy if the file
-    system has no hard links). ``out`` is never written in place, so those bytes never change."""
+    """Turn a self-contained ``out`` into a segment by :func:`_publish`. ``out`` is never written in
+    place, so those bytes never change."""
     ino = out.stat().st_ino
     for _, orphan in _segment_names(out):  # hard links made by a conversion killed before its commit
         if orphan.stat().st_ino == ino:
             orphan.unlink()
     base = _new_segment_path(out, seq)
-    try:
-        os.link(out, base)
-    except OSError:
-        tmp = base.with_name(f".{base.name}.tmp")
-        shutil.copyfile(out, tmp)
-        _fsync(tmp)
-        os.replace(tmp, base)
-    _fsync_dir(out.parent)
+    _publish(out, base)
+    _fsync_dir(base.parent)
     return base
 
 
@@ -347,7 +376,7 @@ def _index_from_file(out: Path, tmp: Path, base: Path, group: str, failures: str
                 dst[name] = h5py.ExternalLink(link.filename, link.path)
             else:
                 path = link.path if isinstance(link, h5py.SoftLink) else f"/{group}/{name}"
-                dst[name] = h5py.ExternalLink(os.path.abspath(base), path)
+                dst[name] = h5py.ExternalLink(_link_name(out, base), path)
         if failures and failures in src:
             src.copy(src[failures], f, name=failures)
 
@@ -357,7 +386,6 @@ def _commit(out: Path, attrs: dict, parts: list[Path], group: str, failures: str
     _collect_garbage(out, idx)
     seq, data_bytes = idx.next_seq, idx.data_bytes
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    seg_tmp = None
     try:
         if idx.exists and not idx.is_index:
             base = _base_segment(out, seq)
@@ -369,46 +397,31 @@ def _commit(out: Path, attrs: dict, parts: list[Path], group: str, failures: str
             final = _merged_attrs({k: v for k, v in f.attrs.items() if k not in STORE_ATTRS}, attrs)
             dst = f.require_group(group)
             fail = f.require_group(failures) if failures else None
-            # 1. the journal's new structures into one new segment; its failures straight into the index
-            seg, added, seen = _new_segment_path(out, seq), [], set()
-            seg_tmp = seg.with_name(f".{seg.name}.tmp")
-            s = None
-            try:
-                for p in parts:
-                    with h5py.File(p, "r") as part:
-                        for k in part.get(group, {}):
-                            if k in seen or k in dst:
-                                continue  # never duplicate or overwrite a finished structure
-                            if s is None:
-                                s = h5py.File(seg_tmp, "w")
-                                for a, v in final.items():
-                                    s.attrs[a] = v
-                                s.create_group(group)
-                            part.copy(part[group][k], s[group], name=k)
-                            added.append(k)
-                            seen.add(k)
-                        if fail is not None and failures in part:
-                            for k in part[failures]:
-                                if k in seen or k in dst:
-                                    continue
-                                if k in fail:
-                                    del fail[k]  # a retried failure: the new outcome wins
-                                part.copy(part[failures][k], fail, name=k)
-            finally:
-                if s is not None:
-                    s.close()
+            # 1. every part with a new structure becomes a segment (no copy); failures go into the index
+            added: dict[str, Path] = {}
+            for p in parts:
+                with h5py.File(p, "r") as part:
+                    new = [k for k in part.get(group, {}) if k not in added and k not in dst]
+                    if fail is not None and failures in part:
+                        for k in part[failures]:
+                            if k in added or k in dst:
+                                continue  # never overwrite a finished structure
+                            if k in fail:
+                                del fail[k]  # a retried failure: the new outcome wins
+                            part.copy(part[failures][k], fail, name=k)
+                if new:
+                    seg = _new_segment_path(out, seq)
+                    _publish(p, seg)
+                    seq += 1
+                    data_bytes += seg.stat().st_size
+                    added.update(dict.fromkeys(new, seg))
             if added:
-                _fsync(seg_tmp)
-                os.replace(seg_tmp, seg)
-                _fsync_dir(out.parent)
-                seq += 1
-                data_bytes += seg.stat().st_size
-            # 2. the new index: links to the new segment, and the bookkeeping
-            target = os.path.abspath(seg)
-            for k in added:
+                _fsync_dir(segment_dir(out))
+            # 2. the new index: links to the new segments, and the bookkeeping
+            for k, seg in added.items():
                 if fail is not None and k in fail:
                     del fail[k]  # a success replaces a recorded failure
-                dst[k] = h5py.ExternalLink(target, f"/{group}/{k}")
+                dst[k] = h5py.ExternalLink(_link_name(out, seg), f"/{group}/{k}")
             for a, v in final.items():
                 f.attrs[a] = v
             f.attrs[NEXT_SEGMENT_ATTR] = seq
@@ -418,8 +431,6 @@ def _commit(out: Path, attrs: dict, parts: list[Path], group: str, failures: str
         _fsync_dir(out.parent)
     finally:
         tmp.unlink(missing_ok=True)
-        if seg_tmp is not None:
-            seg_tmp.unlink(missing_ok=True)
 
 
 def consolidate(out: Path, attrs: dict, group: str = keys.MOLECULES, failures: str | None = keys.FAILURES,
