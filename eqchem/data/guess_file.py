@@ -1,7 +1,7 @@
 """Guess files: the baseline Hamiltonian of every structure of a data file, for training Δ-models.
 
-``data.h5`` -> ``data.guess.h5`` (same folder) holding ``/guess_hamiltonians/<key>`` (nao, nao) Eh and the
-root attribute ``guess_kind``. They are computed once with PySCF (``eqchem guess data.h5``) so that
+``data.h5`` -> ``data.guess.h5`` (minao-fock; ``data.guess-<kind>.h5`` for other kinds; same folder)
+holding ``/guess_hamiltonians/<key>`` (nao, nao) Eh and the root attribute ``guess_kind``. They are computed once with PySCF (``eqchem guess data.h5``) so that
 training itself never needs PySCF. Written like data files (:mod:`eqchem.data.store`): every guess goes to
 the journal ``data.guess.h5.parts/`` as it is computed, and the journal is absorbed into immutable segment
 files linked from ``data.guess.h5`` (an index replaced atomically), so appending never rewrites stored
@@ -20,9 +20,12 @@ from ..errors import DataError
 from . import store
 
 
-def guess_path(data_path: str | Path) -> Path:
+def guess_path(data_path: str | Path, kind: str = "minao-fock") -> Path:
+    """The guess file of ``data_path`` for guesses of ``kind``: ``data.guess.h5`` for minao-fock (the
+    accurate mode's), ``data.guess-<kind>.h5`` for others, so several kinds live side by side."""
     p = Path(data_path)
-    return p.with_name(p.stem + keys.GUESS_SUFFIX)
+    suffix = keys.GUESS_SUFFIX if kind == "minao-fock" else keys.GUESS_SUFFIX.replace(".guess", f".guess-{kind}")
+    return p.with_name(p.stem + suffix)
 
 
 def _read_header(path: Path) -> tuple[str, set[str]]:
@@ -33,10 +36,10 @@ def _read_header(path: Path) -> tuple[str, set[str]]:
     return (kind.decode() if isinstance(kind, bytes) else str(kind)), stored
 
 
-def present_keys(data_path: str | Path) -> set[str]:
-    """Keys whose guess is already stored for ``data_path``, or journaled by an interrupted run (empty if
-    there is no guess file)."""
-    out = guess_path(data_path)
+def present_keys(data_path: str | Path, kind: str = "minao-fock") -> set[str]:
+    """Keys whose ``kind`` guess is already stored for ``data_path``, or journaled by an interrupted run
+    (empty if there is no guess file)."""
+    out = guess_path(data_path, kind)
     stored = _read_header(out)[1] if out.exists() else set()
     return stored | set(store.journal_keys(out, (keys.GUESS_HAMILTONIANS,)))
 
@@ -45,7 +48,7 @@ class GuessFile:
     """Read access to one guess file: ``gf[key]`` -> (nao, nao) float64."""
 
     def __init__(self, data_path: str | Path, kind: str):
-        self.path = guess_path(data_path)
+        self.path = guess_path(data_path, kind)
         if not self.path.exists():
             raise DataError(f"{data_path}: no guess file {self.path.name} for this Δ-model "
                             f"(run: eqchem guess {data_path} --kind {kind})")
@@ -76,7 +79,7 @@ def write_guesses(data_path: str | Path, kind: str = "minao-fock", consolidate_e
 
     check_baseline(kind)
     ds = H5Dataset(data_path)
-    out = guess_path(data_path)
+    out = guess_path(data_path, kind)
     if out.exists():
         found = _read_header(out)[0]
         if found != kind:

@@ -3,6 +3,10 @@
 ``core`` is the core Hamiltonian T + V_nuc: analytic one-electron integrals (milliseconds, no grid, no
 density fitting), exactly equivariant; the network then learns the whole electronic response J + V_xc - K.
 
+``core-j`` adds the Coulomb matrix of the superposed neutral atomic densities (:mod:`eqchem.dft.atomic_density`):
+the electrostatics of neutral atoms, still grid-free (one three-centre integral per AO pair and atom);
+the network then learns the local exchange–correlation and charge-relaxation response.
+
 ``minao-fock`` is the Kohn–Sham matrix F[P_minao] of the functional, built once from PySCF's minao
 (superposition of atomic densities) guess density, with a coarse grid (level 1) and density-fitted
 Coulomb/exchange (def2-universal-jkfit): one Fock build, no SCF. On QM9 molecules at B3LYP/def2-SVP it
@@ -45,8 +49,12 @@ def guess_and_overlap(numbers, positions, basis: str, xc: str, kind: str = "mina
     overlap = d @ mol.intor_symmetric("int1e_ovlp") @ d.T
     if kind == "none":
         return np.zeros((mol.nao, mol.nao)), overlap
-    if kind == "core":  # analytic integrals rotate exactly: the frame is only shared for the overlap
+    if kind in ("core", "core-j"):  # analytic integrals rotate exactly: the frame is only shared for S
         hcore = mol.intor_symmetric("int1e_kin") + mol.intor_symmetric("int1e_nuc")
+        if kind == "core-j":
+            from .atomic_density import superposed_density_coulomb
+
+            hcore = hcore + superposed_density_coulomb(mol, basis, n_electrons)
         return d @ hcore @ d.T, overlap
     mf = frame.ks(xc)
     dm = mf.get_init_guess(mol, key="minao")
