@@ -9,8 +9,9 @@ from eqchem.basis import BasisLayout
 from eqchem.data.reader import Record
 from eqchem.inference.correction import filter_correction
 from eqchem.model.blocks import AOConverter
+from eqchem.model.graph import local_pairs
 from eqchem.orbitals import solve_generalized
-from eqchem.training.data import SpectralSettings, collate, local_pairs, make_sample
+from eqchem.training.data import SpectralSettings, collate, make_sample
 from eqchem.training.spectral import orbital_energy_errors
 
 from .conftest import ETHANOL, WATER

@@ -39,6 +39,8 @@ def predict(
                                    help="Apply the model's damped Fock step (if it has one) after the network."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     batch_size: int = typer.Option(16, "--batch-size", help="Structures per network call."),
+    timings: bool = typer.Option(False, "--timings", help="After the results, print the wall time of every "
+                                 "prediction stage (s): total and per molecule."),
 ):
     """Predict Hamiltonians, orbitals, HOMO/LUMO, dipoles and charges of molecules."""
     import time
@@ -61,20 +63,23 @@ def predict(
     structures = [s for inp in inputs for s in read_structures(inp, charge=charge, spin=spin)]
     m = _load_model_for_cli(model)
     _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine, fock_step, device, batch_size,
-                     allow_extrapolation, t0)
+                     allow_extrapolation, t0, timings)
 
 
 def _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine, fock_step, device, batch_size,
-                     allow_extrapolation, t0) -> None:
-    """Predict, post-process and write each structure as it finishes; the table at the end (also on Ctrl-C)."""
+                     allow_extrapolation, t0, timings: bool = False) -> None:
+    """Predict, post-process and write each structure as it finishes; the table at the end (also on Ctrl-C),
+    then with ``timings`` the table of stage wall times."""
     import time
     import warnings
 
     from ..inference import writers
+    from ..inference.pipeline import StageTimings
     from ..inference.predict import ExtrapolationWarning, check_structures, iter_predictions
     from .common import ProgressReporter
 
-    with warnings.catch_warnings():
+    stage_times = StageTimings()
+    with warnings.catch_warnings(), stage_times.stage("structures"):
         warnings.simplefilter("ignore", ExtrapolationWarning)  # shown per structure below instead
         checked = check_structures(m, structures, allow_extrapolation)  # a bad structure stops the run here
     stream = writers.ResultStream(out, {"xc": m.xc, "basis": m.basis, "model": str(m.path)}) if out else None
@@ -87,7 +92,7 @@ def _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine
     try:
         with ProgressReporter("predict", len(structures), interval=10.0) as bar:
             for r in iter_predictions(structures, m, batch_size=batch_size, device=device, fock_step=fock_step,
-                                      checked=checked):
+                                      checked=checked, timings=stage_times):
                 rec = _finish_prediction(r, energy, refine, molden, kinds, cube_dir)
                 for w in r.warnings:
                     bar.log(f"[yellow]warning:[/] {r.name}: {w}: the prediction is an extrapolation")
@@ -98,6 +103,8 @@ def _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine
     except KeyboardInterrupt:
         interrupted = True
     print_table(_prediction_table(rows, m, energy, refine))
+    if timings:
+        print_table(_timings_table(stage_times))
     if stream:
         console.print(f"wrote {stream.path} ({stream.count} structure(s))", highlight=False)
     console.print(f"{len(rows)} structure(s) in {time.perf_counter() - t0:.2f} s", highlight=False)
@@ -163,6 +170,22 @@ def _prediction_table(rows, m, energy: bool, refine: bool):
             cells["E_SCF Eh"] = f"{rec['refined_energy_hartree']:.6f}"
             cells["gap_SCF eV"] = f"{rec['refined_gap_ev']:.3f}"
         table.add_row(*(cells[c] for c in cols))
+    return table
+
+
+def _timings_table(timings):
+    """Seconds of every prediction stage (:data:`eqchem.inference.pipeline.STAGES`), total and per molecule."""
+    from rich.table import Table
+
+    n = timings.molecules
+    table = Table(title=f"prediction stages (wall time, {n} molecule(s))")
+    for col in ("stage", "s", "s / molecule", "share"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    total = timings.total
+    per = timings.per_molecule()
+    for stage, sec in timings.seconds.items():
+        table.add_row(stage, f"{sec:.4f}", f"{per[stage]:.4f}", f"{100 * sec / total:.1f}%" if total else "-")
+    table.add_row("total", f"{total:.4f}", f"{total / max(1, n):.4f}", "100.0%" if total else "-")
     return table
 
 

@@ -9,6 +9,7 @@ from ..data.reader import H5Dataset, atom_ao_offsets
 from ..errors import BasisError
 from ..metrics import aggregate, molecule_metrics
 from .model_file import EqchemModel
+from .pipeline import PredictionPipeline, StageTimings
 
 SCF_FIELDS = ("scf_cycles_pred", "scf_cycles_minao", "scf_converged", "prediction_fock_builds")
 """The per-molecule fields :func:`scf_acceleration` adds to a row of :func:`evaluate`."""
@@ -23,7 +24,8 @@ def check_level_of_theory(ds: H5Dataset, model: EqchemModel) -> None:
 
 
 def evaluate(ds: H5Dataset, model: EqchemModel, scf: bool = False, batch_size: int = 16, limit: int | None = None,
-             on_molecule: Callable[[str], None] | None = None, fock_step: bool = True) -> dict:
+             on_molecule: Callable[[str], None] | None = None, fock_step: bool = True,
+             timings: StageTimings | None = None) -> dict:
     """Per-molecule metrics and their means; with ``scf`` the SCF cycle ratio vs PySCF's minao guess.
 
     Records with a reference dipole also get ``dipole_mae_debye`` (error of |μ|, Debye).
@@ -31,6 +33,9 @@ def evaluate(ds: H5Dataset, model: EqchemModel, scf: bool = False, batch_size: i
     ``fock_step=False`` evaluates the network's matrix without the model's damped Fock step. Besides
     ``scf_ratio`` (SCF cycles from the predicted density / from minao), ``scf_ratio_with_builds`` counts
     the cheap Fock builds the prediction itself made (guess, Fock step) as cycles: the whole cost.
+
+    The matrices come from :class:`~eqchem.inference.pipeline.PredictionPipeline`; ``timings``
+    (:class:`~eqchem.inference.pipeline.StageTimings`) gets the wall time (s) of its stages added.
 
     Returns ``{"summary": {...}, "molecules": [{key, metrics...}], "parity": {"ref": [...], "pred": [...]}}``
     (parity holds a sample of H elements for a plot).
@@ -40,12 +45,10 @@ def evaluate(ds: H5Dataset, model: EqchemModel, scf: bool = False, batch_size: i
     shells = ds.basis_shells()
     rows, ref_sample, pred_sample = [], [], []
     rng = np.random.default_rng(0)
+    pipeline = PredictionPipeline(model, batch_size=batch_size, fock_step=fock_step, timings=timings)
     for start in range(0, len(keys), batch_size):
         recs = [ds[k] for k in keys[start:start + batch_size]]
-        for r in recs:
-            model.check_covers(r.numbers)
-        preds = model.predict_matrices([(r.numbers, r.positions) for r in recs], batch_size,
-                                       charges=[r.charge for r in recs], fock_step=fock_step)
+        preds = pipeline.matrices([(r.numbers, r.positions) for r in recs], charges=[r.charge for r in recs])
         for r, h in zip(recs, preds):
             if model.target == "density_matrix":
                 ref = r.ensure_orbitals().density_matrix

@@ -1,5 +1,8 @@
 """The model file: weights + architecture + basis + level of theory + provenance, restored without data.
 
+Prediction itself lives in :mod:`eqchem.inference.pipeline`; :meth:`EqchemModel.predict_matrices` hands
+the work to it.
+
 Saved as a plain ``torch.save`` dict of tensors and JSON-able values (loads with ``weights_only=True``);
 the network is rebuilt from its config, never unpickled.
 """
@@ -181,7 +184,6 @@ class EqchemModel:
                                  f"PySCF's '{self.basis}' (shell l {list(have)}); the model file is inconsistent: "
                                  f"retrain it or use another model")
 
-    @torch.no_grad()
     def predict_matrices(self, molecules: Sequence[tuple[np.ndarray, np.ndarray]], batch_size: int = 16,
                          device: str = "cpu", charges: Sequence[int] | None = None,
                          fock_step: bool = True, spins: Sequence[int] | None = None) -> list[np.ndarray]:
@@ -189,68 +191,13 @@ class EqchemModel:
 
         ``charges`` (default neutral) and ``spins`` (2S, default 0) set the electron count of a Δ-model's
         guess and the occupations of the model's Fock step (``config.fock_mixing``); ``fock_step=False``
-        returns the network's matrix without it.
+        returns the network's matrix without it. The work is done by
+        :class:`eqchem.inference.pipeline.PredictionPipeline` (use it directly for per-stage timings).
         """
-        from ..training.data import local_pairs
+        from .pipeline import PredictionPipeline
 
-        net = self.net.to(device)
-        dtype = next(net.parameters()).dtype
-        out: list[np.ndarray] = []
-        for start in range(0, len(molecules), batch_size):
-            chunk = molecules[start:start + batch_size]
-            numbers, pos, batch, pairs, counts = [], [], [], [], []
-            offset = 0
-            for b, (z, r) in enumerate(chunk):
-                z = np.asarray(z, dtype=np.int64)
-                r = np.asarray(r, dtype=np.float64)
-                self.check_covers(z)
-                p = local_pairs(r, net.config.pair_cutoff)
-                numbers.append(z)
-                pos.append(r)
-                batch.append(np.full(len(z), b))
-                pairs.append(p + offset)
-                counts.append((len(z), p.shape[1]))
-                offset += len(z)
-            res = net(torch.from_numpy(np.concatenate(numbers)).to(device),
-                      torch.from_numpy(np.concatenate(pos)).to(device=device, dtype=dtype),
-                      torch.from_numpy(np.concatenate(batch)).to(device),
-                      torch.from_numpy(np.concatenate(pairs, axis=1)).to(device))
-            diag = res["diag"].double().cpu().numpy()
-            offd = res["offd"].double().cpu().numpy()
-            a0 = e0 = 0
-            for (n, e), z, r, p in zip(counts, numbers, pos, pairs):
-                charge = int(charges[len(out)]) if charges is not None else 0
-                spin = int(spins[len(out)]) if spins is not None else 0
-                out.append(self._assemble(z, r, diag[a0:a0 + n], offd[e0:e0 + e], p - a0, charge, spin, fock_step))
-                a0 += n
-                e0 += e
-        return out
-
-    def _assemble(self, z: np.ndarray, r: np.ndarray, diag: np.ndarray, pair_blocks: np.ndarray, pairs: np.ndarray,
-                  charge: int, spin: int, fock_step: bool) -> np.ndarray:
-        """One molecule's network blocks -> (nao, nao) matrix: pair switch, guess + filtered correction
-        (Δ-models), then the damped Fock step (``fock_mixing``)."""
-        from ..dft.fock_step import fock_step as damped_fock_step
-        from ..dft.frame import canonical_mole
-        from ..dft.guess import guess_and_overlap
-        from .correction import filter_correction, pair_switch
-
-        cfg = self.net.config
-        if cfg.baseline != "none" and cfg.correction_pair_cutoff > 0:
-            dist = np.linalg.norm(r[pairs[1]] - r[pairs[0]], axis=1)
-            pair_blocks = pair_blocks * pair_switch(dist, cfg.correction_pair_cutoff)[:, None, None]
-        m = self.converter.to_matrix(diag, pair_blocks, z, pairs)
-        step = fock_step and self.fock_mixing > 0
-        if cfg.baseline == "none" and not step:
-            return m
-        frame = canonical_mole(z, r, self.basis)  # one principal-axes Mole for the guess and the step
-        n_electrons = int(z.sum()) - charge
-        guess, overlap = guess_and_overlap(z, r, self.basis, self.xc, cfg.baseline, frame, n_electrons)
-        if cfg.baseline != "none":  # Δ-model: add the guess it corrects
-            m = guess + filter_correction(m, overlap, cfg.correction_overlap_cutoff)
-        if step:
-            m = damped_fock_step(z, r, m, overlap, n_electrons, self.basis, self.xc, self.fock_mixing, frame, spin)
-        return m
+        pipeline = PredictionPipeline(self, batch_size=batch_size, device=device, fock_step=fock_step)
+        return pipeline.matrices(molecules, charges=charges, spins=spins)
 
 
 def card_metrics(metrics: dict) -> dict:

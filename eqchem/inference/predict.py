@@ -1,7 +1,9 @@
-"""``eqchem.predict``: structures in, predicted Hamiltonians and orbitals out (batched through the network)."""
+"""``eqchem.predict``: structures in, predicted Hamiltonians and orbitals out (batched through the network).
+
+The structure checks live here; the prediction itself is :class:`eqchem.inference.pipeline.PredictionPipeline`.
+"""
 from __future__ import annotations
 
-import time
 import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -11,7 +13,8 @@ import numpy as np
 from ..errors import BasisError, InputError, ModelError
 from ..io.structure import Structure
 from .model_file import EqchemModel, load_model
-from .result import OrbitalResult, from_matrix
+from .pipeline import PredictionPipeline, StageTimings
+from .result import OrbitalResult
 
 EXTRAPOLATION_HINT = "pass --allow-extrapolation (Python: extrapolate=True) to predict it anyway"
 
@@ -126,28 +129,31 @@ def check_structure(model: EqchemModel, s: Structure, extrapolate: bool = False)
 
 
 def predict(source, model: EqchemModel | str | Path | None = None, batch_size: int = 16, device: str = "cpu",
-            fock_step: bool = True, extrapolate: bool = False) -> OrbitalResult | list[OrbitalResult]:
+            fock_step: bool = True, extrapolate: bool = False, timings: StageTimings | None = None
+            ) -> OrbitalResult | list[OrbitalResult]:
     """Predict the Kohn–Sham Hamiltonian and orbitals of one or several structures.
 
     ``fock_step=False`` skips the model's damped Fock step (``model.fock_mixing``): the network's matrix only.
     A charge or spin outside the model's training data raises :class:`~eqchem.errors.ModelError` unless
     ``extrapolate=True``; then each result lists why in ``result.warnings``.
+    ``timings``: a :class:`~eqchem.inference.pipeline.StageTimings` that gets the wall time (s) of every
+    stage added (``timings.seconds``, ``timings.per_molecule()``), e.g. ``t = StageTimings(); predict(..., timings=t)``.
     Returns one :class:`OrbitalResult` for a single structure, a list otherwise.
     """
     if not isinstance(model, EqchemModel):
         model = load_model(model)
-    structures = as_structures(source)
-    results = predict_structures(structures, model, batch_size=batch_size, device=device, fock_step=fock_step,
-                                 extrapolate=extrapolate)
+    pipeline = PredictionPipeline(model, batch_size=batch_size, device=device, fock_step=fock_step, timings=timings)
+    results = pipeline.run(source, extrapolate).results
     single = isinstance(source, (Structure, tuple)) or (
         not isinstance(source, list) and len(results) == 1)
     return results[0] if single else results
 
 
 def predict_structures(structures: Sequence[Structure], model: EqchemModel, batch_size: int = 16,
-                       device: str = "cpu", fock_step: bool = True, extrapolate: bool = False) -> list[OrbitalResult]:
+                       device: str = "cpu", fock_step: bool = True, extrapolate: bool = False,
+                       timings: StageTimings | None = None) -> list[OrbitalResult]:
     """All predictions of :func:`iter_predictions` as a list."""
-    return list(iter_predictions(structures, model, batch_size, device, fock_step, extrapolate))
+    return list(iter_predictions(structures, model, batch_size, device, fock_step, extrapolate, timings=timings))
 
 
 def check_structures(model: EqchemModel, structures: Sequence[Structure], extrapolate: bool = False
@@ -158,48 +164,15 @@ def check_structures(model: EqchemModel, structures: Sequence[Structure], extrap
 
 def iter_predictions(structures: Sequence[Structure], model: EqchemModel, batch_size: int = 16,
                      device: str = "cpu", fock_step: bool = True, extrapolate: bool = False,
-                     checked: Sequence[list[str]] | None = None) -> Iterator[OrbitalResult]:
+                     checked: Sequence[list[str]] | None = None,
+                     timings: StageTimings | None = None) -> Iterator[OrbitalResult]:
     """Predictions one structure at a time, ``batch_size`` structures per network call.
 
     Every structure is checked (:func:`check_structures`; ``checked``: its result when the caller already
     ran it) before the first prediction, so a bad one stops the run before any work; results come as they
-    are done (a caller can write them as they finish).
+    are done (a caller can write them as they finish). ``timings`` (:class:`StageTimings`) gets the wall
+    time (s) of every stage added.
     """
-    found = list(checked) if checked is not None else check_structures(model, structures, extrapolate)
-    for start in range(0, len(structures), batch_size):
-        chunk = structures[start:start + batch_size]
-        yield from _predict_batch(chunk, found[start:start + batch_size], model, device, fock_step)
-
-
-def _predict_batch(structures: Sequence[Structure], found: Sequence[list[str]], model: EqchemModel, device: str,
-                   fock_step: bool) -> list[OrbitalResult]:
-    from ..dft.runner import build_mole
-
-    t0 = time.perf_counter()
-    mats = model.predict_matrices([(s.numbers, s.positions) for s in structures], len(structures), device,
-                                  charges=[s.charge for s in structures], fock_step=fock_step,
-                                  spins=[int(s.spin or 0) for s in structures])
-    t_net = (time.perf_counter() - t0) / max(1, len(structures))
-    out = []
-    settings = {k: model.metadata.get(k) for k in ("grids_level", "conv_tol")}
-    name = model.metadata.get("name") or (model.path.name if model.path else "model")
-    for s, m, warned in zip(structures, mats, found):
-        t1 = time.perf_counter()
-        spin = int(s.spin or 0)
-        mol = build_mole(s, model.basis, spin=spin)
-        s_ao = mol.intor_symmetric("int1e_ovlp")
-        if model.target == "density_matrix":
-            from ..dft.runner import DFTSettings, make_scf
-
-            if spin:
-                raise ModelError(f"{s.label}: density-matrix models predict closed shells only (spin 0)")
-
-            mf = make_scf(mol, DFTSettings(xc=model.xc, basis=model.basis,
-                                           grid_level=int(settings["grids_level"] or 3)))
-            m = np.asarray(mf.get_fock(dm=m))
-        res = from_matrix(s.name, s.numbers, s.positions, m, s_ao, model.basis, model.xc, s.charge, name,
-                          settings, mole=mol, spin=spin)
-        res.warnings = list(warned)
-        res.seconds = t_net + time.perf_counter() - t1
-        out.append(res)
-    return out
+    pipeline = PredictionPipeline(model, batch_size=batch_size, device=device, fock_step=fock_step, timings=timings)
+    found = list(checked) if checked is not None else pipeline.check(structures, extrapolate)
+    yield from pipeline.predictions(structures, found)

@@ -1,7 +1,23 @@
-"""Neighbour and pair lists of a batch of molecules (index-based, no loops over atoms)."""
+"""Neighbour and pair lists: of one molecule (NumPy, for data and prediction) and of a batch (torch).
+
+Index-based, no loops over atoms; no e3nn, training or inference imports.
+"""
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+
+def local_pairs(pos: np.ndarray, cutoff: float) -> np.ndarray:
+    """Ordered pairs (2, E) int64 with i != j and distance < cutoff (Å), row-major (the model's order).
+
+    Args:
+        pos: (n, 3) positions of one molecule in Å.
+    """
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    mask = d < cutoff
+    np.fill_diagonal(mask, False)
+    return np.stack(np.nonzero(mask)).astype(np.int64)
 
 
 def pairs_within(pos: torch.Tensor, batch: torch.Tensor, cutoff: float) -> torch.Tensor:

@@ -23,6 +23,7 @@ from ..basis import BasisLayout, change_of_basis_table
 from ..data.reader import H5Dataset, Record
 from ..errors import DataError
 from ..model.blocks import AOConverter
+from ..model.graph import local_pairs  # also importable from here, as before
 from .spectral import SpectralTarget, spectral_target
 
 
@@ -110,14 +111,6 @@ class Sample:
     diag_mask: np.ndarray    # (n, P, P) bool
     offd_mask: np.ndarray    # (E, P, P) bool
     spectral: SpectralTarget | None = None  # orbital-energy loss constants (TrainConfig.eig_weight > 0)
-
-
-def local_pairs(pos: np.ndarray, cutoff: float) -> np.ndarray:
-    """Ordered pairs (2, E) with i != j and distance < cutoff, row-major (the model's order)."""
-    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
-    mask = d < cutoff
-    np.fill_diagonal(mask, False)
-    return np.stack(np.nonzero(mask)).astype(np.int64)
 
 
 def target_matrix(record: Record, target: str) -> np.ndarray:
