@@ -3,8 +3,11 @@
 For every molecule (QM9 test molecules of the data files, by the recipe's split of the QM9 index, plus
 ``--examples``: ethanol, glycine, aspirin), in one process, sequentially, with the same threads for all:
 
-* eqchem modes of the model (default: the shipped one): ``eqchem.predict`` as shipped (network + the
-  model's damped Fock step), and ``fock_step=False`` (network + the Δ-model's guess only);
+* eqchem's fast mode (``--fast-model``, default the shipped ``fast`` model: network + the grid-free
+  core-j guess, no Fock build), timed per molecule and, once, for all molecules in one batched call
+  (molecules/s), with its per-stage wall times (``eqchem.inference.pipeline``);
+* eqchem's accurate mode (``--model``, default the shipped ``accurate`` model): ``eqchem.predict`` as
+  shipped (network + the model's damped Fock step), and ``fock_step=False`` (network + its guess only);
 * the one-shot guess F[P_minao] alone (one cheap Fock build: grid 1, density fitting; ``eqchem/dft/guess.py``);
 * PySCF SCFs a user could run instead: density fitting (def2-universal-jkfit) with grid level 1 and with
   grid level 0, conv_tol 1e-7, minao guess;
@@ -16,8 +19,8 @@ Errors are against the reference: QM9 molecules take the data file's converged H
 examples take the reference run of this bench. Per row: median wall time per molecule, its ratio to the
 grid-0 SCF's median, mean H MAE (all elements), occupied-orbital-energy MAE, HOMO/LUMO/gap MAE, error of
 the dipole magnitude |μ|. A log-log plot of time against gap error and H MAE, and, with ``--cli``, the
-wall time of a fresh ``eqchem predict ethanol.xyz`` against a fresh ``python -c`` PySCF SCF of the same
-ethanol (B3LYP/def2-SVP, PySCF's defaults). Writes vs_pyscf.{json,md,png} to ``--out``.
+wall time of fresh ``eqchem predict ethanol.xyz`` processes (each mode) against a fresh ``python -c`` PySCF
+SCF of the same ethanol (B3LYP/def2-SVP, PySCF's defaults). Writes vs_pyscf.{json,md,png} to ``--out``.
 
     python bench/vs_pyscf.py --data ../shared/data/qm9_b3lyp_def2svp/part-*.h5 --limit 8 --examples --cli
 """
@@ -42,9 +45,11 @@ from learning_curve import ROOT, _json_plain, eqchem_command, machine  # noqa: E
 EXAMPLES = ROOT / "datasets" / "examples"
 EXAMPLE_FILES = [EXAMPLES / "ethanol.xyz", EXAMPLES / "glycine.xyz", EXAMPLES / "aspirin.sdf"]
 GRID0 = "PySCF SCF, density fitting, grid 0, conv_tol 1e-7"
-METHODS = ("eqchem default (network + Fock step)", "eqchem network + guess only (--no-fock-step)",
+FAST = "eqchem fast (network + core-j guess, no Fock build)"
+METHODS = (FAST, "eqchem accurate (network + minao guess + Fock step)", "eqchem accurate, no Fock step (--no-fock-step)",
            "F[P_minao] alone (one cheap Fock build)", "PySCF SCF, density fitting, grid 1, conv_tol 1e-7", GRID0,
            "PySCF grid-0 DF SCF from eqchem's prediction", "PySCF reference (grid 3, conv_tol 1e-10)")
+PYSCF_CLI = "python -c PySCF B3LYP/def2-SVP SCF (defaults)"
 METRICS = ("h_mae_uEh", "eps_occ_mae_uEh", "homo_mae_ev", "lumo_mae_ev", "gap_mae_ev", "dipole_err_debye")
 
 
@@ -92,8 +97,9 @@ def errors(h, h_ref, s_ref, mol, nocc: int, dipole_ref) -> dict:
     return {k: float(m[k]) for k in METRICS}
 
 
-def run_molecule(label: str, structure, model, reference) -> list[dict]:
-    """Every method on one molecule: rows {method, molecule, seconds, metrics...}."""
+def run_molecule(label: str, structure, model, reference, fast=None, timings=None) -> list[dict]:
+    """Every method on one molecule: rows {method, molecule, seconds, metrics...}. ``fast``: the fast-mode
+    model (its stage times go to ``timings``)."""
     import eqchem
     from eqchem.dft.guess import guess_hamiltonian
     from eqchem.dft.runner import build_mole
@@ -116,25 +122,53 @@ def run_molecule(label: str, structure, model, reference) -> list[dict]:
     s_ref = mol.intor_symmetric("int1e_ovlp")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # size-extrapolation warnings: this is a benchmark
-        for method, step in ((METHODS[0], True), (METHODS[1], False)):
+        if fast is not None:
+            t0 = time.perf_counter()
+            res = eqchem.predict(structure, model=fast, timings=timings)
+            add(FAST, time.perf_counter() - t0, res.hamiltonian)
+        for method, step in ((METHODS[1], True), (METHODS[2], False)):
             t0 = time.perf_counter()
             res = eqchem.predict(structure, model=model, fock_step=step)
             add(method, time.perf_counter() - t0, res.hamiltonian)
             if step:
-                predicted = res
+                predicted, t_predicted = res, rows[-1]["seconds"]
     t0 = time.perf_counter()
     g = guess_hamiltonian(structure.numbers, structure.positions, model.basis, model.xc)
-    add(METHODS[2], time.perf_counter() - t0, g)
-    for method, grid in ((METHODS[3], 1), (METHODS[4], 0)):
+    add(METHODS[3], time.perf_counter() - t0, g)
+    for method, grid in ((METHODS[4], 1), (METHODS[5], 0)):
         mf, cycles, seconds = scf(mol, model.xc, grid, 1e-7, True)
         add(method, seconds, np.asarray(mf.get_fock()), scf_cycles=cycles, converged=bool(mf.converged))
     mf, cycles, seconds = scf(mol, model.xc, 0, 1e-7, True, dm0=predicted.density_matrix)
-    add(METHODS[5], seconds + rows[0]["seconds"], np.asarray(mf.get_fock()), scf_cycles=cycles,
+    add(METHODS[6], seconds + t_predicted, np.asarray(mf.get_fock()), scf_cycles=cycles,
         converged=bool(mf.converged))
     if t_ref is None:
         _, cycles, t_ref = scf(mol, model.xc, 3, 1e-10, False)
-    add(METHODS[6], t_ref, h_ref)
+    add(METHODS[7], t_ref, h_ref)
     return rows
+
+
+def batched_throughput(structures: list, fast, threads: int, repeats: int = 4) -> dict:
+    """``structures`` (repeated ``repeats`` times) through the fast model in one ``eqchem.predict`` call
+    (batch 16) with ``threads`` torch/PySCF threads: molecules/s (screening throughput)."""
+    import torch
+    from pyscf import lib
+
+    import eqchem
+
+    before = torch.get_num_threads(), lib.num_threads()
+    torch.set_num_threads(threads)
+    lib.num_threads(threads)
+    many = list(structures) * repeats
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            eqchem.predict(many, model=fast, batch_size=16)
+            seconds = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(before[0])
+        lib.num_threads(before[1])
+    return {"molecules": len(many), "seconds": seconds, "molecules_per_s": len(many) / seconds, "threads": threads}
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -163,8 +197,11 @@ def cli_race(threads: int, repeats: int) -> dict:
     atoms = "; ".join(f"{int(z)} {x:.6f} {y:.6f} {w:.6f}" for z, (x, y, w) in zip(s.numbers, s.positions))
     pyscf_code = (f"from pyscf import gto, dft; mol = gto.M(atom='{atoms}', basis='def2-svp', verbose=0); "
                   f"mf = dft.RKS(mol); mf.xc = 'b3lyp'; mf.kernel(); print(mf.e_tot)")
-    commands = {"eqchem predict ethanol.xyz": [eqchem_command(), "predict", str(EXAMPLE_FILES[0])],
-                "python -c PySCF B3LYP/def2-SVP SCF (defaults)": [sys.executable, "-c", pyscf_code]}
+    commands = {"eqchem predict --mode fast ethanol.xyz": [eqchem_command(), "predict", "--mode", "fast",
+                                                           str(EXAMPLE_FILES[0])],
+                "eqchem predict --mode accurate ethanol.xyz": [eqchem_command(), "predict", "--mode", "accurate",
+                                                               str(EXAMPLE_FILES[0])],
+                PYSCF_CLI: [sys.executable, "-c", pyscf_code]}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     out = {}
     for name, cmd in commands.items():
@@ -176,8 +213,7 @@ def cli_race(threads: int, repeats: int) -> dict:
             if r.returncode != 0:
                 sys.exit(f"{name} failed:\n{r.stdout[-1500:]}\n{r.stderr[-1500:]}")
         out[name] = {"median_s": statistics.median(times), "runs_s": times}
-    names = list(out)
-    out["ratio"] = out[names[0]]["median_s"] / out[names[1]]["median_s"]
+    out["ratios"] = {name: out[name]["median_s"] / out[PYSCF_CLI]["median_s"] for name in commands if name != PYSCF_CLI}
     return out
 
 
@@ -221,9 +257,12 @@ def main() -> None:
     p.add_argument("--data", nargs="*", default=[], help="eqchem HDF5 files with QM9 molecules (reference H, S)")
     p.add_argument("--limit", type=int, default=8, help="QM9 test molecules (default 8)")
     p.add_argument("--examples", action="store_true", help="also ethanol, glycine, aspirin (reference run here)")
-    p.add_argument("--model", default=None, help="model file (default: the shipped default model)")
+    p.add_argument("--model", default="accurate", help="accurate-mode model file (default: the shipped one)")
+    p.add_argument("--fast-model", default="fast", help="fast-mode model file (default: the shipped one; 'none': skip)")
     p.add_argument("--cli", type=int, default=0, metavar="N", help="fresh-process race, N runs each (0: skip)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: OMP_NUM_THREADS, else all cores)")
+    p.add_argument("--batch-threads", type=int, default=None,
+                   help="threads of the batched fast-mode throughput run (default: all usable cores)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "vs_pyscf")
     a = p.parse_args()
     threads = a.threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or len(os.sched_getaffinity(0))
@@ -238,40 +277,60 @@ def main() -> None:
 
     torch.set_num_threads(threads)
     lib.num_threads(threads)
+    from eqchem.inference.pipeline import StageTimings
+
     model = eqchem.load_model(a.model)
+    fast = None if a.fast_model == "none" else eqchem.load_model(a.fast_model)
+    timings = StageTimings()
     molecules = [(key, Structure(r.numbers, r.positions, name=key), r) for key, r in test_molecules(a.data, a.limit)]
     if a.examples:
         molecules += [(s.name, s, None) for f in EXAMPLE_FILES for s in read_structures(str(f))]
     if not molecules:
         sys.exit("no molecules: give --data files with QM9 test molecules and/or --examples")
     eqchem.predict(molecules[0][1], model=model)  # warm-up: lazy imports, first-call costs
+    if fast is not None:
+        eqchem.predict(molecules[0][1], model=fast)
     rows = []
     for i, (label, s, ref) in enumerate(molecules):
         t0 = time.perf_counter()
-        rows += run_molecule(label, s, model, ref)
+        rows += run_molecule(label, s, model, ref, fast, timings)
         print(f"[{i + 1}/{len(molecules)}] {label} ({s.formula}, {s.n_atoms} atoms): {time.perf_counter() - t0:.0f} s",
               flush=True)
     summary = summarize(rows)
+    batch_threads = a.batch_threads or len(os.sched_getaffinity(0))
+    batched = batched_throughput([x[1] for x in molecules], fast, batch_threads) if fast is not None else None
     race = cli_race(threads, a.cli) if a.cli else None
     m = machine()
     footer = (f"{len(molecules)} molecules ({sum(1 for x in molecules if x[2] is not None)} QM9 test molecules of "
               f"{', '.join(Path(d).name for d in a.data) or '-'}"
-              f"{', ethanol, glycine, aspirin' if a.examples else ''}), B3LYP/def2-SVP ({model.xc}); model "
-              f"{Path(str(model.path)).name}; one process, sequential, {threads} thread(s), {m['cores']} cores "
+              f"{', ethanol, glycine, aspirin' if a.examples else ''}), B3LYP/def2-SVP ({model.xc}); models "
+              f"{Path(str(model.path)).name} (accurate)"
+              f"{f', {Path(str(fast.path)).name} (fast)' if fast is not None else ''}; one process, sequential, {threads} thread(s), {m['cores']} cores "
               f"({m['cpu']}), CPU only. Times: wall per molecule, Mole construction included; eqchem with the "
               f"model loaded once. Errors vs the reference (PySCF RKS grid 3, conv_tol 1e-10: the data's H for "
               f"QM9 molecules).")
+    if fast is not None:
+        per = timings.per_molecule()
+        footer += (" Fast mode per molecule by stage (s): "
+                   + ", ".join(f"{k} {v:.3f}" for k, v in per.items() if v > 0)
+                   + f"; screening, the molecules 4 times over ({batched['molecules']}) in one batched call "
+                     f"with {batched['threads']} threads: {batched['seconds']:.1f} s, "
+                     f"{batched['molecules_per_s']:.1f} molecules/s.")
     if race:
-        names = [k for k in race if k != "ratio"]
-        footer += (f" Fresh processes ({a.cli} runs each, medians): `{names[0]}` {race[names[0]]['median_s']:.2f} s, "
-                   f"`{names[1]}` {race[names[1]]['median_s']:.2f} s: ratio {race['ratio']:.2f}.")
+        footer += (f" Fresh processes ({a.cli} runs each, medians): "
+                   + ", ".join(f"`{k}` {v['median_s']:.2f} s" for k, v in race.items() if k != "ratios")
+                   + "; ratios to the PySCF process: "
+                   + ", ".join(f"{k.split(' ethanol')[0].replace('eqchem predict ', '')} {r:.2f}"
+                               for k, r in race["ratios"].items()) + ".")
     text = table(summary) + "\n\n" + footer
     print("\n" + text)
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "vs_pyscf.md").write_text(text + "\n\n![time against accuracy](vs_pyscf.png)\n")
     (a.out / "vs_pyscf.json").write_text(json.dumps(_json_plain(
         {"benchmark": "vs_pyscf", "summary": summary, "rows": rows, "cli": race, "threads": threads,
-         "model": str(model.path), "machine": m}), indent=1))
+         "model": str(model.path), "fast_model": str(fast.path) if fast is not None else None,
+         "fast_stage_seconds_per_molecule": timings.per_molecule() if fast is not None else None,
+         "fast_batched": batched, "machine": m}), indent=1))
     plot(summary, a.out / "vs_pyscf.png")
     print(f"wrote {a.out / 'vs_pyscf.md'}, vs_pyscf.json, vs_pyscf.png")
 

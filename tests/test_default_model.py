@@ -53,3 +53,28 @@ def test_domain_checks(model, run_cli, tmp_path):
         warnings.simplefilter("always")
         eqchem.predict(big, model=model)
     assert any("extrapolation" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("mode", ["accurate", "fast"])
+def test_both_modes_ship_small_self_described_models(mode):
+    from eqchem.inference.model_file import DEFAULT_MODE, SHIPPED_MODELS, load_model
+
+    m = load_model(mode)
+    assert m.path == default_model_path(mode) and m.path.name == SHIPPED_MODELS[mode]
+    assert m.path.stat().st_size < 5e6 and np.isfinite(m.metadata["test_metrics"]["h_mae_uEh"])
+    if mode == "fast":  # shipped by datasets/qm9/ship_model.py, which records these
+        assert m.metadata["test_metrics"]["n_test_molecules"] >= 20 and m.metadata["mode"] == "fast"
+        assert m.metadata["test_metrics"]["seconds_per_molecule"] > 0
+    # fast: no PySCF Fock build at all (a grid-free Δ baseline, no Fock step); accurate: two
+    assert m.fock_builds() == (0 if mode == "fast" else 2)
+    assert load_model().path == default_model_path(DEFAULT_MODE) == load_model("default").path
+
+
+def test_mode_and_model_file_are_exclusive_and_unknown_modes_are_one_line(run_cli, tmp_path):
+    (tmp_path / "w.xyz").write_text("3\n\nO 0 0 0.1173\nH 0 0.7572 -0.4692\nH 0 -0.7572 -0.4692\n")
+    code, out = run_cli("predict", tmp_path / "w.xyz", "--mode", "fast", "--model", "x.pt")
+    assert code != 0 and "not both" in out and "Traceback" not in out
+    code, out = run_cli("predict", tmp_path / "w.xyz", "--mode", "turbo")
+    assert code != 0 and "unknown model mode 'turbo'" in out and "Traceback" not in out
+    code, out = run_cli("predict", tmp_path / "w.xyz", "--mode", "fast")
+    assert code == 0 and "Traceback" not in out, out

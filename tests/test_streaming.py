@@ -204,3 +204,14 @@ def test_max_time_is_a_budget_for_the_whole_run(water, run_cli, tmp_path):
     assert "stopped: reached --max-time 0.001 min" in out and "kept for the last validation and readout refit" in out
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")
     assert ckpt["global_step"] == 1
+
+
+def test_predict_without_pyscf_is_one_line_naming_it(tmp_path):
+    """Prediction needs PySCF's integrals even in fast mode (S, T, V, the core-j Coulomb matrix): without
+    PySCF it stops with one line that says so, and writes nothing."""
+    xyz = tmp_path / "w.xyz"
+    xyz.write_text("3\n\nO 0 0 0.1173\nH 0 0.7572 -0.4692\nH 0 -0.7572 -0.4692\n")
+    res = _run_without_pyscf("predict", "--mode", "fast", xyz, "--out", tmp_path / "r.json")
+    lines = (res.stdout + res.stderr).strip().splitlines()
+    assert res.returncode != 0 and len(lines) == 1 and "PySCF" in lines[0] and "pip install" in lines[0], lines
+    assert not (tmp_path / "r.json").exists()

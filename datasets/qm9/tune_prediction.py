@@ -5,7 +5,7 @@
 
 Prints one row of validation metrics per value (through the same path as ``eqchem predict``: guess
 recomputed, Fock step applied). Settings are the ``PREDICTION_ONLY`` fields of ``eqchem.model.config``;
-the chosen value goes to ``ship_default.py`` (``--fock-mixing``, ``--pair-cutoff``, ``--correction-cutoff``).
+the chosen value goes to ``ship_model.py`` (``--fock-mixing``, ``--pair-cutoff``, ``--correction-cutoff``).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Add to a shipped model's card what its shipping run did not measure: the dipole error on held-out test
 molecules and the charges/spins its training data covered. Weights and other metrics stay as they are.
 
-    python datasets/qm9/update_card.py eqchem/models/default.pt --data FILES... --split split.json [--write]
+    python datasets/qm9/update_card.py eqchem/models/accurate.pt --data FILES... --split split.json [--write]
 
 Dipole: error of |μ| (Debye, QM9's ``mu``) of the predicted density against the data's SCF dipole, with and
 without the model's Fock step, on the test keys of ``split.json`` found in the data files (the card says

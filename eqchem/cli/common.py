@@ -43,6 +43,9 @@ def user_errors(func):
         except Exception as exc:  # noqa: BLE001 - a bug: still one line, traceback with --debug
             if os.environ.get("EQCHEM_DEBUG"):
                 raise
+            if isinstance(exc, ImportError) and str(getattr(exc, "name", "") or "").startswith("pyscf"):
+                fail("this command needs PySCF (its integrals and DFT), which cannot be imported here: "
+                     "pip install 'pyscf>=2.3'", 3)
             fail(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
                  f"(run with --debug for the traceback)", 3)
 

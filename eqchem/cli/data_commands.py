@@ -121,15 +121,15 @@ def guess(
 @user_errors
 def info(
     path: Optional[Path] = typer.Argument(None, help="An eqchem HDF5 data file or a model file (.pt)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model card: a model file or 'default'."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model card: a model file, 'default', 'fast' or 'accurate'."),
 ):
     """Describe a data file (counts, elements, level of theory, failures) or a model (its card)."""
     from .report import print_data_info, print_model_card
 
     if model is not None:
-        print_model_card(None if model == "default" else Path(model))
+        print_model_card(model if model in ("default", "fast", "accurate") else Path(model))
     elif path is None:
-        fail("give a data file, a model file, or --model default")
+        fail("give a data file, a model file, or --model default|fast|accurate")
     elif path.suffix in (".pt", ".ckpt"):
         print_model_card(path)
     else:

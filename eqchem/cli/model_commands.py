@@ -10,9 +10,18 @@ from .common import console, print_table, user_errors
 from .main import app
 
 
-def _load_model_for_cli(model: Optional[str]):
-    from ..inference.model_file import load_model
+MODE_HELP = "Shipped model: fast (no Fock build) or accurate (two cheap Fock builds); default: the package's default mode."
 
+
+def _load_model_for_cli(model: Optional[str], mode: Optional[str] = None):
+    from ..errors import InputError
+    from ..inference.model_file import default_model_path, load_model
+
+    if model is not None and mode is not None:
+        raise InputError("give --model FILE or --mode fast|accurate, not both")
+    if mode is not None:
+        default_model_path(mode)  # an unknown mode: one line naming the modes
+        return load_model(mode)
     return load_model(None if model in (None, "default") else model)
 
 
@@ -21,6 +30,7 @@ def _load_model_for_cli(model: Optional[str]):
 def predict(
     inputs: List[str] = typer.Argument(..., help="xyz / multi-frame xyz / SDF / .smi files or SMILES strings."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model file (default: the shipped model)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help=MODE_HELP),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="results.json or results.h5 (written as each "
                                        "structure finishes)."),
     charge: Optional[int] = typer.Option(None, "--charge", help="Total charge of every input structure "
@@ -61,7 +71,7 @@ def predict(
         if path is not None:
             writers.check_output_path(path, option, directory=is_dir)
     structures = [s for inp in inputs for s in read_structures(inp, charge=charge, spin=spin)]
-    m = _load_model_for_cli(model)
+    m = _load_model_for_cli(model, mode)
     _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine, fock_step, device, batch_size,
                      allow_extrapolation, t0, timings)
 
@@ -239,6 +249,7 @@ def diagonalize(
 def evaluate(
     data: Path = typer.Argument(..., help="Reference eqchem HDF5 file (same basis and functional as the model)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model file (default: the shipped model)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help=MODE_HELP),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="metrics.json"),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Parity plot (png) of H elements."),
     scf: bool = typer.Option(False, "--scf", help="Also measure SCF cycles from the prediction vs minao."),
@@ -256,7 +267,7 @@ def evaluate(
     from .common import ProgressReporter
 
     ds = H5Dataset(data)
-    m = _load_model_for_cli(model)
+    m = _load_model_for_cli(model, mode)
     n = min(limit, len(ds)) if limit else len(ds)
     with ProgressReporter("evaluate", n) as bar:
         res = run_eval(ds, m, scf=scf, batch_size=batch_size, limit=limit, on_molecule=lambda k: bar.advance(k),

@@ -46,8 +46,8 @@ def print_data_info(path: Path) -> None:
             console.print(f"... and {len(ds.failures) - 20} more")
 
 
-def print_model_card(path: Path | None) -> None:
-    """The card of a model file (None: the default model shipped with eqchem)."""
+def print_model_card(path: Path | str | None) -> None:
+    """The card of a model file, or of a shipped model by mode ('default', 'fast', 'accurate'; None: default)."""
     from ..inference.model_file import load_model
 
     model = load_model(path)

@@ -25,6 +25,29 @@ from ..model.config import BASELINES
 from .frame import canonical_mole
 
 
+ANALYTIC_BASELINES = ("core", "core-j")
+"""Guesses made of exact integrals only (no grid): equivariant in any frame."""
+
+
+def _mole(numbers, positions, basis: str):
+    """The PySCF Mole of atomic numbers (n,) and positions (n, 3) Å, as given (no frame)."""
+    from pyscf import gto
+
+    numbers = np.asarray(numbers, dtype=int)
+    return gto.M(atom=[[int(z), tuple(map(float, r))] for z, r in zip(numbers, np.asarray(positions, dtype=float))],
+                 basis=basis, unit="Angstrom", spin=int(numbers.sum()) % 2, verbose=0)
+
+
+def _analytic(mol, basis: str, kind: str, n_electrons: int | None) -> np.ndarray:
+    """T + V_nuc (``core``), plus J of the superposed neutral atomic densities (``core-j``), Eh."""
+    hcore = mol.intor_symmetric("int1e_kin") + mol.intor_symmetric("int1e_nuc")
+    if kind == "core-j":
+        from .atomic_density import superposed_density_coulomb
+
+        hcore = hcore + superposed_density_coulomb(mol, basis, n_electrons)
+    return hcore
+
+
 def check_baseline(kind: str) -> None:
     if kind not in BASELINES:
         raise InputError(f"unknown guess/baseline '{kind}'; choose from {', '.join(BASELINES)}")
@@ -44,18 +67,16 @@ def guess_and_overlap(numbers, positions, basis: str, xc: str, kind: str = "mina
     atoms, to the structure's electron count, so an ion's guess holds its own number of electrons.
     """
     check_baseline(kind)
+    if frame is None and kind in ANALYTIC_BASELINES:  # exact integrals need no frame: the input's own Mole
+        mol = _mole(numbers, positions, basis)
+        return _analytic(mol, basis, kind, n_electrons), mol.intor_symmetric("int1e_ovlp")
     frame = frame or canonical_mole(numbers, positions, basis)
     mol, d = frame.mol, frame.d
     overlap = d @ mol.intor_symmetric("int1e_ovlp") @ d.T
     if kind == "none":
         return np.zeros((mol.nao, mol.nao)), overlap
-    if kind in ("core", "core-j"):  # analytic integrals rotate exactly: the frame is only shared for S
-        hcore = mol.intor_symmetric("int1e_kin") + mol.intor_symmetric("int1e_nuc")
-        if kind == "core-j":
-            from .atomic_density import superposed_density_coulomb
-
-            hcore = hcore + superposed_density_coulomb(mol, basis, n_electrons)
-        return d @ hcore @ d.T, overlap
+    if kind in ANALYTIC_BASELINES:  # a frame the caller shares for a Fock step: rotate back
+        return d @ _analytic(mol, basis, kind, n_electrons) @ d.T, overlap
     mf = frame.ks(xc)
     dm = mf.get_init_guess(mol, key="minao")
     neutral = int(np.sum(numbers))

@@ -25,11 +25,20 @@ from ..model.config import ModelConfig
 from ..model.hamiltonian import HamiltonianModel, build_model, load_portable_state_dict, portable_state_dict
 
 MODEL_FORMAT = "eqchem-model-1"
-DEFAULT_MODEL = "default.pt"
+SHIPPED_MODELS = {"accurate": "accurate.pt", "fast": "fast.pt"}
+"""The models shipped inside the package, by mode: ``accurate`` corrects a minao Fock matrix and takes a
+damped Fock step (two cheap PySCF Fock builds per molecule); ``fast`` corrects the grid-free ``core-j``
+guess (no Fock build)."""
+DEFAULT_MODE = "accurate"
+"""The mode ``load_model()``, ``eqchem.predict`` and ``eqchem predict`` use when none is named."""
 
 
-def default_model_path() -> Path:
-    return Path(str(resources.files("eqchem") / "models" / DEFAULT_MODEL))
+def default_model_path(mode: str | None = None) -> Path:
+    """The shipped model file of ``mode`` (``None``/``"default"``: :data:`DEFAULT_MODE`)."""
+    mode = DEFAULT_MODE if mode in (None, "default") else mode
+    if mode not in SHIPPED_MODELS:
+        raise ModelError(f"unknown model mode '{mode}' (choose {' or '.join(SHIPPED_MODELS)}, or give a model file)")
+    return Path(str(resources.files("eqchem") / "models" / SHIPPED_MODELS[mode]))
 
 
 def save_model(path: str | Path, net: HamiltonianModel, metadata: dict, change_of_basis=None) -> Path:
@@ -124,8 +133,9 @@ class EqchemModel:
         card = {
             "path": str(self.path) if self.path else "(in memory)",
             "target": self.target,
-            "baseline": ("none (H from the geometry alone)" if self.net.config.baseline == "none" else
-                         f"{self.net.config.baseline}: a Δ-model; predictions add a PySCF guess Hamiltonian"),
+            "baseline": baseline_text(self.net.config.baseline),
+            "mode": m.get("mode") or next((k for k in SHIPPED_MODELS if self.path == default_model_path(k)), "-"),
+            "PySCF Fock builds per prediction": self.fock_builds(),
             "Fock step after the network": (f"H + {self.fock_mixing:g} (F[P(H)] - H): one cheap Fock build"
                                             if self.fock_mixing > 0 else "none"),
             "level of theory": f"PySCF RKS {self.xc} / {self.basis} (grid {m.get('grids_level', '?')}, "
@@ -200,6 +210,17 @@ class EqchemModel:
         return pipeline.matrices(molecules, charges=charges, spins=spins)
 
 
+def baseline_text(baseline: str) -> str:
+    """The card's line for a model's baseline."""
+    from ..model.config import FOCK_BUILD_BASELINES
+
+    if baseline == "none":
+        return "none (H from the geometry alone)"
+    how = ("one cheap PySCF Fock build" if baseline in FOCK_BUILD_BASELINES else
+           "analytic PySCF integrals, no DFT grid, no density fitting")
+    return f"{baseline}: a Δ-model; predictions add this guess Hamiltonian ({how})"
+
+
 def card_metrics(metrics: dict) -> dict:
     """The metrics with one unit per quantity: H and orbital energies in µEh, HOMO/LUMO/gap in eV (training
     logs the gap loss in µEh; the card shows it in eV like the test metrics)."""
@@ -235,9 +256,13 @@ def hardware_text(hw) -> str:
 
 
 def load_model(path: str | Path | None = None, dtype: torch.dtype | None = None) -> EqchemModel:
-    """Load a model file (``None``: the default model shipped inside the package)."""
-    p = default_model_path() if path is None or str(path) == "default" else Path(path)
+    """Load a model file, or a shipped model by mode: ``None``/``"default"`` (:data:`DEFAULT_MODE`),
+    ``"accurate"`` or ``"fast"`` (:data:`SHIPPED_MODELS`)."""
+    shipped = path is None or str(path) in ("default", *SHIPPED_MODELS)
+    p = default_model_path(None if path is None else str(path)) if shipped else Path(path)
     if not p.exists():
+        if shipped:
+            raise ModelError(f"the '{path or DEFAULT_MODE}' model is not shipped in this eqchem ({p.name} missing)")
         raise ModelError(f"model file not found: {p}")
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)

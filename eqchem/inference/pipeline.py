@@ -260,10 +260,13 @@ class PredictionPipeline:
         the Fock step) and the overlap (nao, nao)."""
         from ..dft.frame import canonical_mole
         from ..dft.guess import guess_and_overlap
+        from ..model.config import FOCK_BUILD_BASELINES
         from .correction import filter_correction
 
         model, cfg = self.model, self.model.net.config
-        frame = canonical_mole(z, r, model.basis)  # one principal-axes Mole for the guess and the step
+        # one principal-axes Mole for the guess and the Fock step; analytic guesses alone need none
+        needs_frame = cfg.baseline in FOCK_BUILD_BASELINES or (self.fock_step and model.fock_mixing > 0)
+        frame = canonical_mole(z, r, model.basis) if needs_frame else None
         guess, overlap = guess_and_overlap(z, r, model.basis, model.xc, cfg.baseline, frame, n_electrons)
         return guess + filter_correction(correction, overlap, cfg.correction_overlap_cutoff), frame, overlap
 

@@ -1,11 +1,12 @@
-"""Evaluate a trained QM9 model on the held-out test molecules and ship it as eqchem's default model.
+"""Evaluate a trained QM9 model on the held-out test molecules and ship it as one of eqchem's models.
 
-    python datasets/qm9/ship_default.py MODEL.pt --data part-001.h5 qm9.h5 --split split.json \
-        [--scf-molecules 5] [--notes "..."]
+    python datasets/qm9/ship_model.py MODEL.pt --mode accurate|fast --data part-001.h5 qm9.h5 \
+        --split split.json [--scf-molecules 5] [--notes "..."]
 
-Writes ``eqchem/models/default.pt`` (the model with its test metrics and card fields in the metadata)
-and ``datasets/qm9/default_training_set.csv`` (QM9 index and canonical SMILES of every training
-molecule). Test metrics follow QH9/QHNet: H MAE (all / diagonal / off-diagonal blocks), occupied
+Writes ``eqchem/models/<mode>.pt`` (the model with its test metrics, its wall time per test molecule by
+prediction stage, and card fields in the metadata) and ``datasets/qm9/<mode>_training_set.csv`` (QM9
+index and canonical SMILES of every training molecule; ``default_training_set.csv`` for the accurate
+model, as before). Test metrics follow QH9/QHNet: H MAE (all / diagonal / off-diagonal blocks), occupied
 orbital-energy MAE, occupied-orbital cosine similarity, HOMO/LUMO/gap MAE; the SCF cycle ratio uses
 PySCF's minao cycle counts stored with the data and a fresh SCF from the predicted density.
 """
@@ -28,11 +29,14 @@ PEERS = {"QHNet (QH9-stable-id, ~130k molecules)": {"h_mae_uEh": 76.3, "h_mae_di
 
 
 def test_metrics(model, data: list[str], test: set[str], scf_molecules: int, fock_step: bool = True) -> dict:
-    """Mean test metrics over the ``test`` keys found in the ``data`` files; SCF cycles on the first few."""
+    """Mean test metrics over the ``test`` keys found in the ``data`` files; SCF cycles on the first few;
+    the wall time per molecule of the prediction (``evaluate``'s pipeline stages, one process, seconds)."""
     from eqchem.data.reader import H5Dataset
     from eqchem.inference.evaluate import SCF_FIELDS, evaluate, scf_ratios
+    from eqchem.inference.pipeline import StageTimings
 
     rows = []
+    timings = StageTimings()
     scf_left = scf_molecules
     for path in data:
         ds = H5Dataset(path)
@@ -40,7 +44,7 @@ def test_metrics(model, data: list[str], test: set[str], scf_molecules: int, foc
         if not keys:
             continue
         ds = ds.subset(keys)
-        rows.extend(evaluate(ds, model, fock_step=fock_step)["molecules"])
+        rows.extend(evaluate(ds, model, fock_step=fock_step, timings=timings)["molecules"])
         if scf_left > 0:
             sub = ds.subset(keys[:scf_left])
             for r in evaluate(sub, model, scf=True, fock_step=fock_step)["molecules"]:
@@ -57,6 +61,9 @@ def test_metrics(model, data: list[str], test: set[str], scf_molecules: int, foc
         summary.update(scf_ratios(scf_rows))
         summary["scf_molecules"] = len(scf_rows)
     summary["n_test_molecules"] = len(rows)
+    per = timings.per_molecule()
+    summary["seconds_per_molecule"] = float(sum(per.values()))
+    summary.update({f"seconds_per_molecule_{k}": float(v) for k, v in per.items() if v > 0})
     return summary
 
 
@@ -64,17 +71,18 @@ def main() -> None:
     from recipe import read_selection
 
     from eqchem.data.reader import H5Dataset
-    from eqchem.inference.model_file import default_model_path, hardware_text, load_model, save_model
+    from eqchem.inference.model_file import SHIPPED_MODELS, default_model_path, hardware_text, load_model, save_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path)
+    ap.add_argument("--mode", choices=sorted(SHIPPED_MODELS), required=True, help="which shipped model this becomes")
     ap.add_argument("--data", nargs="+", required=True)
     ap.add_argument("--split", type=Path, required=True)
     ap.add_argument("--scf-molecules", type=int, default=5)
     ap.add_argument("--notes", default="")
     ap.add_argument("--train-hardware", default="",
                     help="what the stages trained on, for models whose files predate eqchem recording it")
-    ap.add_argument("--out", type=Path, default=None, help="default: eqchem/models/default.pt")
+    ap.add_argument("--out", type=Path, default=None, help="default: eqchem/models/<mode>.pt")
     ap.add_argument("--correction-cutoff", type=float, default=None,
                     help="Δ-models: set model.correction_overlap_cutoff (choose it on validation molecules)")
     ap.add_argument("--fock-mixing", type=float, default=None,
@@ -109,7 +117,8 @@ def main() -> None:
         if meta.get("pyscf_version") == pyscf.__version__:  # the same PySCF parses the name the same way
             meta["xc_description"] = xc_description(meta["xc"])
     meta["peers"] = PEERS
-    meta["name"] = "eqchem-default-qm9-b3lyp-def2svp"
+    meta["name"] = f"eqchem-{a.mode}-qm9-b3lyp-def2svp"
+    meta["mode"] = a.mode
     meta["notes"] = a.notes
     meta["off_equilibrium_geometries"] = False
     stages, m, where = [], model, a.model.parent  # fine-tuned models: the runs that made them (--init)
@@ -128,7 +137,7 @@ def main() -> None:
     hardware = {hardware_text(st["train_hardware"]) for st in stages if st.get("train_hardware")}
     meta["train_hardware"] = a.train_hardware or "; ".join(sorted(hardware)) or "not recorded"
     meta["data_recipe"] = "datasets/qm9/recipe.py (QM9 geometries from qm9pack; split by QM9 index)"
-    out = a.out or default_model_path()
+    out = a.out or default_model_path(a.mode)
     save_model(out, model.net, meta)
 
     # the exact training set: QM9 index and canonical SMILES
@@ -142,7 +151,8 @@ def main() -> None:
         for k in meta["train_keys"]:
             if k in f["molecules"] and k not in smiles:
                 smiles[k] = f["molecules"][k].attrs.get("smiles", "")
-    with open(HERE / "default_training_set.csv", "w", newline="") as fh:
+    csv_path = HERE / ("default_training_set.csv" if a.mode == "accurate" else f"{a.mode}_training_set.csv")
+    with open(csv_path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["key", "qm9_index", "canonical_smiles"])
         for k in meta["train_keys"]:
@@ -152,7 +162,7 @@ def main() -> None:
                 smi = Chem.MolToSmiles(mol) if mol is not None else smi
             w.writerow([k, int(k.split("_")[1]), smi])
     print(json.dumps({"with Fock step": summary, "network only": network_only}, indent=1))
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {HERE / 'default_training_set.csv'}")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {csv_path}")
 
 
 if __name__ == "__main__":
