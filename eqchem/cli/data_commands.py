@@ -127,7 +127,7 @@ def info(
     from .report import print_data_info, print_model_card
 
     if model is not None:
-        print_model_card(model if model in ("default", "fast", "accurate") else Path(model))
+        print_model_card(model)  # a file, or a shipped model's mode (load_model tells them apart)
     elif path is None:
         fail("give a data file, a model file, or --model default|fast|accurate")
     elif path.suffix in (".pt", ".ckpt"):

@@ -22,7 +22,7 @@ def _load_model_for_cli(model: Optional[str], mode: Optional[str] = None):
     if mode is not None:
         default_model_path(mode)  # an unknown mode: one line naming the modes
         return load_model(mode)
-    return load_model(None if model in (None, "default") else model)
+    return load_model(model)  # None or "default": the default mode's shipped model
 
 
 @app.command()

@@ -21,6 +21,8 @@ import functools
 
 import numpy as np
 
+from ..io.elements import symbol
+
 RATIO = 3.0
 """Ratio of consecutive fitting exponents (even-tempered; 10 functions for C, N, O in def2-SVP). A tighter
 set fits better, but the three-centre integrals cost in proportion to its size, and the fit's error (a
@@ -42,12 +44,10 @@ def atomic_density_fit(z: int, basis: str) -> tuple[tuple[float, ...], tuple[flo
     atom = gto.M(atom=[[int(z), (0.0, 0.0, 0.0)]], basis=basis, unit="Bohr", spin=int(z) % 2, verbose=0)
     (_, _, c, occ), = atom_hf.get_atm_nrhf(atom).values()
     dm = (c * occ) @ c.T
-    exps = atom.bas_exp(0)
-    for b in range(1, atom.nbas):
-        exps = np.concatenate([exps, atom.bas_exp(b)])
+    exps = np.concatenate([atom.bas_exp(b) for b in range(atom.nbas)])
     lo, hi = 2.0 * exps.min(), 2.0 * exps.max()
     alphas = lo * RATIO ** np.arange(int(np.ceil(np.log(hi / lo) / np.log(RATIO))) + 1)
-    aux = _s_functions(alphas)
+    aux = _ghost_mole([("H", (0.0, 0.0, 0.0))], {"H": [[0, [float(a), 1.0]] for a in alphas]})  # one per exponent
     metric = aux.intor("int2c2e")                                       # (g_k | g_l)
     proj = np.einsum("ijk,ij->k", df.incore.aux_e2(atom, aux, "int3c2e", aosym="s1"), dm)  # (g_k | ρ)
     charges = s_function_charges(aux)
@@ -58,16 +58,15 @@ def atomic_density_fit(z: int, basis: str) -> tuple[tuple[float, ...], tuple[flo
     return tuple(float(a) for a in alphas), tuple(float(c) for c in coef)
 
 
-def _s_functions(alphas):
-    """A PySCF Mole at the origin carrying one normalised s primitive per exponent (no electrons)."""
+def _ghost_mole(centres, basis: dict):
+    """A PySCF Mole of ghost atoms (no nuclei, no electrons): ``centres`` [(element symbol, (x, y, z) bohr)],
+    ``basis`` {element symbol: PySCF basis of that element's ghosts}."""
     from pyscf import gto
 
     mol = gto.Mole()
-    mol.atom = [["ghost-H", (0.0, 0.0, 0.0)]]
-    mol.basis = {"ghost-H": [[0, [float(a), 1.0]] for a in alphas]}
-    mol.unit, mol.verbose = "Bohr", 0
-    mol.spin = 0
-    mol.charge = 0
+    mol.atom = [[f"ghost-{sym}", tuple(r)] for sym, r in centres]
+    mol.basis = {f"ghost-{sym}": b for sym, b in basis.items()}
+    mol.unit, mol.verbose, mol.spin, mol.charge = "Bohr", 0, 0, 0
     return mol.build()
 
 
@@ -78,35 +77,25 @@ def s_function_charges(mol) -> np.ndarray:
     return 4.0 * np.pi * np.trapezoid(vals * (r ** 2)[:, None], r, axis=0)
 
 
-def element_symbol(z: int) -> str:
-    from pyscf.data.elements import ELEMENTS
-
-    return ELEMENTS[int(z)]
-
-
 def _density_basis(numbers, basis: str) -> dict:
-    """PySCF basis of one contracted s function per element: its fitted atomic density (up to scale)."""
+    """{element symbol: PySCF basis of one contracted s function}: each element's fitted atomic density
+    (up to scale)."""
     out = {}
     for z in sorted(set(int(z) for z in numbers)):
         alphas, weights = atomic_density_fit(z, basis)
-        out[z] = [[0] + [[a, w] for a, w in zip(alphas, weights)]]
+        out[symbol(z)] = [[0] + [[a, w] for a, w in zip(alphas, weights)]]
     return out
 
 
 def superposed_density_coulomb(mol, basis: str, n_electrons: float | None = None) -> np.ndarray:
     """(nao, nao) Coulomb matrix J (Eh) of the superposed neutral atomic densities of ``mol`` (a PySCF
     Mole in ``basis``), scaled to ``n_electrons`` (default: the neutral count), in ``mol``'s AO order."""
-    from pyscf import df, gto, lib
+    from pyscf import df, lib
 
     charges, coords = mol.atom_charges(), mol.atom_coords()
     real = charges > 0  # ghost atoms (charge 0) carry no density
     numbers = [int(z) for z in charges[real]]
-    fitted = _density_basis(numbers, basis)
-    aux = gto.Mole()
-    aux.atom = [[f"ghost-{element_symbol(z)}", tuple(r)] for z, r in zip(numbers, coords[real])]
-    aux.basis = {f"ghost-{element_symbol(z)}": b for z, b in fitted.items()}
-    aux.unit, aux.verbose, aux.spin, aux.charge = "Bohr", 0, 0, 0
-    aux.build()
+    aux = _ghost_mole([(symbol(z), r) for z, r in zip(numbers, coords[real])], _density_basis(numbers, basis))
     # PySCF normalises each contracted function: rescale so that atom A's function holds Z_A electrons
     scale = np.array([z / _origin_charge(z, basis) for z in numbers])
     j = lib.unpack_tril(df.incore.aux_e2(mol, aux, "int3c2e", aosym="s2ij") @ scale)  # μ >= ν only: half the cost
@@ -119,12 +108,5 @@ def superposed_density_coulomb(mol, basis: str, n_electrons: float | None = None
 @functools.lru_cache(maxsize=None)
 def _origin_charge(z: int, basis: str) -> float:
     """∫ φ d³r of element ``z``'s contracted density function as PySCF normalises it."""
-    from pyscf import gto
-
-    sym = f"ghost-{element_symbol(z)}"
-    mol = gto.Mole()
-    mol.atom = [[sym, (0.0, 0.0, 0.0)]]
-    mol.basis = {sym: _density_basis([z], basis)[z]}
-    mol.unit, mol.verbose = "Bohr", 0
-    mol.build()
+    mol = _ghost_mole([(symbol(z), (0.0, 0.0, 0.0))], _density_basis([z], basis))
     return float(s_function_charges(mol)[0])

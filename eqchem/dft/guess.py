@@ -29,15 +29,6 @@ ANALYTIC_BASELINES = ("core", "core-j")
 """Guesses made of exact integrals only (no grid): equivariant in any frame."""
 
 
-def _mole(numbers, positions, basis: str):
-    """The PySCF Mole of atomic numbers (n,) and positions (n, 3) Å, as given (no frame)."""
-    from pyscf import gto
-
-    numbers = np.asarray(numbers, dtype=int)
-    return gto.M(atom=[[int(z), tuple(map(float, r))] for z, r in zip(numbers, np.asarray(positions, dtype=float))],
-                 basis=basis, unit="Angstrom", spin=int(numbers.sum()) % 2, verbose=0)
-
-
 def _analytic(mol, basis: str, kind: str, n_electrons: int | None) -> np.ndarray:
     """T + V_nuc (``core``), plus J of the superposed neutral atomic densities (``core-j``), Eh."""
     hcore = mol.intor_symmetric("int1e_kin") + mol.intor_symmetric("int1e_nuc")
@@ -68,7 +59,10 @@ def guess_and_overlap(numbers, positions, basis: str, xc: str, kind: str = "mina
     """
     check_baseline(kind)
     if frame is None and kind in ANALYTIC_BASELINES:  # exact integrals need no frame: the input's own Mole
-        mol = _mole(numbers, positions, basis)
+        from ..io.structure import Structure
+        from .runner import build_mole
+
+        mol = build_mole(Structure(numbers, positions), basis, spin=int(np.sum(numbers)) % 2)
         return _analytic(mol, basis, kind, n_electrons), mol.intor_symmetric("int1e_ovlp")
     frame = frame or canonical_mole(numbers, positions, basis)
     mol, d = frame.mol, frame.d
