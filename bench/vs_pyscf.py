@@ -20,9 +20,11 @@ examples take the reference run of this bench. Per row: median wall time per mol
 grid-0 SCF's median, mean H MAE (all elements), occupied-orbital-energy MAE, HOMO/LUMO/gap MAE, error of
 the dipole magnitude |μ|. A log-log plot of time against gap error and H MAE, and, with ``--cli``, the
 wall time of fresh ``eqchem predict ethanol.xyz`` processes (each mode) against a fresh ``python -c`` PySCF
-SCF of the same ethanol (B3LYP/def2-SVP, PySCF's defaults). Writes vs_pyscf.{json,md,png} to ``--out``.
+SCF of the same ethanol (B3LYP/def2-SVP, PySCF's defaults), and with ``--screen N`` a fresh ``eqchem predict
+--mode fast`` of N QM9 molecules from one xyz file (molecules/s); these and the batched throughput run with
+``--batch-threads`` (default all cores, what a user's processes get). Writes vs_pyscf.{json,md,png} to ``--out``.
 
-    python bench/vs_pyscf.py --data ../shared/data/qm9_b3lyp_def2svp/part-*.h5 --limit 8 --examples --cli
+    python bench/vs_pyscf.py --data ../shared/data/qm9_b3lyp_def2svp/part-*.h5 --limit 8 --examples --cli 3 --screen 500
 """
 from __future__ import annotations
 
@@ -217,6 +219,29 @@ def cli_race(threads: int, repeats: int) -> dict:
     return out
 
 
+def cli_screening(count: int, threads: int, workdir: Path) -> dict:
+    """Fresh-process screening: ``eqchem predict --mode fast many.xyz -o many.json`` on the first ``count``
+    QM9 molecules of ``datasets/qm9/selection.csv`` (geometries from qm9pack; no DFT needed), with
+    ``threads`` threads: wall time of the whole process (start-up included) and molecules/s."""
+    import recipe
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    xyz, out = workdir / "screen.xyz", workdir / "screen.json"
+    n = recipe.write_xyz(xyz, count, [], {"train", "val", "test"})
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    t0 = time.perf_counter()
+    r = subprocess.run([eqchem_command(), "predict", "--mode", "fast", str(xyz), "-o", str(out)],
+                       capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - t0
+    if r.returncode != 0:
+        sys.exit(f"screening failed:\n{r.stdout[-1500:]}\n{r.stderr[-1500:]}")
+    written = len(json.loads(out.read_text()))
+    if written != n:
+        sys.exit(f"screening wrote {written} of {n} results to {out}")
+    return {"molecules": n, "seconds": seconds, "molecules_per_s": n / seconds, "threads": threads,
+            "command": f"eqchem predict --mode fast screen.xyz -o screen.json ({n} QM9 molecules)"}
+
+
 def plot(summary: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -260,9 +285,12 @@ def main() -> None:
     p.add_argument("--model", default="accurate", help="accurate-mode model file (default: the shipped one)")
     p.add_argument("--fast-model", default="fast", help="fast-mode model file (default: the shipped one; 'none': skip)")
     p.add_argument("--cli", type=int, default=0, metavar="N", help="fresh-process race, N runs each (0: skip)")
+    p.add_argument("--screen", type=int, default=0, metavar="N",
+                   help="fresh-process screening of N QM9 molecules in fast mode (needs qm9pack; 0: skip)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: OMP_NUM_THREADS, else all cores)")
     p.add_argument("--batch-threads", type=int, default=None,
-                   help="threads of the batched fast-mode throughput run (default: all usable cores)")
+                   help="threads of the batched fast-mode throughput, the screening and the fresh-process race "
+                        "(default: all usable cores, as a user's processes get)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "vs_pyscf")
     a = p.parse_args()
     threads = a.threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or len(os.sched_getaffinity(0))
@@ -299,7 +327,14 @@ def main() -> None:
     summary = summarize(rows)
     batch_threads = a.batch_threads or len(os.sched_getaffinity(0))
     batched = batched_throughput([x[1] for x in molecules], fast, batch_threads) if fast is not None else None
-    race = cli_race(threads, a.cli) if a.cli else None
+    race = cli_race(batch_threads, a.cli) if a.cli else None
+    if a.screen:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            screen = cli_screening(a.screen, batch_threads, Path(tmp))
+    else:
+        screen = None
     m = machine()
     footer = (f"{len(molecules)} molecules ({sum(1 for x in molecules if x[2] is not None)} QM9 test molecules of "
               f"{', '.join(Path(d).name for d in a.data) or '-'}"
@@ -316,8 +351,11 @@ def main() -> None:
                    + f"; screening, the molecules 4 times over ({batched['molecules']}) in one batched call "
                      f"with {batched['threads']} threads: {batched['seconds']:.1f} s, "
                      f"{batched['molecules_per_s']:.1f} molecules/s.")
+    if screen:
+        footer += (f" Screening from the shell, `{screen['command']}`, one fresh process with {screen['threads']} "
+                   f"threads, start-up included: {screen['seconds']:.1f} s, {screen['molecules_per_s']:.1f} molecules/s.")
     if race:
-        footer += (f" Fresh processes ({a.cli} runs each, medians): "
+        footer += (f" Fresh processes ({a.cli} runs each, {batch_threads} threads, medians): "
                    + ", ".join(f"`{k}` {v['median_s']:.2f} s" for k, v in race.items() if k != "ratios")
                    + "; ratios to the PySCF process: "
                    + ", ".join(f"{k.split(' ethanol')[0].replace('eqchem predict ', '')} {r:.2f}"
@@ -330,7 +368,7 @@ def main() -> None:
         {"benchmark": "vs_pyscf", "summary": summary, "rows": rows, "cli": race, "threads": threads,
          "model": str(model.path), "fast_model": str(fast.path) if fast is not None else None,
          "fast_stage_seconds_per_molecule": timings.per_molecule() if fast is not None else None,
-         "fast_batched": batched, "machine": m}), indent=1))
+         "fast_batched": batched, "screening": screen, "machine": m}), indent=1))
     plot(summary, a.out / "vs_pyscf.png")
     print(f"wrote {a.out / 'vs_pyscf.md'}, vs_pyscf.json, vs_pyscf.png")
 

@@ -209,3 +209,31 @@ def test_guesses_of_several_kinds_live_side_by_side_and_core_j_models_need_no_fo
     m.net.config.baseline = "none"
     bare = m.predict_matrices([(numbers, pos)])[0]
     assert np.allclose(res.hamiltonian, bare + guess_hamiltonian(numbers, pos, "sto-3g", "pbe", "core-j"), atol=1e-10)
+
+
+def test_a_model_file_carries_the_core_j_fits_its_guesses_used():
+    """Shipped fast models store their atomic density fits (ship_model.py); loading one makes the baseline
+    use them, so predictions do not depend on this PySCF's atomic HF (and skip it)."""
+    from eqchem.dft import atomic_density as ad
+
+    fast = eqchem.load_model("fast")
+    stored = fast.metadata.get("core_j_density_fits")
+    if not stored:
+        pytest.skip("the shipped fast model predates stored fits")
+    assert sorted(int(z) for z in stored) == sorted(fast.elements)
+    for z, (alphas, coefs) in stored.items():
+        assert ad.atomic_density_fit(int(z), fast.basis) == (tuple(alphas), tuple(coefs))
+        recomputed = ad._fit_atomic_density(int(z), fast.basis)  # as this PySCF computes it
+        assert np.allclose(recomputed[0], alphas) and np.allclose(recomputed[1], coefs, rtol=1e-6, atol=1e-8)
+    # a model's fits replace whatever the process had: J follows them (one scaled fit scales J's part)
+    from pyscf import gto
+
+    m = gto.M(atom=[[1, (0, 0, 0)], [1, (0, 0, 0.74)]], basis=fast.basis, unit="Angstrom", verbose=0)
+    j = ad.superposed_density_coulomb(m, fast.basis)
+    alphas, coefs = stored["1"]
+    try:
+        ad.use_density_fits(fast.basis, {"1": [alphas[:-1], coefs[:-1]]})  # a different fit, charge still Z
+        assert not np.allclose(ad.superposed_density_coulomb(m, fast.basis), j)
+    finally:
+        ad.use_density_fits(fast.basis, stored)
+    assert np.array_equal(ad.superposed_density_coulomb(m, fast.basis), j)

@@ -393,3 +393,20 @@ def test_normal_mode_samples_with_mol_and_errors(ethanol):
     assert "do not match" in _error(normal_mode_samples, ethanol, 300.0, 1, mol=Chem.MolFromSmiles("CCO"))
     assert "temperature" in _error(normal_mode_samples, ethanol, -1.0, 1)
     assert "at least 2 atoms" in _error(normal_mode_samples, Structure([10], [[0, 0, 0]], name="ne"), 300.0, 1)
+
+
+def test_element_table_is_pyscfs_and_reading_does_not_import_pyscf(tmp_path):
+    import subprocess
+    import sys
+
+    from pyscf.data.elements import ELEMENTS
+
+    from eqchem.io import elements
+
+    assert [elements.symbol(z) for z in range(1, elements.MAX_Z + 1)] == list(ELEMENTS[1:elements.MAX_Z + 1])
+    assert [elements.atomic_number(s) for s in ("h", "HE", "Rn", "8")] == [1, 2, 86, 8]
+    path = _write(tmp_path, "w.xyz", WATER)
+    code = (f"import sys\nfrom eqchem.io.readers import read_structures\nread_structures({str(path)!r})\n"
+            "print('PYSCF', 'pyscf' in sys.modules)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "PYSCF False" in res.stdout, res.stdout + res.stderr

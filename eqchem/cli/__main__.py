@@ -1,4 +1,5 @@
 """``python -m eqchem.cli`` runs the ``eqchem`` command."""
-from .main import app
+from .main import run
 
-app()
+if __name__ == "__main__":  # not when a helper process (multiprocessing spawn) imports it
+    run()

@@ -49,8 +49,10 @@ def predict(
                                    help="Apply the model's damped Fock step (if it has one) after the network."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     batch_size: int = typer.Option(16, "--batch-size", help="Structures per network call."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes on the CPU, one thread each "
+                                          "(default: every usable core once there are 4 batches or more, else 1)."),
     timings: bool = typer.Option(False, "--timings", help="After the results, print the wall time of every "
-                                 "prediction stage (s): total and per molecule."),
+                                 "prediction stage (s): total and per molecule (summed over processes)."),
 ):
     """Predict Hamiltonians, orbitals, HOMO/LUMO, dipoles and charges of molecules."""
     import time
@@ -70,14 +72,20 @@ def predict(
                                  (cube_dir if kinds else None, "--cube-dir", True)):
         if path is not None:
             writers.check_output_path(path, option, directory=is_dir)
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
     structures = [s for inp in inputs for s in read_structures(inp, charge=charge, spin=spin)]
+    if workers is None:
+        from ..inference.parallel import usable_cores
+
+        workers = usable_cores() if device == "cpu" and len(structures) >= 4 * batch_size else 1
     m = _load_model_for_cli(model, mode)
     _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine, fock_step, device, batch_size,
-                     allow_extrapolation, t0, timings)
+                     allow_extrapolation, t0, timings, workers)
 
 
 def _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine, fock_step, device, batch_size,
-                     allow_extrapolation, t0, timings: bool = False) -> None:
+                     allow_extrapolation, t0, timings: bool = False, workers: int = 1) -> None:
     """Predict, post-process and write each structure as it finishes; the table at the end (also on Ctrl-C),
     then with ``timings`` the table of stage wall times."""
     import time
@@ -95,14 +103,14 @@ def _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine
     stream = writers.ResultStream(out, {"xc": m.xc, "basis": m.basis, "model": str(m.path)}) if out else None
     builds = m.fock_builds(fock_step)
     console.print(f"predicting {len(structures)} structure(s) with {m.path.name if m.path else 'model'} "
-                  f"({m.xc}/{m.basis}; network" + (f" + {builds} cheap Fock build(s) each)" if builds else ")"),
-                  highlight=False)
+                  f"({m.xc}/{m.basis}; network" + (f" + {builds} cheap Fock build(s) each" if builds else "")
+                  + (f"; {workers} processes)" if workers > 1 else ")"), highlight=False)
     rows: list[tuple] = []
     interrupted = False
     try:
         with ProgressReporter("predict", len(structures), interval=10.0) as bar:
             for r in iter_predictions(structures, m, batch_size=batch_size, device=device, fock_step=fock_step,
-                                      checked=checked, timings=stage_times):
+                                      checked=checked, timings=stage_times, workers=workers):
                 rec = _finish_prediction(r, energy, refine, molden, kinds, cube_dir)
                 for w in r.warnings:
                     bar.log(f"[yellow]warning:[/] {r.name}: {w}: the prediction is an extrapolation")

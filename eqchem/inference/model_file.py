@@ -283,6 +283,10 @@ def load_model(path: str | Path | None = None, dtype: torch.dtype | None = None)
                          f"({blob.get('eqchem_version', '?')}); retrain or use a matching eqchem") from None
     meta = dict(blob.get("metadata", {}))
     meta.setdefault("eqchem_version", blob.get("eqchem_version"))
+    if meta.get("core_j_density_fits"):  # the core-j baseline's atomic fits, as its training guesses used them
+        from ..dft.atomic_density import use_density_fits
+
+        use_density_fits(layout.basis, meta["core_j_density_fits"])
     return EqchemModel(net, meta, p, _stored_change_of_basis(blob, layout, p))
 
 

@@ -112,15 +112,19 @@ class PredictionPipeline:
     ``batch_size`` molecules per network call on ``device``; ``fock_step=False`` skips the model's damped
     Fock step. ``timings`` (default: a new :class:`StageTimings`) accumulates the stage wall times; the
     model's config is read on every call, so edits of ``model.net.config`` take effect at once.
+    ``workers`` > 1: runs of more than one batch on the CPU share their batches with ``workers - 1``
+    helper processes that load the model from its file (:mod:`eqchem.inference.parallel`; the same
+    results, one thread per process).
     """
 
     def __init__(self, model: "EqchemModel", batch_size: int = 16, device: str = "cpu", fock_step: bool = True,
-                 timings: StageTimings | None = None):
+                 timings: StageTimings | None = None, workers: int = 1):
         self.model = model
         self.batch_size = batch_size
         self.device = device
         self.fock_step = fock_step
         self.timings = timings if timings is not None else StageTimings()
+        self.workers = max(1, int(workers))
 
     # -- whole runs --------------------------------------------------------------------------
     def run(self, source, extrapolate: bool = False) -> PredictionRun:
@@ -145,6 +149,11 @@ class PredictionPipeline:
 
     def predictions(self, structures: Sequence["Structure"], found: Sequence[list[str]]) -> Iterator["OrbitalResult"]:
         """Results one structure at a time, ``batch_size`` per network call (``found``: their warnings)."""
+        if self.workers > 1 and len(structures) > self.batch_size and self.device == "cpu" and self.model.path:
+            from .parallel import parallel_predictions
+
+            yield from parallel_predictions(self, structures, found, self.workers)
+            return
         for start in range(0, len(structures), self.batch_size):
             yield from self.results(structures[start:start + self.batch_size], found[start:start + self.batch_size])
 

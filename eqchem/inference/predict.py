@@ -129,8 +129,8 @@ def check_structure(model: EqchemModel, s: Structure, extrapolate: bool = False)
 
 
 def predict(source, model: EqchemModel | str | Path | None = None, batch_size: int = 16, device: str = "cpu",
-            fock_step: bool = True, extrapolate: bool = False, timings: StageTimings | None = None
-            ) -> OrbitalResult | list[OrbitalResult]:
+            fock_step: bool = True, extrapolate: bool = False, timings: StageTimings | None = None,
+            workers: int = 1) -> OrbitalResult | list[OrbitalResult]:
     """Predict the Kohn–Sham Hamiltonian and orbitals of one or several structures.
 
     ``fock_step=False`` skips the model's damped Fock step (``model.fock_mixing``): the network's matrix only.
@@ -138,11 +138,14 @@ def predict(source, model: EqchemModel | str | Path | None = None, batch_size: i
     ``extrapolate=True``; then each result lists why in ``result.warnings``.
     ``timings``: a :class:`~eqchem.inference.pipeline.StageTimings` that gets the wall time (s) of every
     stage added (``timings.seconds``, ``timings.per_molecule()``), e.g. ``t = StageTimings(); predict(..., timings=t)``.
+    ``workers`` > 1: many structures are shared out over that many processes in all (one thread each;
+    :mod:`eqchem.inference.parallel`), e.g. ``workers=eqchem.inference.parallel.usable_cores()``.
     Returns one :class:`OrbitalResult` for a single structure, a list otherwise.
     """
     if not isinstance(model, EqchemModel):
         model = load_model(model)
-    pipeline = PredictionPipeline(model, batch_size=batch_size, device=device, fock_step=fock_step, timings=timings)
+    pipeline = PredictionPipeline(model, batch_size=batch_size, device=device, fock_step=fock_step, timings=timings,
+                                  workers=workers)
     results = pipeline.run(source, extrapolate).results
     single = isinstance(source, (Structure, tuple)) or (
         not isinstance(source, list) and len(results) == 1)
@@ -165,14 +168,15 @@ def check_structures(model: EqchemModel, structures: Sequence[Structure], extrap
 def iter_predictions(structures: Sequence[Structure], model: EqchemModel, batch_size: int = 16,
                      device: str = "cpu", fock_step: bool = True, extrapolate: bool = False,
                      checked: Sequence[list[str]] | None = None,
-                     timings: StageTimings | None = None) -> Iterator[OrbitalResult]:
+                     timings: StageTimings | None = None, workers: int = 1) -> Iterator[OrbitalResult]:
     """Predictions one structure at a time, ``batch_size`` structures per network call.
 
     Every structure is checked (:func:`check_structures`; ``checked``: its result when the caller already
     ran it) before the first prediction, so a bad one stops the run before any work; results come as they
     are done (a caller can write them as they finish). ``timings`` (:class:`StageTimings`) gets the wall
-    time (s) of every stage added.
+    time (s) of every stage added; ``workers`` as in :func:`predict`.
     """
-    pipeline = PredictionPipeline(model, batch_size=batch_size, device=device, fock_step=fock_step, timings=timings)
+    pipeline = PredictionPipeline(model, batch_size=batch_size, device=device, fock_step=fock_step, timings=timings,
+                                  workers=workers)
     found = list(checked) if checked is not None else pipeline.check(structures, extrapolate)
     yield from pipeline.predictions(structures, found)

@@ -53,6 +53,10 @@ class OrbitalResult:
     settings: dict = field(default_factory=dict)  # grids_level, conv_tol of the model's data
     _mole: object = field(default=None, repr=False)
 
+    def __getstate__(self) -> dict:
+        """Pickled without its PySCF Mole (rebuilt on first use), so results cross process boundaries."""
+        return {**self.__dict__, "_mole": None}
+
     # -- PySCF views -------------------------------------------------------------------------
     @property
     def mole(self):

@@ -1,15 +1,19 @@
-"""Element symbols <-> atomic numbers (PySCF's table)."""
+"""Element symbols <-> atomic numbers, H to Rn (the same symbols as PySCF's ``pyscf.data.elements``;
+tests/test_io.py checks; kept here so that reading a structure file does not import PySCF)."""
 from __future__ import annotations
 
 from ..errors import InputError
 
 MAX_Z = 86
 
+_SYMBOLS = ("X "  # index = Z; 0 is a ghost
+            "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr "
+            "Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm "
+            "Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn").split()
 
-def _table():
-    from pyscf.data.elements import ELEMENTS
 
-    return ELEMENTS  # index = Z, ELEMENTS[0] = "X" (ghost)
+def _table() -> list[str]:
+    return _SYMBOLS
 
 
 def atomic_number(sym: str) -> int:

@@ -8,7 +8,10 @@ eqchem never runs these modules under ``torch.compile``, so:
 
 - :func:`import_e3nn` imports e3nn with ``torch.compiler.disable`` replaced by the identity for the
   duration of the import (restored afterwards): e3nn's functions are then plain functions, which only
-  matters to ``torch.compile`` (not used by eqchem);
+  matters to ``torch.compile`` (not used by eqchem). It also defers e3nn's one import of sympy (~0.3 s):
+  ``e3nn.o3._angular_spherical_harmonics`` takes seven sympy names at import time but uses them only in
+  its two Legendre-polynomial builders (``Legendre``, ``SphericalHarmonicsAlphaBeta``, which eqchem does
+  not use); those two functions import sympy and bind the real names on their first call;
 - :func:`quick_build` is a context in which e3nn skips the einsum-order search (the same contractions in the
   order e3nn writes them: results equal to float32 round-off) and reuses the normalization constant of an activation it
   has already normalized (the same seeded samples give the same constant). Inference builds models in
@@ -18,12 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
+import types
 
 
 def import_e3nn() -> None:
-    """Import e3nn (idempotent) without importing ``torch._dynamo``."""
-    import sys
-
+    """Import e3nn (idempotent) without importing ``torch._dynamo`` or, until it is needed, sympy."""
     if "e3nn" in sys.modules:
         return
     import torch
@@ -34,10 +37,61 @@ def import_e3nn() -> None:
         return fn if fn is not None else (lambda f: f)
 
     torch.compiler.disable = identity
+    deferred = "sympy" not in sys.modules
+    if deferred:
+        sys.modules["sympy"] = _SympyPlaceholder("sympy")
     try:
         import e3nn.o3  # noqa: F401
     finally:
         torch.compiler.disable = original
+        if deferred and isinstance(sys.modules.get("sympy"), _SympyPlaceholder):
+            del sys.modules["sympy"]
+    if deferred:
+        _bind_sympy_on_first_use(sys.modules["e3nn.o3._angular_spherical_harmonics"])
+
+
+_SYMPY_NAMES = ("Integer", "Poly", "diff", "factorial", "pi", "sqrt", "symbols")
+
+
+class _SympyPlaceholder(types.ModuleType):
+    """Stands in for sympy while e3nn imports: the names e3nn takes from it, as markers; any other
+    name is an AttributeError, so a module that really needs sympy at import time fails loudly."""
+
+    def __getattr__(self, name: str):
+        if name in _SYMPY_NAMES:
+            return _Deferred(name)
+        raise AttributeError(f"sympy is deferred while e3nn imports; '{name}' is not one of e3nn's names")
+
+
+class _Deferred:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<sympy.{self.name}, imported on first use>"
+
+
+def _bind_sympy_on_first_use(module) -> None:
+    """Wrap the functions of ``module`` that use sympy: the first call imports sympy and replaces the
+    markers in the module's namespace by the real objects."""
+    def bind() -> None:
+        import sympy
+
+        for name in _SYMPY_NAMES:
+            if isinstance(module.__dict__.get(name), _Deferred):
+                module.__dict__[name] = getattr(sympy, name)
+
+    for fname in ("_poly_legendre", "_sympy_legendre"):
+        original = module.__dict__.get(fname)
+        if original is None:
+            continue
+
+        def first_use(*args, _original=original, _name=fname, **kwargs):
+            bind()
+            module.__dict__[_name] = _original
+            return _original(*args, **kwargs)
+
+        module.__dict__[fname] = functools.wraps(original)(first_use)
 
 
 @contextlib.contextmanager

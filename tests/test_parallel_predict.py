@@ -1,0 +1,54 @@
+"""Predictions shared out over helper processes (eqchem.inference.parallel) are the one-process predictions."""
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+
+import eqchem
+from eqchem.inference.pipeline import StageTimings
+from eqchem.io.structure import Structure
+
+from .conftest import WATER
+
+
+def _waters(n: int, seed: int = 0) -> list[Structure]:
+    rng = np.random.default_rng(seed)
+    z, r = WATER
+    return [Structure(np.array(z), np.array(r) + 0.05 * rng.standard_normal((3, 3)), name=f"w{i}") for i in range(n)]
+
+
+def test_helpers_give_the_one_process_results_in_input_order():
+    structures = _waters(10)
+    model = eqchem.load_model("fast")
+    one = eqchem.predict(structures, model=model, batch_size=3)
+    t = StageTimings()
+    many = eqchem.predict(structures, model=model, batch_size=3, workers=2, timings=t)
+    assert [r.name for r in many] == [s.name for s in structures]
+    for a, b in zip(one, many):
+        assert np.allclose(a.hamiltonian, b.hamiltonian, atol=1e-9, rtol=0)
+        assert np.allclose(a.orbital_energies, b.orbital_energies, atol=1e-9, rtol=0)
+        assert np.allclose(a.dipole, b.dipole, atol=1e-7, rtol=0)
+    assert t.molecules == len(structures) and t.seconds["network"] > 0 and t.seconds["baseline"] > 0
+    assert many[0].mole.nao == one[0].mole.nao  # the Mole, dropped in transit, is rebuilt on use
+
+
+def test_a_result_pickles_without_its_mole():
+    r = eqchem.predict(_waters(1)[0], model="fast")
+    _ = r.mole
+    back = pickle.loads(pickle.dumps(r))
+    assert back._mole is None and np.array_equal(back.hamiltonian, r.hamiltonian)
+    assert back.mole.nao == r.mole.nao
+
+
+def test_cli_workers_option(run_cli, tmp_path):
+    path = tmp_path / "w.xyz"
+    path.write_text("".join(f"3\nw{i}\n" + "".join(f"{s} {x:.6f} {y:.6f} {z:.6f}\n" for s, (x, y, z) in
+                                                   zip("OHH", st.positions)) for i, st in enumerate(_waters(6))))
+    code, out = run_cli("predict", "--mode", "fast", path, "--workers", "2", "--batch-size", "2",
+                        "-o", tmp_path / "r.json")
+    assert code == 0 and "2 processes" in out, out
+    assert [r["name"] for r in json.loads((tmp_path / "r.json").read_text())] == [f"w_{i}" for i in range(6)]  # file stem + frame
+    code, out = run_cli("predict", "--mode", "fast", path, "--workers", "0")
+    assert code != 0 and "--workers" in out
