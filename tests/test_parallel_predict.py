@@ -26,10 +26,10 @@ def test_helpers_give_the_one_process_results_in_input_order():
     t = StageTimings()
     many = eqchem.predict(structures, model=model, batch_size=3, workers=2, timings=t)
     assert [r.name for r in many] == [s.name for s in structures]
-    for a, b in zip(one, many):
-        assert np.allclose(a.hamiltonian, b.hamiltonian, atol=1e-9, rtol=0)
-        assert np.allclose(a.orbital_energies, b.orbital_energies, atol=1e-9, rtol=0)
-        assert np.allclose(a.dipole, b.dipole, atol=1e-7, rtol=0)
+    for a, b in zip(one, many):  # equal up to the float32 network's round-off under another thread count
+        assert np.allclose(a.hamiltonian, b.hamiltonian, atol=5e-6, rtol=0)
+        assert np.allclose(a.orbital_energies, b.orbital_energies, atol=5e-6, rtol=0)
+        assert np.allclose(a.dipole, b.dipole, atol=5e-5, rtol=0)
     assert t.molecules == len(structures) and t.seconds["network"] > 0 and t.seconds["baseline"] > 0
     assert many[0].mole.nao == one[0].mole.nao  # the Mole, dropped in transit, is rebuilt on use
 
