@@ -8,7 +8,7 @@ safe whatever this process has imported), each loading the same model file, hand
 time and yields their :class:`~eqchem.inference.result.OrbitalResult` objects in input order, so a
 caller writes them as they come. Every helper runs :meth:`PredictionPipeline.results`: the same
 numbers as one process gives, up to the float32 network's round-off under another thread count
-(~4e-7 Eh on water).
+(tests/test_parallel_predict.py bounds the difference).
 
 Stage timings are summed over the helpers (so their total exceeds the wall time).
 """
