@@ -76,9 +76,9 @@ def predict(
         raise InputError(f"--workers must be at least 1, got {workers}")
     structures = [s for inp in inputs for s in read_structures(inp, charge=charge, spin=spin)]
     if workers is None:
-        from ..inference.parallel import usable_cores
+        from ..cpu import available_cores
 
-        workers = usable_cores() if device == "cpu" and len(structures) >= 4 * batch_size else 1
+        workers = available_cores() if device == "cpu" and len(structures) >= 4 * batch_size else 1
     m = _load_model_for_cli(model, mode)
     _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine, fock_step, device, batch_size,
                      allow_extrapolation, t0, timings, workers)

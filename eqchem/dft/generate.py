@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import multiprocessing as mp
 import os
 import time
@@ -12,12 +11,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .. import keys
+from ..cpu import available_cores, worker_threads
 from ..data import store
 from ..errors import EqchemError, InputError
 from ..io.structure import Structure
 from .runner import DFTSettings, run_dft
 
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "PYSCF_MAX_MEMORY")
 
 
 @dataclass
@@ -57,13 +56,6 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
     return i, n
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _compute(key: str, structure: Structure, settings: DFTSettings, out: str) -> tuple[str, str, str, float]:
     """Worker: run one DFT and journal the outcome. Returns (key, status, reason, seconds)."""
     t0 = time.perf_counter()
@@ -89,22 +81,6 @@ def _init_worker(threads: int) -> None:
     from pyscf import lib
 
     lib.num_threads(threads)
-
-
-@contextlib.contextmanager
-def _thread_env(threads: int):
-    """Environment for spawned workers: BLAS/OpenMP threads fixed before they import NumPy."""
-    old = {k: os.environ.get(k) for k in _THREAD_VARS}
-    for k in _THREAD_VARS[:3]:
-        os.environ[k] = str(threads)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def generate(
@@ -181,7 +157,7 @@ def generate(
                 record(_compute(k, s, settings, str(out)))
                 appender.note()
         else:
-            with _thread_env(threads), cf.ProcessPoolExecutor(
+            with worker_threads(threads), cf.ProcessPoolExecutor(
                 max_workers=workers, mp_context=mp.get_context("spawn"),
                 initializer=_init_worker, initargs=(threads,),
             ) as pool:

@@ -15,7 +15,6 @@ Stage timings are summed over the helpers (so their total exceeds the wall time)
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import types
 from typing import TYPE_CHECKING, Iterator, Sequence
@@ -25,18 +24,7 @@ if TYPE_CHECKING:
     from .pipeline import PredictionPipeline
     from .result import OrbitalResult
 
-ONE_THREAD = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-"""The helpers' environment: one thread in PySCF's and torch's OpenMP and in the BLAS libraries."""
-
 _HELPER: dict = {}  # in a helper process: its pipeline
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _start_helper(model_path: str, batch_size: int, fock_step: bool) -> None:
@@ -65,20 +53,16 @@ def _helper_start_environment():
     """While helpers start: one thread per library in their environment, and an empty ``__main__`` so that
     ``spawn`` does not re-run the caller's script in them (a script without ``if __name__ == "__main__":``
     would otherwise predict again, recursively)."""
+    from ..cpu import worker_threads
+
     main = sys.modules.get("__main__")
-    saved = {k: os.environ.get(k) for k in ONE_THREAD}
-    os.environ.update(ONE_THREAD)
     sys.modules["__main__"] = types.ModuleType("__main__")
     try:
-        yield
+        with worker_threads(1):
+            yield
     finally:
         if main is not None:
             sys.modules["__main__"] = main
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def parallel_predictions(pipeline: "PredictionPipeline", structures: Sequence["Structure"],

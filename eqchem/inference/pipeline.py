@@ -112,7 +112,7 @@ class PredictionPipeline:
     ``batch_size`` molecules per network call on ``device``; ``fock_step=False`` skips the model's damped
     Fock step. ``timings`` (default: a new :class:`StageTimings`) accumulates the stage wall times; the
     model's config is read on every call, so edits of ``model.net.config`` take effect at once.
-    ``workers`` > 1: runs of more than one batch on the CPU share their batches with ``workers - 1``
+    ``workers`` > 1: runs of more than one batch on the CPU go, batch by batch, to up to ``workers``
     helper processes that load the model from its file (:mod:`eqchem.inference.parallel`; the same
     results, one thread per process).
     """

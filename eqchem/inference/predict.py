@@ -139,7 +139,7 @@ def predict(source, model: EqchemModel | str | Path | None = None, batch_size: i
     ``timings``: a :class:`~eqchem.inference.pipeline.StageTimings` that gets the wall time (s) of every
     stage added (``timings.seconds``, ``timings.per_molecule()``), e.g. ``t = StageTimings(); predict(..., timings=t)``.
     ``workers`` > 1: many structures are shared out over that many processes in all (one thread each;
-    :mod:`eqchem.inference.parallel`), e.g. ``workers=eqchem.inference.parallel.usable_cores()``.
+    :mod:`eqchem.inference.parallel`), e.g. ``workers=eqchem.cpu.available_cores()``.
     Returns one :class:`OrbitalResult` for a single structure, a list otherwise.
     """
     if not isinstance(model, EqchemModel):

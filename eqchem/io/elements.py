@@ -12,10 +12,6 @@ _SYMBOLS = ("X "  # index = Z; 0 is a ghost
             "Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn").split()
 
 
-def _table() -> list[str]:
-    return _SYMBOLS
-
-
 def atomic_number(sym: str) -> int:
     """Atomic number of an element symbol (case-insensitive) or a numeric string."""
     s = sym.strip()
@@ -25,13 +21,12 @@ def atomic_number(sym: str) -> int:
             return z
         raise InputError(f"unknown element number '{sym}'")
     s = s.capitalize()
-    table = _table()
-    if s in table[1:MAX_Z + 1]:
-        return table.index(s)
+    if s in _SYMBOLS[1:MAX_Z + 1]:
+        return _SYMBOLS.index(s)
     raise InputError(f"unknown element symbol '{sym}'")
 
 
 def symbol(z: int) -> str:
     if not 1 <= int(z) <= MAX_Z:
         raise InputError(f"unknown atomic number {z}")
-    return _table()[int(z)]
+    return _SYMBOLS[int(z)]

@@ -6,7 +6,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from .. import __version__, keys
+from ..cpu import available_cores
 from ..basis import BasisLayout
 from ..data import store
 from ..data.reader import H5Dataset
@@ -318,8 +318,7 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
             "epochs": int(trainer.current_epoch), "train_seconds": time.time() - t0,
             "train_hardware": {"accelerator": type(trainer.accelerator).__name__,
                                "processes": int(trainer.world_size), "torch_threads": torch.get_num_threads(),
-                               "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                               else os.cpu_count()},
+                               "cpu_cores": available_cores()},
         }
         meta = _plain(meta)
         save_model(out, net, meta, change_of_basis=cob)
