@@ -79,15 +79,26 @@ def predict(
         from ..cpu import available_cores
 
         workers = available_cores() if device == "cpu" and len(structures) >= 4 * batch_size else 1
-    m = _load_model_for_cli(model, mode)
-    _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine, fock_step, device, batch_size,
-                     allow_extrapolation, t0, timings, workers)
+    ahead = None
+    if device == "cpu" and (workers == 1 or len(structures) <= batch_size) and not (model and mode):
+        from ..inference.integrals_ahead import start_integrals_ahead
+
+        # PySCF's integrals of the first batch in a second process while this one imports torch
+        ahead = start_integrals_ahead(mode or model, structures[:batch_size], fock_step)
+    try:
+        m = _load_model_for_cli(model, mode)
+        _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine, fock_step, device, batch_size,
+                         allow_extrapolation, t0, timings, workers, ahead)
+    finally:
+        if ahead is not None:
+            ahead.close()
 
 
 def _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine, fock_step, device, batch_size,
-                     allow_extrapolation, t0, timings: bool = False, workers: int = 1) -> None:
+                     allow_extrapolation, t0, timings: bool = False, workers: int = 1, ahead=None) -> None:
     """Predict, post-process and write each structure as it finishes; the table at the end (also on Ctrl-C),
-    then with ``timings`` the table of stage wall times."""
+    then with ``timings`` the table of stage wall times. ``ahead``: an
+    :class:`~eqchem.inference.integrals_ahead.IntegralsAhead` of the first structures, or None."""
     import time
     import warnings
 
@@ -97,6 +108,8 @@ def _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine
     from .common import ProgressReporter
 
     stage_times = StageTimings()
+    if ahead is not None:
+        ahead.wait()  # its shell layouts serve the basis check below
     with warnings.catch_warnings(), stage_times.stage("structures"):
         warnings.simplefilter("ignore", ExtrapolationWarning)  # shown per structure below instead
         checked = check_structures(m, structures, allow_extrapolation)  # a bad structure stops the run here
@@ -110,7 +123,8 @@ def _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine
     try:
         with ProgressReporter("predict", len(structures), interval=10.0) as bar:
             for r in iter_predictions(structures, m, batch_size=batch_size, device=device, fock_step=fock_step,
-                                      checked=checked, timings=stage_times, workers=workers):
+                                      checked=checked, timings=stage_times, workers=workers,
+                                      integrals_ahead=ahead):
                 rec = _finish_prediction(r, energy, refine, molden, kinds, cube_dir)
                 for w in r.warnings:
                     bar.log(f"[yellow]warning:[/] {r.name}: {w}: the prediction is an extrapolation")

@@ -29,7 +29,7 @@ ANALYTIC_BASELINES = ("core", "core-j")
 """Guesses made of exact integrals only (no grid): equivariant in any frame."""
 
 
-def _analytic(mol, basis: str, kind: str, n_electrons: int | None) -> np.ndarray:
+def analytic_guess(mol, basis: str, kind: str, n_electrons: int | None) -> np.ndarray:
     """T + V_nuc (``core``), plus J of the superposed neutral atomic densities (``core-j``), Eh."""
     hcore = mol.intor_symmetric("int1e_kin") + mol.intor_symmetric("int1e_nuc")
     if kind == "core-j":
@@ -63,14 +63,14 @@ def guess_and_overlap(numbers, positions, basis: str, xc: str, kind: str = "mina
         from .runner import build_mole
 
         mol = build_mole(Structure(numbers, positions), basis, spin=int(np.sum(numbers)) % 2)
-        return _analytic(mol, basis, kind, n_electrons), mol.intor_symmetric("int1e_ovlp")
+        return analytic_guess(mol, basis, kind, n_electrons), mol.intor_symmetric("int1e_ovlp")
     frame = frame or canonical_mole(numbers, positions, basis)
     mol, d = frame.mol, frame.d
     overlap = d @ mol.intor_symmetric("int1e_ovlp") @ d.T
     if kind == "none":
         return np.zeros((mol.nao, mol.nao)), overlap
     if kind in ANALYTIC_BASELINES:  # a frame the caller shares for a Fock step: rotate back
-        return d @ _analytic(mol, basis, kind, n_electrons) @ d.T, overlap
+        return d @ analytic_guess(mol, basis, kind, n_electrons) @ d.T, overlap
     mf = frame.ks(xc)
     dm = mf.get_init_guess(mol, key="minao")
     neutral = int(np.sum(numbers))

@@ -175,10 +175,19 @@ def density_fit_coefficients(mol, dm: np.ndarray, auxbasis: str) -> list[np.ndar
 
 def dipole_from_density(mol, dm: np.ndarray) -> np.ndarray:
     """Dipole moment (3,) in Debye of a total AO density matrix (nuclear + electronic)."""
-    charges = mol.atom_charges()
-    coords = mol.atom_coords()  # Bohr
+    return dipole_from_integrals(dipole_ao_integrals(mol), mol.atom_charges(), mol.atom_coords(), dm)
+
+
+def dipole_ao_integrals(mol) -> np.ndarray:
+    """AO integrals <μ|r|ν> (3, nao, nao) about the origin, Bohr."""
     with mol.with_common_orig((0.0, 0.0, 0.0)):
-        ao_dip = mol.intor_symmetric("int1e_r", comp=3)
-    el = np.einsum("xij,ji->x", ao_dip, dm).real
-    nuc = np.einsum("i,ix->x", charges, coords)
+        return mol.intor_symmetric("int1e_r", comp=3)
+
+
+def dipole_from_integrals(ao_dipole: np.ndarray, nuclear_charges: np.ndarray, coords_bohr: np.ndarray,
+                          dm: np.ndarray) -> np.ndarray:
+    """Dipole (3,) Debye from :func:`dipole_ao_integrals` (3, nao, nao), the nuclear charges (n,) (of the
+    ECP-reduced cores, as ``mol.atom_charges()``), their positions (n, 3) Bohr and a total density (nao, nao)."""
+    el = np.einsum("xij,ji->x", ao_dipole, dm).real
+    nuc = np.einsum("i,ix->x", nuclear_charges, coords_bohr)
     return (nuc - el) * AU_DEBYE

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
@@ -23,23 +22,7 @@ from ..errors import ModelError
 from ..model.blocks import AOConverter
 from ..model.config import ModelConfig
 from ..model.hamiltonian import HamiltonianModel, build_model, load_portable_state_dict, portable_state_dict
-
-MODEL_FORMAT = "eqchem-model-1"
-SHIPPED_MODELS = {"accurate": "accurate.pt", "fast": "fast.pt"}
-"""The models shipped inside the package, by mode: ``accurate`` corrects a minao Fock matrix and takes a
-damped Fock step (two cheap PySCF Fock builds per molecule); ``fast`` corrects the grid-free ``core-j``
-guess (no Fock build)."""
-DEFAULT_MODE = "accurate"
-"""The mode ``load_model()``, ``eqchem.predict`` and ``eqchem predict`` use when none is named."""
-
-
-def default_model_path(mode: str | None = None) -> Path:
-    """The shipped model file of ``mode`` (``None``/``"default"``: :data:`DEFAULT_MODE`)."""
-    mode = DEFAULT_MODE if mode in (None, "default") else mode
-    if mode not in SHIPPED_MODELS:
-        raise ModelError(f"unknown model mode '{mode}' (choose {' or '.join(SHIPPED_MODELS)}, or give a model file)")
-    return Path(str(resources.files("eqchem") / "models" / SHIPPED_MODELS[mode]))
-
+from .model_header import DEFAULT_MODE, MODEL_FORMAT, SHIPPED_MODELS, default_model_path, model_path  # noqa: F401
 
 def save_model(path: str | Path, net: HamiltonianModel, metadata: dict, change_of_basis=None) -> Path:
     """Write a model file atomically. ``metadata``: xc, basis, target, data_hash, metrics, training info.
@@ -259,7 +242,7 @@ def load_model(path: str | Path | None = None, dtype: torch.dtype | None = None)
     """Load a model file, or a shipped model by mode: ``None``/``"default"`` (:data:`DEFAULT_MODE`),
     ``"accurate"`` or ``"fast"`` (:data:`SHIPPED_MODELS`)."""
     shipped = path is None or str(path) in ("default", *SHIPPED_MODELS)
-    p = default_model_path(None if path is None else str(path)) if shipped else Path(path)
+    p = model_path(path)
     if not p.exists():
         if shipped:
             raise ModelError(f"the '{path or DEFAULT_MODE}' model is not shipped in this eqchem ({p.name} missing)")

@@ -49,7 +49,7 @@ def _helper_results(structures, found) -> tuple[list, dict[str, float], int]:
 
 
 @contextlib.contextmanager
-def _helper_start_environment():
+def helper_start_environment():
     """While helpers start: one thread per library in their environment, and an empty ``__main__`` so that
     ``spawn`` does not re-run the caller's script in them (a script without ``if __name__ == "__main__":``
     would otherwise predict again, recursively)."""
@@ -78,7 +78,7 @@ def parallel_predictions(pipeline: "PredictionPipeline", structures: Sequence["S
     pool = ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_helper,
                                initargs=(str(pipeline.model.path), size, pipeline.fock_step))
     try:
-        with _helper_start_environment():  # the pool starts its processes as the first batches arrive
+        with helper_start_environment():  # the pool starts its processes as the first batches arrive
             futures = [pool.submit(_helper_results, [structures[i] for i in b], [list(found[i]) for i in b])
                        for b in batches]
         for future in futures:

@@ -39,6 +39,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from ..io.structure import Structure
+    from ..dft.one_electron import OneElectronIntegrals
+    from .integrals_ahead import IntegralsAhead
     from .model_file import EqchemModel
     from .result import OrbitalResult
 
@@ -114,17 +116,20 @@ class PredictionPipeline:
     model's config is read on every call, so edits of ``model.net.config`` take effect at once.
     ``workers`` > 1: runs of more than one batch on the CPU go, batch by batch, to up to ``workers``
     helper processes that load the model from its file (:mod:`eqchem.inference.parallel`; the same
-    results, one thread per process).
+    results, one thread per process). ``integrals_ahead``: PySCF integrals of some structures computed
+    by a helper while this process started (:mod:`eqchem.inference.integrals_ahead`), taken where they fit.
     """
 
     def __init__(self, model: "EqchemModel", batch_size: int = 16, device: str = "cpu", fock_step: bool = True,
-                 timings: StageTimings | None = None, workers: int = 1):
+                 timings: StageTimings | None = None, workers: int = 1,
+                 integrals_ahead: "IntegralsAhead | None" = None):
         self.model = model
         self.batch_size = batch_size
         self.device = device
         self.fock_step = fock_step
         self.timings = timings if timings is not None else StageTimings()
         self.workers = max(1, int(workers))
+        self.integrals_ahead = integrals_ahead
 
     # -- whole runs --------------------------------------------------------------------------
     def run(self, source, extrapolate: bool = False) -> PredictionRun:
@@ -275,8 +280,12 @@ class PredictionPipeline:
         model, cfg = self.model, self.model.net.config
         # one principal-axes Mole for the guess and the Fock step; analytic guesses alone need none
         needs_frame = cfg.baseline in FOCK_BUILD_BASELINES or (self.fock_step and model.fock_mixing > 0)
-        frame = canonical_mole(z, r, model.basis) if needs_frame else None
-        guess, overlap = guess_and_overlap(z, r, model.basis, model.xc, cfg.baseline, frame, n_electrons)
+        ahead = None if needs_frame else self._integrals_ahead(z, r, n_electrons)
+        if ahead is not None and ahead.guess is not None:
+            guess, overlap, frame = ahead.guess, ahead.overlap, None
+        else:
+            frame = canonical_mole(z, r, model.basis) if needs_frame else None
+            guess, overlap = guess_and_overlap(z, r, model.basis, model.xc, cfg.baseline, frame, n_electrons)
         return guess + filter_correction(correction, overlap, cfg.correction_overlap_cutoff), frame, overlap
 
     def _fock_step(self, z: np.ndarray, r: np.ndarray, m: np.ndarray, n_electrons: int, spin: int, frame,
@@ -295,6 +304,12 @@ class PredictionPipeline:
                                         n_electrons)[1]
         return damped_fock_step(z, r, m, overlap, n_electrons, model.basis, model.xc, model.fock_mixing, frame, spin)
 
+    def _integrals_ahead(self, z: np.ndarray, r: np.ndarray, n_electrons: int) -> "OneElectronIntegrals | None":
+        """The helper's integrals of this molecule, if one computed them."""
+        if self.integrals_ahead is None:
+            return None
+        return self.integrals_ahead.integrals(z, r, n_electrons)
+
     # -- results -----------------------------------------------------------------------------
     def _result(self, s: "Structure", m: np.ndarray) -> "OrbitalResult":
         """Stage ``result``: the predicted matrix ``m`` (nao, nao) of ``s`` -> its OrbitalResult (a density-
@@ -307,6 +322,12 @@ class PredictionPipeline:
         settings = {k: model.metadata.get(k) for k in ("grids_level", "conv_tol")}
         name = model.metadata.get("name") or (model.path.name if model.path else "model")
         spin = int(s.spin or 0)
+        ahead = None
+        if model.target == "hamiltonian":
+            ahead = self._integrals_ahead(s.numbers, s.positions, int(np.sum(s.numbers)) - int(s.charge))
+        if ahead is not None:  # overlap, dipole integrals and AO offsets from the helper; the Mole on demand
+            return from_matrix(s.name, s.numbers, s.positions, m, ahead.overlap, model.basis, model.xc, s.charge,
+                               name, settings, spin=spin, integrals=ahead)
         mol = build_mole(s, model.basis, spin=spin)
         s_ao = mol.intor_symmetric("int1e_ovlp")
         if model.target == "density_matrix":

@@ -168,15 +168,17 @@ def check_structures(model: EqchemModel, structures: Sequence[Structure], extrap
 def iter_predictions(structures: Sequence[Structure], model: EqchemModel, batch_size: int = 16,
                      device: str = "cpu", fock_step: bool = True, extrapolate: bool = False,
                      checked: Sequence[list[str]] | None = None,
-                     timings: StageTimings | None = None, workers: int = 1) -> Iterator[OrbitalResult]:
+                     timings: StageTimings | None = None, workers: int = 1,
+                     integrals_ahead=None) -> Iterator[OrbitalResult]:
     """Predictions one structure at a time, ``batch_size`` structures per network call.
 
     Every structure is checked (:func:`check_structures`; ``checked``: its result when the caller already
     ran it) before the first prediction, so a bad one stops the run before any work; results come as they
     are done (a caller can write them as they finish). ``timings`` (:class:`StageTimings`) gets the wall
-    time (s) of every stage added; ``workers`` as in :func:`predict`.
+    time (s) of every stage added; ``workers`` as in :func:`predict`; ``integrals_ahead`` as in
+    :class:`PredictionPipeline`.
     """
     pipeline = PredictionPipeline(model, batch_size=batch_size, device=device, fock_step=fock_step, timings=timings,
-                                  workers=workers)
+                                  workers=workers, integrals_ahead=integrals_ahead)
     found = list(checked) if checked is not None else pipeline.check(structures, extrapolate)
     yield from pipeline.predictions(structures, found)

@@ -167,9 +167,12 @@ class OrbitalResult:
 
 
 def from_matrix(name, numbers, positions, hamiltonian, overlap, basis, xc, charge=0, model="", settings=None,
-                mole=None, threshold: float = orbitals.DEFAULT_LINDEP_THRESHOLD, spin: int = 0) -> OrbitalResult:
+                mole=None, threshold: float = orbitals.DEFAULT_LINDEP_THRESHOLD, spin: int = 0,
+                integrals=None) -> OrbitalResult:
     """Diagonalize a Hamiltonian (with its overlap) into an :class:`OrbitalResult` (``spin`` = 2S: aufbau
-    occupations 2/1/0 of its orbitals, restricted open shell)."""
+    occupations 2/1/0 of its orbitals, restricted open shell). The dipole and Mulliken charges come from
+    ``integrals`` (:class:`~eqchem.dft.one_electron.OneElectronIntegrals` of this molecule) when given,
+    else from the Mole (``mole``, or built from ``basis``)."""
     numbers = np.asarray(numbers)
     nelec = int(numbers.sum()) - int(charge)
     e, c = orbitals.solve_generalized(hamiltonian, overlap, threshold)
@@ -185,10 +188,18 @@ def from_matrix(name, numbers, positions, hamiltonian, overlap, basis, xc, charg
         settings=dict(settings or {}),
         _mole=mole,
     )
-    from ..dft.runner import dipole_from_density
+    if integrals is not None:
+        from ..dft.runner import dipole_from_integrals
+        from ..units import ANGSTROM_BOHR
 
-    mol = res.mole
-    res.dipole = dipole_from_density(mol, dm)
-    offsets = np.asarray([s[2] for s in mol.aoslice_by_atom()] + [mol.nao])
+        res.dipole = dipole_from_integrals(integrals.dipole_ao, integrals.nuclear_charges,
+                                           res.positions * ANGSTROM_BOHR, dm)
+        offsets = integrals.ao_offsets
+    else:
+        from ..dft.runner import dipole_from_density
+
+        mol = res.mole
+        res.dipole = dipole_from_density(mol, dm)
+        offsets = np.asarray([s[2] for s in mol.aoslice_by_atom()] + [mol.nao])
     res.mulliken_charges = orbitals.mulliken_charges(dm, overlap, numbers, offsets)
     return res

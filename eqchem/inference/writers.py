@@ -6,12 +6,15 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import h5py
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .. import __version__, keys
-from ..data.store import sanitize_key, write_group
 from .result import OrbitalResult
+
+if TYPE_CHECKING:  # h5py and the store are imported where HDF5 is written (a JSON run needs neither)
+    import h5py
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -71,6 +74,8 @@ def _h5_header(f: h5py.File, model_attrs: dict) -> h5py.Group:
 
 
 def _unique_key(name: str, used: set[str]) -> str:
+    from ..data.store import sanitize_key
+
     key = base = sanitize_key(name)
     n = 1
     while key in used:
@@ -85,6 +90,10 @@ def write_h5(path: Path, results: Sequence[OrbitalResult], model_attrs: dict) ->
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    import h5py
+
+    from ..data.store import write_group
+
     try:
         with h5py.File(tmp, "w") as f:
             mols = _h5_header(f, model_attrs)
@@ -112,6 +121,8 @@ class ResultStream:
         if self.path.suffix == ".json":
             self.path.write_text("[\n]\n")
         else:
+            import h5py
+
             with h5py.File(self.path, "w") as f:
                 _h5_header(f, model_attrs)
 
@@ -122,6 +133,10 @@ class ResultStream:
                 f.seek(-len(b"]\n"), os.SEEK_END)
                 f.write(((",\n" if self.count else "") + text + "\n]\n").encode())
         else:
+            import h5py
+
+            from ..data.store import write_group
+
             with h5py.File(self.path, "a") as f:
                 write_group(f[keys.MOLECULES].create_group(_unique_key(result.name, self._used)), _h5_record(result))
         self.count += 1
@@ -146,6 +161,8 @@ def write_cubes(directory: Path, result: OrbitalResult, kinds: Sequence[str], re
                 ) -> list[Path]:
     """Gaussian cube files of the HOMO, LUMO and/or density (PySCF's cubegen; 80^3 grid by default)."""
     from pyscf.tools import cubegen
+
+    from ..data.store import sanitize_key
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

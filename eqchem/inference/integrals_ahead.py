@@ -1,0 +1,122 @@
+"""A small grid-free prediction's PySCF work, done in a second process while this one imports torch.
+
+Most of a fresh ``eqchem predict`` of one molecule is two imports: torch (with the network it loads) and
+PySCF (with SciPy, for the integrals). Neither lets the other run meanwhile in the same process (both are
+Python and C initialisation under the GIL), but a second core can: :func:`start_integrals_ahead` starts
+one ``spawn`` helper *before* torch is imported, which imports PySCF and computes, for every structure of
+the run's first network batch, the :class:`~eqchem.dft.one_electron.OneElectronIntegrals` the pipeline
+would compute (the analytic baseline, overlap, dipole integrals, AO offsets) and each element's shell
+layout (the basis check). This process meanwhile imports torch and builds the network; the pipeline then
+takes the integrals by geometry (:meth:`IntegralsAhead.integrals`) and computes whatever is missing itself,
+so the results are the same (the same functions on the same Mole) and a run that never imports PySCF here
+writes its JSON without it.
+
+It applies only where it can gain: a model with an analytic baseline and no Fock step (the ``fast`` mode),
+one process predicting on the CPU, two cores or more. If the helper fails, nothing is taken from it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..dft.one_electron import OneElectronIntegrals
+    from ..io.structure import Structure
+
+
+def _geometry_key(numbers: np.ndarray, positions: np.ndarray, n_electrons: int) -> tuple:
+    return (np.asarray(numbers, dtype=np.int64).tobytes(), np.asarray(positions, dtype=np.float64).tobytes(),
+            int(n_electrons))
+
+
+def _compute(basis: str, baseline: str, density_fits: dict | None,
+             molecules: list[tuple[np.ndarray, np.ndarray, int]]) -> tuple[dict[int, tuple[int, ...]], list]:
+    """In the helper: each element's shell layout and each molecule's integrals ((numbers, positions Å,
+    electrons) in, the same order out)."""
+    from ..basis import element_shells
+    from ..dft.one_electron import one_electron_integrals
+
+    if density_fits:
+        from ..dft.atomic_density import use_density_fits
+
+        use_density_fits(basis, density_fits)
+    elements = sorted({int(z) for z, _, _ in molecules for z in z})
+    shells = {z: element_shells(basis, z) for z in elements}
+    return shells, [one_electron_integrals(z, r, basis, baseline, n) for z, r, n in molecules]
+
+
+class IntegralsAhead:
+    """The helper's integrals of some structures, waited for on first use (:func:`start_integrals_ahead`)."""
+
+    def __init__(self, pool, future, keys: list[tuple], basis: str):
+        self._pool, self._future, self._keys, self.basis = pool, future, keys, basis
+        self._by_key: dict[tuple, "OneElectronIntegrals"] | None = None
+
+    def _collect(self) -> dict[tuple, "OneElectronIntegrals"]:
+        if self._by_key is None:
+            self._by_key = {}
+            try:
+                shells, integrals = self._future.result()
+            except Exception:  # noqa: BLE001 - a failed helper only means this process computes them itself
+                shells, integrals = {}, []
+            if shells:
+                from ..basis import remember_element_shells
+
+                remember_element_shells(self.basis, shells)
+            self._by_key = dict(zip(self._keys, integrals))
+            self.close()
+        return self._by_key
+
+    def wait(self) -> None:
+        """Wait for the helper and record its shell layouts for :func:`eqchem.basis.element_shells`."""
+        self._collect()
+
+    def integrals(self, numbers: np.ndarray, positions: np.ndarray, n_electrons: int) -> "OneElectronIntegrals | None":
+        """The helper's integrals of this geometry and electron count, or None (not among its structures)."""
+        return self._collect().get(_geometry_key(numbers, positions, n_electrons))
+
+    def close(self) -> None:
+        """Let the helper go (it has nothing left to do once its result is here)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def start_integrals_ahead(model: str | Path | None, structures: Sequence["Structure"],
+                          fock_step: bool = True) -> IntegralsAhead | None:
+    """Start the helper for ``structures`` (the first network batch) of a prediction with ``model`` (a path
+    or mode, as :func:`~eqchem.inference.model_file.load_model` takes), or None where it cannot gain: a
+    model with a Fock build (``fock_step`` and its mixing, or a Fock-matrix baseline), fewer than two
+    cores, a file whose header does not read (loading it will say why)."""
+    from ..cpu import available_cores
+    from ..errors import EqchemError
+    from .model_header import model_path, read_header
+
+    if available_cores() < 2 or not structures:
+        return None
+    try:
+        header = read_header(model_path(model))
+    except EqchemError:  # an unknown mode: loading the model says so
+        return None
+    if header is None:
+        return None
+    config, metadata = header.get("model_config") or {}, header.get("metadata") or {}
+    baseline, basis = config.get("baseline", "none"), (header.get("layout") or {}).get("basis")
+    from ..model.config import FOCK_BUILD_BASELINES
+
+    step = fock_step and float(config.get("fock_mixing") or 0.0) > 0 and config.get("target", "hamiltonian") == "hamiltonian"
+    if basis is None or baseline in FOCK_BUILD_BASELINES or step:
+        return None
+    molecules = [(np.asarray(s.numbers, dtype=np.int64), np.asarray(s.positions, dtype=np.float64),
+                  int(np.sum(s.numbers)) - int(s.charge)) for s in structures]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .parallel import helper_start_environment
+
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    with helper_start_environment():
+        future = pool.submit(_compute, basis, baseline, metadata.get("core_j_density_fits"), molecules)
+    return IntegralsAhead(pool, future, [_geometry_key(*m) for m in molecules], basis)
