@@ -1,12 +1,15 @@
 """The CPU this process may use: its cores, and the thread environment of worker processes it spawns.
 
 One place for both, used by ``eqchem generate`` (DFT workers), prediction helpers
-(:mod:`eqchem.inference.parallel`) and the training record of its hardware.
+(:mod:`eqchem.inference.parallel`, :mod:`eqchem.inference.integrals_ahead`) and the training record of
+its hardware.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
+import types
 from typing import Iterator
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -35,3 +38,18 @@ def worker_threads(threads: int) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextlib.contextmanager
+def spawn_environment(threads: int) -> Iterator[None]:
+    """While ``spawn`` worker processes start: :func:`worker_threads` of ``threads``, and an empty
+    ``__main__``, so that spawning does not re-run the caller's script in them (a script without
+    ``if __name__ == "__main__":`` would otherwise run again, recursively, in every worker)."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        with worker_threads(threads):
+            yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main

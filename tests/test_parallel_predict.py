@@ -52,3 +52,17 @@ def test_cli_workers_option(run_cli, tmp_path):
     assert [r["name"] for r in json.loads((tmp_path / "r.json").read_text())] == [f"w_{i}" for i in range(6)]  # file stem + frame
     code, out = run_cli("predict", "--mode", "fast", path, "--workers", "0")
     assert code != 0 and "--workers" in out
+
+
+def test_spawn_environment_hides_main_and_fixes_threads_then_restores_both(monkeypatch):
+    import os
+    import sys
+
+    from eqchem.cpu import THREAD_VARIABLES, spawn_environment
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    main = sys.modules["__main__"]
+    with spawn_environment(1):
+        assert sys.modules["__main__"] is not main and not hasattr(sys.modules["__main__"], "__file__")
+        assert all(os.environ[k] == "1" for k in THREAD_VARIABLES)
+    assert sys.modules["__main__"] is main and os.environ["OMP_NUM_THREADS"] == "7"

@@ -79,8 +79,11 @@ def predict(
         from ..cpu import available_cores
 
         workers = available_cores() if device == "cpu" and len(structures) >= 4 * batch_size else 1
+    from ..inference.parallel import helper_processes
+
     ahead = None
-    if device == "cpu" and (workers == 1 or len(structures) <= batch_size) and not (model and mode):
+    if device == "cpu" and not helper_processes(len(structures), batch_size, workers, device, True) \
+            and not (model and mode):
         from ..inference.integrals_ahead import start_integrals_ahead
 
         # PySCF's integrals of the first batch in a second process while this one imports torch
@@ -115,9 +118,12 @@ def _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine
         checked = check_structures(m, structures, allow_extrapolation)  # a bad structure stops the run here
     stream = writers.ResultStream(out, {"xc": m.xc, "basis": m.basis, "model": str(m.path)}) if out else None
     builds = m.fock_builds(fock_step)
+    from ..inference.parallel import helper_processes
+
+    processes = helper_processes(len(structures), batch_size, workers, device, m.path)
     console.print(f"predicting {len(structures)} structure(s) with {m.path.name if m.path else 'model'} "
                   f"({m.xc}/{m.basis}; network" + (f" + {builds} cheap Fock build(s) each" if builds else "")
-                  + (f"; {workers} processes)" if workers > 1 else ")"), highlight=False)
+                  + (f"; {processes} processes)" if processes else ")"), highlight=False)
     rows: list[tuple] = []
     interrupted = False
     try:

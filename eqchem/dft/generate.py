@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .. import keys
-from ..cpu import available_cores, worker_threads
+from ..cpu import available_cores, spawn_environment
 from ..data import store
 from ..errors import EqchemError, InputError
 from ..io.structure import Structure
@@ -157,11 +157,12 @@ def generate(
                 record(_compute(k, s, settings, str(out)))
                 appender.note()
         else:
-            with worker_threads(threads), cf.ProcessPoolExecutor(
+            with cf.ProcessPoolExecutor(
                 max_workers=workers, mp_context=mp.get_context("spawn"),
                 initializer=_init_worker, initargs=(threads,),
             ) as pool:
-                futures = [pool.submit(_compute, k, s, settings, str(out)) for k, s in todo]
+                with spawn_environment(threads):  # the workers start as the structures are handed out
+                    futures = [pool.submit(_compute, k, s, settings, str(out)) for k, s in todo]
                 for fut in cf.as_completed(futures):
                     record(fut.result())
                     appender.note()

@@ -114,9 +114,9 @@ def start_integrals_ahead(model: str | Path | None, structures: Sequence["Struct
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from .parallel import helper_start_environment
+    from ..cpu import spawn_environment
 
     pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-    with helper_start_environment():
+    with spawn_environment(1):
         future = pool.submit(_compute, basis, baseline, metadata.get("core_j_density_fits"), molecules)
     return IntegralsAhead(pool, future, [_geometry_key(*m) for m in molecules], basis)

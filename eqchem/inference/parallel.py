@@ -14,9 +14,6 @@ Stage timings are summed over the helpers (so their total exceeds the wall time)
 """
 from __future__ import annotations
 
-import contextlib
-import sys
-import types
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 if TYPE_CHECKING:
@@ -48,21 +45,12 @@ def _helper_results(structures, found) -> tuple[list, dict[str, float], int]:
     return results, pipeline.timings.seconds, pipeline.timings.molecules
 
 
-@contextlib.contextmanager
-def helper_start_environment():
-    """While helpers start: one thread per library in their environment, and an empty ``__main__`` so that
-    ``spawn`` does not re-run the caller's script in them (a script without ``if __name__ == "__main__":``
-    would otherwise predict again, recursively)."""
-    from ..cpu import worker_threads
-
-    main = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        with worker_threads(1):
-            yield
-    finally:
-        if main is not None:
-            sys.modules["__main__"] = main
+def helper_processes(n_structures: int, batch_size: int, workers: int, device: str, model_path) -> int:
+    """Helper processes a run of ``n_structures`` gets from ``workers`` (0: it runs in this process): at most one
+    per batch, and only for more than one batch on the CPU of a model with a file to load."""
+    if workers <= 1 or n_structures <= batch_size or device != "cpu" or not model_path:
+        return 0
+    return min(workers, -(-n_structures // batch_size))
 
 
 def parallel_predictions(pipeline: "PredictionPipeline", structures: Sequence["Structure"],
@@ -72,13 +60,15 @@ def parallel_predictions(pipeline: "PredictionPipeline", structures: Sequence["S
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from ..cpu import spawn_environment
+
     size = pipeline.batch_size
     batches = [range(i, min(i + size, len(structures))) for i in range(0, len(structures), size)]
-    helpers = max(1, min(workers, len(batches)))
+    helpers = max(1, helper_processes(len(structures), size, workers, "cpu", pipeline.model.path))
     pool = ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_helper,
                                initargs=(str(pipeline.model.path), size, pipeline.fock_step))
     try:
-        with helper_start_environment():  # the pool starts its processes as the first batches arrive
+        with spawn_environment(1):  # the pool starts its processes as the first batches arrive
             futures = [pool.submit(_helper_results, [structures[i] for i in b], [list(found[i]) for i in b])
                        for b in batches]
         for future in futures:

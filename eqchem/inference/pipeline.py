@@ -154,7 +154,9 @@ class PredictionPipeline:
 
     def predictions(self, structures: Sequence["Structure"], found: Sequence[list[str]]) -> Iterator["OrbitalResult"]:
         """Results one structure at a time, ``batch_size`` per network call (``found``: their warnings)."""
-        if self.workers > 1 and len(structures) > self.batch_size and self.device == "cpu" and self.model.path:
+        from .parallel import helper_processes
+
+        if helper_processes(len(structures), self.batch_size, self.workers, self.device, self.model.path):
             from .parallel import parallel_predictions
 
             yield from parallel_predictions(self, structures, found, self.workers)
