@@ -219,9 +219,29 @@ def wigner_d_e3nn(l: int, rotation: np.ndarray) -> np.ndarray:
 
 
 def wigner_d_pyscf(l: int, rotation: np.ndarray) -> np.ndarray:
-    """(2l+1, 2l+1) rotation of one PySCF shell of angular momentum l: ``M_l D_e3nn M_l.T``."""
-    m = change_of_basis(l)
-    return m @ wigner_d_e3nn(l, rotation) @ m.T
+    """(2l+1, 2l+1) rotation of one PySCF shell of angular momentum l, ``M_l D_e3nn M_l.T``.
+
+    Solved from PySCF's own real harmonics, ``φ(R r) = D φ(r)`` on 3(2l+1) + 4 points of the unit sphere
+    (exact to round-off, parity (-1)^l included for improper R), so rotating PySCF matrices (the
+    principal-axes frames of :mod:`eqchem.dft.frame`) needs neither torch nor e3nn.
+    """
+    rotation = np.asarray(rotation, dtype=np.float64)
+    mol, pts = _shell_probe(l), _sphere_points(l)
+    y = mol.eval_gto("GTOval_sph", pts)
+    y_rot = mol.eval_gto("GTOval_sph", np.ascontiguousarray(pts @ rotation.T))
+    d_t, *_ = np.linalg.lstsq(y, y_rot, rcond=None)
+    return d_t.T
+
+
+@functools.lru_cache(maxsize=None)
+def _shell_probe(l: int):
+    """A PySCF Mole of one primitive shell of angular momentum l at the origin (its values on the unit
+    sphere are PySCF's real harmonics up to one constant)."""
+    if not 0 <= l <= MAX_L:
+        raise ValueError(f"angular momentum l={l} outside 0..{MAX_L}")
+    from pyscf import gto
+
+    return gto.M(atom="He 0 0 0", basis={"He": [[l, [1.0, 1.0]]]}, unit="Bohr", verbose=0)
 
 
 def wigner_d_ao(mol, rotation: np.ndarray) -> np.ndarray:

@@ -47,6 +47,15 @@ def test_wigner_d_pyscf_rotates_ao_values(l, rng):
         assert np.allclose(lhs, rhs, atol=1e-10)
 
 
+@pytest.mark.parametrize("l", range(0, 5))
+def test_wigner_d_pyscf_is_e3nns_through_the_change_of_basis(l, rng):
+    """D_pyscf(R) = M_l D_e3nn(R) M_lᵀ: PySCF's rotation (solved on PySCF's harmonics) and e3nn's agree."""
+    m = basis.change_of_basis(l)
+    for improper in (False, True):
+        r = basis.random_rotation(rng, improper=improper)
+        assert np.allclose(basis.wigner_d_pyscf(l, r), m @ basis.wigner_d_e3nn(l, r) @ m.T, atol=1e-10)
+
+
 @pytest.mark.parametrize("name", ["def2-svp", "def2-tzvp", "cc-pvdz", "6-31g**", "sto-3g", "cc-pvtz"])
 def test_wigner_d_ao_overlap_any_basis(name, rng):
     """S(R x) = D S(x) Dᵀ exactly (analytic integrals) for every basis, f and g shells included."""

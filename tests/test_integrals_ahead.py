@@ -56,19 +56,19 @@ def test_not_a_model_file_has_no_header(tmp_path):
     assert read_header(tmp_path / "missing.pt") is None
 
 
-def test_no_helper_where_a_fock_build_is_needed_or_the_file_is_unreadable(tmp_path):
+def test_no_helper_where_the_model_file_is_unreadable(tmp_path):
     mols = _molecules()
-    assert start_integrals_ahead("accurate", mols) is None  # minao-fock guess + Fock step: PySCF here anyway
     assert start_integrals_ahead(tmp_path / "missing.pt", mols) is None
     assert start_integrals_ahead("no-such-mode", mols) is None
 
 
 @needs_two_cores
-def test_results_with_the_helpers_integrals_are_the_pipelines_own():
-    mols = _molecules()
-    model = eqchem.load_model("fast")
+@pytest.mark.parametrize("mode", ["fast", "accurate"])
+def test_results_with_the_helpers_integrals_are_the_pipelines_own(mode):
+    mols = _molecules() if mode == "fast" else _molecules()[:1]  # accurate: a minao Fock build + a Fock step
+    model = eqchem.load_model(mode)
     own = PredictionPipeline(model, batch_size=4).results(mols, [[]] * len(mols))
-    ahead = start_integrals_ahead("fast", mols)
+    ahead = start_integrals_ahead(mode, mols)
     assert ahead is not None
     try:
         taken = PredictionPipeline(model, batch_size=4, integrals_ahead=ahead).results(mols, [[]] * len(mols))

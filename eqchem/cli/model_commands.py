@@ -87,7 +87,7 @@ def predict(
         from ..inference.integrals_ahead import start_integrals_ahead
 
         # PySCF's integrals of the first batch in a second process while this one imports torch
-        ahead = start_integrals_ahead(mode or model, structures[:batch_size], fock_step)
+        ahead = start_integrals_ahead(mode or model, structures[:batch_size])
     try:
         m = _load_model_for_cli(model, mode)
         _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine, fock_step, device, batch_size,

@@ -1,18 +1,19 @@
-"""A small grid-free prediction's PySCF work, done in a second process while this one imports torch.
+"""A small prediction's PySCF work before the network, done in a second process while this one imports torch.
 
-Most of a fresh ``eqchem predict`` of one molecule is two imports: torch (with the network it loads) and
-PySCF (with SciPy, for the integrals). Neither lets the other run meanwhile in the same process (both are
-Python and C initialisation under the GIL), but a second core can: :func:`start_integrals_ahead` starts
-one ``spawn`` helper *before* torch is imported, which imports PySCF and computes, for every structure of
-the run's first network batch, the :class:`~eqchem.dft.one_electron.OneElectronIntegrals` the pipeline
-would compute (the analytic baseline, overlap, dipole integrals, AO offsets) and each element's shell
-layout (the basis check). This process meanwhile imports torch and builds the network; the pipeline then
-takes the integrals by geometry (:meth:`IntegralsAhead.integrals`) and computes whatever is missing itself,
-so the results are the same (the same functions on the same Mole) and a run that never imports PySCF here
-writes its JSON without it.
+Most of a fresh ``eqchem predict`` of one molecule is importing torch (with building the network it loads),
+importing PySCF (with SciPy) and, for the accurate mode, building the guess Fock matrix. None of these lets
+another run meanwhile in the same process (Python and C initialisation under the GIL), but a second core
+can: :func:`start_integrals_ahead` starts one ``spawn`` helper *before* torch is imported, which imports
+PySCF and computes, for every structure of the run's first network batch, the
+:class:`~eqchem.dft.molecule_integrals.MoleculeIntegrals` the pipeline would compute (the baseline's guess,
+overlap, dipole integrals, AO offsets) and each element's shell layout (the basis check). This process
+meanwhile imports torch and builds the network; the pipeline then takes the integrals by geometry
+(:meth:`IntegralsAhead.integrals`) and computes whatever is missing itself, so the results are the same
+(the same functions on the same Mole). A model with no Fock build (the ``fast`` mode) writes its JSON
+without ever importing PySCF in this process; one with a Fock step still imports it for that step.
 
-It applies only where it can gain: a model with an analytic baseline and no Fock step (the ``fast`` mode),
-one process predicting on the CPU, two cores or more. If the helper fails, nothing is taken from it.
+It applies to one process predicting on the CPU with two cores or more (one helper thread beside this
+process's import). If the helper fails, nothing is taken from it.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..dft.one_electron import OneElectronIntegrals
+    from ..dft.molecule_integrals import MoleculeIntegrals
     from ..io.structure import Structure
 
 
@@ -31,20 +32,20 @@ def _geometry_key(numbers: np.ndarray, positions: np.ndarray, n_electrons: int) 
             int(n_electrons))
 
 
-def _compute(basis: str, baseline: str, density_fits: dict | None,
+def _compute(basis: str, xc: str, baseline: str, density_fits: dict | None,
              molecules: list[tuple[np.ndarray, np.ndarray, int]]) -> tuple[dict[int, tuple[int, ...]], list]:
     """In the helper: each element's shell layout and each molecule's integrals ((numbers, positions Å,
     electrons) in, the same order out)."""
     from ..basis import element_shells
-    from ..dft.one_electron import one_electron_integrals
+    from ..dft.molecule_integrals import molecule_integrals
 
     if density_fits:
         from ..dft.atomic_density import use_density_fits
 
         use_density_fits(basis, density_fits)
-    elements = sorted({int(z) for z, _, _ in molecules for z in z})
+    elements = sorted({int(z) for numbers, _, _ in molecules for z in numbers})
     shells = {z: element_shells(basis, z) for z in elements}
-    return shells, [one_electron_integrals(z, r, basis, baseline, n) for z, r, n in molecules]
+    return shells, [molecule_integrals(z, r, basis, xc, baseline, n) for z, r, n in molecules]
 
 
 class IntegralsAhead:
@@ -52,11 +53,10 @@ class IntegralsAhead:
 
     def __init__(self, pool, future, keys: list[tuple], basis: str):
         self._pool, self._future, self._keys, self.basis = pool, future, keys, basis
-        self._by_key: dict[tuple, "OneElectronIntegrals"] | None = None
+        self._by_key: dict[tuple, "MoleculeIntegrals"] | None = None
 
-    def _collect(self) -> dict[tuple, "OneElectronIntegrals"]:
+    def _collect(self) -> dict[tuple, "MoleculeIntegrals"]:
         if self._by_key is None:
-            self._by_key = {}
             try:
                 shells, integrals = self._future.result()
             except Exception:  # noqa: BLE001 - a failed helper only means this process computes them itself
@@ -73,7 +73,7 @@ class IntegralsAhead:
         """Wait for the helper and record its shell layouts for :func:`eqchem.basis.element_shells`."""
         self._collect()
 
-    def integrals(self, numbers: np.ndarray, positions: np.ndarray, n_electrons: int) -> "OneElectronIntegrals | None":
+    def integrals(self, numbers: np.ndarray, positions: np.ndarray, n_electrons: int) -> "MoleculeIntegrals | None":
         """The helper's integrals of this geometry and electron count, or None (not among its structures)."""
         return self._collect().get(_geometry_key(numbers, positions, n_electrons))
 
@@ -84,12 +84,10 @@ class IntegralsAhead:
             self._pool = None
 
 
-def start_integrals_ahead(model: str | Path | None, structures: Sequence["Structure"],
-                          fock_step: bool = True) -> IntegralsAhead | None:
+def start_integrals_ahead(model: str | Path | None, structures: Sequence["Structure"]) -> IntegralsAhead | None:
     """Start the helper for ``structures`` (the first network batch) of a prediction with ``model`` (a path
-    or mode, as :func:`~eqchem.inference.model_file.load_model` takes), or None where it cannot gain: a
-    model with a Fock build (``fock_step`` and its mixing, or a Fock-matrix baseline), fewer than two
-    cores, a file whose header does not read (loading it will say why)."""
+    or mode, as :func:`~eqchem.inference.model_file.load_model` takes), or None where it cannot gain or
+    cannot start: fewer than two cores, a model file whose header does not read (loading it says why)."""
     from ..cpu import available_cores
     from ..errors import EqchemError
     from .model_header import model_path, read_header
@@ -103,11 +101,8 @@ def start_integrals_ahead(model: str | Path | None, structures: Sequence["Struct
     if header is None:
         return None
     config, metadata = header.get("model_config") or {}, header.get("metadata") or {}
-    baseline, basis = config.get("baseline", "none"), (header.get("layout") or {}).get("basis")
-    from ..model.config import FOCK_BUILD_BASELINES
-
-    step = fock_step and float(config.get("fock_mixing") or 0.0) > 0 and config.get("target", "hamiltonian") == "hamiltonian"
-    if basis is None or baseline in FOCK_BUILD_BASELINES or step:
+    basis, xc = (header.get("layout") or {}).get("basis"), metadata.get("xc")
+    if not basis or not xc:
         return None
     molecules = [(np.asarray(s.numbers, dtype=np.int64), np.asarray(s.positions, dtype=np.float64),
                   int(np.sum(s.numbers)) - int(s.charge)) for s in structures]
@@ -118,5 +113,6 @@ def start_integrals_ahead(model: str | Path | None, structures: Sequence["Struct
 
     pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
     with spawn_environment(1):
-        future = pool.submit(_compute, basis, baseline, metadata.get("core_j_density_fits"), molecules)
+        future = pool.submit(_compute, basis, xc, config.get("baseline", "none"),
+                             metadata.get("core_j_density_fits"), molecules)
     return IntegralsAhead(pool, future, [_geometry_key(*m) for m in molecules], basis)

@@ -39,7 +39,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from ..io.structure import Structure
-    from ..dft.one_electron import OneElectronIntegrals
+    from ..dft.molecule_integrals import MoleculeIntegrals
     from .integrals_ahead import IntegralsAhead
     from .model_file import EqchemModel
     from .result import OrbitalResult
@@ -280,11 +280,13 @@ class PredictionPipeline:
         from .correction import filter_correction
 
         model, cfg = self.model, self.model.net.config
+        step = self.fock_step and model.fock_mixing > 0
         # one principal-axes Mole for the guess and the Fock step; analytic guesses alone need none
-        needs_frame = cfg.baseline in FOCK_BUILD_BASELINES or (self.fock_step and model.fock_mixing > 0)
-        ahead = None if needs_frame else self._integrals_ahead(z, r, n_electrons)
-        if ahead is not None and ahead.guess is not None:
-            guess, overlap, frame = ahead.guess, ahead.overlap, None
+        needs_frame = cfg.baseline in FOCK_BUILD_BASELINES or step
+        ahead = self._integrals_ahead(z, r, n_electrons)
+        if ahead is not None and ahead.guess is not None:  # the helper built the guess: a frame for the step only
+            guess, overlap = ahead.guess, ahead.overlap
+            frame = canonical_mole(z, r, model.basis) if step else None
         else:
             frame = canonical_mole(z, r, model.basis) if needs_frame else None
             guess, overlap = guess_and_overlap(z, r, model.basis, model.xc, cfg.baseline, frame, n_electrons)
@@ -306,7 +308,7 @@ class PredictionPipeline:
                                         n_electrons)[1]
         return damped_fock_step(z, r, m, overlap, n_electrons, model.basis, model.xc, model.fock_mixing, frame, spin)
 
-    def _integrals_ahead(self, z: np.ndarray, r: np.ndarray, n_electrons: int) -> "OneElectronIntegrals | None":
+    def _integrals_ahead(self, z: np.ndarray, r: np.ndarray, n_electrons: int) -> "MoleculeIntegrals | None":
         """The helper's integrals of this molecule, if one computed them."""
         if self.integrals_ahead is None:
             return None

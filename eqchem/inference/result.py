@@ -171,7 +171,7 @@ def from_matrix(name, numbers, positions, hamiltonian, overlap, basis, xc, charg
                 integrals=None) -> OrbitalResult:
     """Diagonalize a Hamiltonian (with its overlap) into an :class:`OrbitalResult` (``spin`` = 2S: aufbau
     occupations 2/1/0 of its orbitals, restricted open shell). The dipole and Mulliken charges come from
-    ``integrals`` (:class:`~eqchem.dft.one_electron.OneElectronIntegrals` of this molecule) when given,
+    ``integrals`` (:class:`~eqchem.dft.molecule_integrals.MoleculeIntegrals` of this molecule) when given,
     else from the Mole (``mole``, or built from ``basis``)."""
     numbers = np.asarray(numbers)
     nelec = int(numbers.sum()) - int(charge)
