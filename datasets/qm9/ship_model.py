@@ -127,6 +127,9 @@ def main() -> None:
         meta["core_j_density_fits"] = density_fits(model.elements, model.basis)
     stages, m, where = [], model, a.model.parent  # fine-tuned models: the runs that made them (--init)
     while m is not None:
+        if m is not model and m.metadata.get("training_stages"):  # a shipped model: its card has its stages
+            stages = list(m.metadata["training_stages"]) + stages
+            break
         tc = m.metadata.get("train_config", {})
         stages.insert(0, {"train_seconds": m.metadata.get("train_seconds"), "epochs": m.metadata.get("epochs"),
                           "train_hardware": m.metadata.get("train_hardware"),
