@@ -88,11 +88,11 @@ def scf(mol, xc: str, grid: int, conv_tol: float, density_fit: bool, dm0=None):
 def errors(h, h_ref, s_ref, mol, nocc: int, dipole_ref) -> dict:
     """The row's metrics of one matrix against the reference (µEh, eV, Debye)."""
     from eqchem import orbitals
+    from eqchem.basis import mole_ao_offsets
     from eqchem.dft.runner import dipole_from_density
     from eqchem.metrics import molecule_metrics
 
-    offsets = np.asarray([a[2] for a in mol.aoslice_by_atom()] + [mol.nao])
-    m = molecule_metrics(h, h_ref, s_ref, offsets, nocc)
+    m = molecule_metrics(h, h_ref, s_ref, mole_ao_offsets(mol), nocc)
     _, c = orbitals.solve_generalized(h, s_ref)
     mu = dipole_from_density(mol, orbitals.density_matrix(c, nocc))
     m["dipole_err_debye"] = float(abs(np.linalg.norm(mu) - np.linalg.norm(dipole_ref)))

@@ -65,6 +65,12 @@ def atom_ao_slices(mol) -> list[slice]:
     return [slice(int(a[2]), int(a[3])) for a in mol.aoslice_by_atom()]
 
 
+def mole_ao_offsets(mol) -> np.ndarray:
+    """(natm + 1,) first AO of every atom, then nao, of a PySCF Mole (what
+    :func:`eqchem.data.reader.atom_ao_offsets` gives from stored shell layouts)."""
+    return np.asarray([int(a[2]) for a in mol.aoslice_by_atom()] + [mol.nao])
+
+
 def atom_pair_block(matrix: np.ndarray, mol, i: int, j: int) -> np.ndarray:
     """The (nao_i, nao_j) block of an (nao, nao) AO matrix between atoms i and j."""
     sl = atom_ao_slices(mol)
@@ -106,15 +112,11 @@ def change_of_basis(l: int) -> np.ndarray:
         raise ValueError(f"angular momentum l={l} outside 0..{MAX_L}")
     import torch
     from e3nn import o3
-    from pyscf import gto
 
     rng = np.random.default_rng(1234 + l)
     pts = rng.normal(size=(8 * (2 * l + 1) + 16, 3))
     pts /= np.linalg.norm(pts, axis=1, keepdims=True)
-    # one primitive shell of angular momentum l on a ghost-free helium atom; radial part is constant
-    # on the unit sphere, so AO values are proportional to PySCF's real harmonics
-    mol = gto.M(atom="He 0 0 0", basis={"He": [[l, [1.0, 1.0]]]}, unit="Bohr", verbose=0)
-    y_pyscf = mol.eval_gto("GTOval_sph", pts)  # (npts, 2l+1)
+    y_pyscf = _shell_probe(l).eval_gto("GTOval_sph", pts)  # (npts, 2l+1)
     y_e3nn = o3.spherical_harmonics(
         l, torch.from_numpy(pts), normalize=True, normalization="integral"
     ).numpy()  # (npts, 2l+1)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..basis import mole_ao_offsets
 from ..io.structure import Structure
 from .guess import ANALYTIC_BASELINES, analytic_guess, guess_and_overlap
 from .runner import build_mole, dipole_ao_integrals
@@ -37,12 +38,10 @@ def molecule_integrals(numbers: np.ndarray, positions: np.ndarray, basis: str, x
     numbers = np.asarray(numbers)
     positions = np.asarray(positions, dtype=float)
     mol = build_mole(Structure(numbers, positions), basis, spin=int(np.sum(numbers)) % 2)
-    overlap = mol.intor_symmetric("int1e_ovlp")
-    guess = None
-    if baseline in ANALYTIC_BASELINES:
-        guess = analytic_guess(mol, basis, baseline, n_electrons)
-    elif baseline != "none":
+    if baseline in ANALYTIC_BASELINES or baseline == "none":
+        guess = analytic_guess(mol, basis, baseline, n_electrons) if baseline != "none" else None
+        overlap = mol.intor_symmetric("int1e_ovlp")
+    else:
         guess, overlap = guess_and_overlap(numbers, positions, basis, xc, baseline, None, n_electrons)
-    offsets = np.asarray([s[2] for s in mol.aoslice_by_atom()] + [mol.nao])
     return MoleculeIntegrals(guess, overlap, dipole_ao_integrals(mol), np.asarray(mol.atom_charges(), dtype=float),
-                             offsets)
+                             mole_ao_offsets(mol))

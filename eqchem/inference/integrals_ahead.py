@@ -104,8 +104,8 @@ def start_integrals_ahead(model: str | Path | None, structures: Sequence["Struct
     basis, xc = (header.get("layout") or {}).get("basis"), metadata.get("xc")
     if not basis or not xc:
         return None
-    molecules = [(np.asarray(s.numbers, dtype=np.int64), np.asarray(s.positions, dtype=np.float64),
-                  int(np.sum(s.numbers)) - int(s.charge)) for s in structures]
+    molecules = [(np.asarray(s.numbers, dtype=np.int64), np.asarray(s.positions, dtype=np.float64), s.n_electrons)
+                 for s in structures]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 

@@ -328,7 +328,7 @@ class PredictionPipeline:
         spin = int(s.spin or 0)
         ahead = None
         if model.target == "hamiltonian":
-            ahead = self._integrals_ahead(s.numbers, s.positions, int(np.sum(s.numbers)) - int(s.charge))
+            ahead = self._integrals_ahead(s.numbers, s.positions, s.n_electrons)
         if ahead is not None:  # overlap, dipole integrals and AO offsets from the helper; the Mole on demand
             return from_matrix(s.name, s.numbers, s.positions, m, ahead.overlap, model.basis, model.xc, s.charge,
                                name, settings, spin=spin, integrals=ahead)

@@ -196,10 +196,11 @@ def from_matrix(name, numbers, positions, hamiltonian, overlap, basis, xc, charg
                                            res.positions * ANGSTROM_BOHR, dm)
         offsets = integrals.ao_offsets
     else:
+        from ..basis import mole_ao_offsets
         from ..dft.runner import dipole_from_density
 
         mol = res.mole
         res.dipole = dipole_from_density(mol, dm)
-        offsets = np.asarray([s[2] for s in mol.aoslice_by_atom()] + [mol.nao])
+        offsets = mole_ao_offsets(mol)
     res.mulliken_charges = orbitals.mulliken_charges(dm, overlap, numbers, offsets)
     return res
