@@ -161,8 +161,17 @@ NO_PYSCF = ("import sys; sys.modules['pyscf'] = None\n"
 
 
 def _run_without_pyscf(*args, cwd=None):
-    return subprocess.run([sys.executable, "-c", NO_PYSCF, *map(str, args)], capture_output=True, text=True,
-                          timeout=600, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    """The CLI as on a machine without PySCF: in this process and in any it spawns (a ``pyscf`` package
+    first on the path that fails to import, as a missing one does)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as stub:
+        os.mkdir(os.path.join(stub, "pyscf"))
+        with open(os.path.join(stub, "pyscf", "__init__.py"), "w") as f:
+            f.write("raise ModuleNotFoundError(\"No module named 'pyscf'\", name='pyscf')\n")
+        path = os.pathsep.join(p for p in (stub, os.environ.get("PYTHONPATH")) if p)
+        return subprocess.run([sys.executable, "-c", NO_PYSCF, *map(str, args)], capture_output=True, text=True,
+                              timeout=600, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path})
 
 
 def test_training_needs_no_pyscf_when_the_data_carry_the_change_of_basis(water, tmp_path):
