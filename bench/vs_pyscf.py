@@ -3,9 +3,10 @@
 For every molecule (QM9 test molecules of the data files, by the recipe's split of the QM9 index, plus
 ``--examples``: ethanol, glycine, aspirin), in one process, sequentially, with the same threads for all:
 
-* eqchem's fast mode (``--fast-model``, default the shipped ``fast`` model: network + the grid-free
-  core-j guess, no Fock build), timed per molecule and, once, for all molecules in one batched call
-  (molecules/s), with its per-stage wall times (``eqchem.inference.pipeline``);
+* eqchem's fast mode (``--fast-model``, default the shipped ``fast`` model: network + its grid-free guess,
+  core-jx or core-j, no Fock build), timed per molecule and, once, for all molecules in one batched call
+  (molecules/s), with its per-stage wall times (``eqchem.inference.pipeline``), and its guess alone (no
+  network: what the fitted atomic potentials of core-jx, or core-j, give by themselves);
 * eqchem's accurate mode (``--model``, default the shipped ``accurate`` model): ``eqchem.predict`` as
   shipped (network + the model's damped Fock step), and ``fock_step=False`` (network + its guess only);
 * the one-shot guess F[P_minao] alone (one cheap Fock build: grid 1, density fitting; ``eqchem/dft/guess.py``);
@@ -47,8 +48,9 @@ from learning_curve import ROOT, _json_plain, eqchem_command, machine  # noqa: E
 EXAMPLES = ROOT / "datasets" / "examples"
 EXAMPLE_FILES = [EXAMPLES / "ethanol.xyz", EXAMPLES / "glycine.xyz", EXAMPLES / "aspirin.sdf"]
 GRID0 = "PySCF SCF, density fitting, grid 0, conv_tol 1e-7"
-FAST = "eqchem fast (network + core-j guess, no Fock build)"
-METHODS = (FAST, "eqchem accurate (network + minao guess + Fock step)", "eqchem accurate, no Fock step (--no-fock-step)",
+FAST = "eqchem fast (network + grid-free guess, no Fock build)"
+FAST_GUESS = "the fast mode's grid-free guess alone (no network)"
+METHODS = (FAST, FAST_GUESS, "eqchem accurate (network + minao guess + Fock step)", "eqchem accurate, no Fock step (--no-fock-step)",
            "F[P_minao] alone (one cheap Fock build)", "PySCF SCF, density fitting, grid 1, conv_tol 1e-7", GRID0,
            "PySCF grid-0 DF SCF from eqchem's prediction", "PySCF reference (grid 3, conv_tol 1e-10)")
 PYSCF_CLI = "python -c PySCF B3LYP/def2-SVP SCF (defaults)"
@@ -128,7 +130,11 @@ def run_molecule(label: str, structure, model, reference, fast=None, timings=Non
             t0 = time.perf_counter()
             res = eqchem.predict(structure, model=fast, timings=timings)
             add(FAST, time.perf_counter() - t0, res.hamiltonian)
-        for method, step in ((METHODS[1], True), (METHODS[2], False)):
+            t0 = time.perf_counter()
+            g = guess_hamiltonian(structure.numbers, structure.positions, fast.basis, fast.xc,
+                                  fast.net.config.baseline, fast.baseline_params)
+            add(FAST_GUESS, time.perf_counter() - t0, g)
+        for method, step in ((METHODS[2], True), (METHODS[3], False)):
             t0 = time.perf_counter()
             res = eqchem.predict(structure, model=model, fock_step=step)
             add(method, time.perf_counter() - t0, res.hamiltonian)
@@ -136,16 +142,16 @@ def run_molecule(label: str, structure, model, reference, fast=None, timings=Non
                 predicted, t_predicted = res, rows[-1]["seconds"]
     t0 = time.perf_counter()
     g = guess_hamiltonian(structure.numbers, structure.positions, model.basis, model.xc)
-    add(METHODS[3], time.perf_counter() - t0, g)
-    for method, grid in ((METHODS[4], 1), (METHODS[5], 0)):
+    add(METHODS[4], time.perf_counter() - t0, g)
+    for method, grid in ((METHODS[5], 1), (METHODS[6], 0)):
         mf, cycles, seconds = scf(mol, model.xc, grid, 1e-7, True)
         add(method, seconds, np.asarray(mf.get_fock()), scf_cycles=cycles, converged=bool(mf.converged))
     mf, cycles, seconds = scf(mol, model.xc, 0, 1e-7, True, dm0=predicted.density_matrix)
-    add(METHODS[6], seconds + t_predicted, np.asarray(mf.get_fock()), scf_cycles=cycles,
+    add(METHODS[7], seconds + t_predicted, np.asarray(mf.get_fock()), scf_cycles=cycles,
         converged=bool(mf.converged))
     if t_ref is None:
         _, cycles, t_ref = scf(mol, model.xc, 3, 1e-10, False)
-    add(METHODS[7], t_ref, h_ref)
+    add(METHODS[8], t_ref, h_ref)
     return rows
 
 

@@ -52,6 +52,7 @@ REQUIRED_DATASETS = (ATOMIC_NUMBERS, POSITIONS, HAMILTONIAN, OVERLAP, ENERGY)
 GUESS_KIND = "guess_kind"               # root attr, str, e.g. "minao-fock"
 GUESS_SUFFIX = ".guess.h5"              # file name: data file stem + this suffix
 GUESS_HAMILTONIANS = "guess_hamiltonians"  # group: /guess_hamiltonians/<key> (nao, nao) float64, Eh
+GUESS_PARAMS = "guess_params"           # root attr, JSON: a fitted guess's parameters (core-jx: {"atomic_potentials": ...})
 
 # --- data index (<data>.index.npz, a cache of per-structure metadata for training; eqchem.training.index) ---
 INDEX_SUFFIX = ".index.npz"             # file name: data file name + this suffix (next to it, or in the run dir)

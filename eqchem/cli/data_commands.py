@@ -104,17 +104,82 @@ def merge(
 def guess(
     data: List[Path] = typer.Argument(..., help="eqchem HDF5 data files."),
     kind: str = typer.Option("minao-fock", "--kind", help="Guess Hamiltonian (see eqchem.dft.guess)."),
+    split_file: Optional[Path] = typer.Option(None, "--split-file", help="core-jx: fit its atomic potentials on "
+                                              "this JSON's 'train' keys only (as eqchem train --split-file)."),
+    potentials: Optional[Path] = typer.Option(None, "--potentials", help="core-jx: take the fitted atomic "
+                                              "potentials of this guess file or model file instead of fitting."),
 ):
     """Precompute the guess Hamiltonians a Δ-model corrects (DATA.h5 -> DATA.guess.h5 for minao-fock,
-    DATA.guess-KIND.h5 for other kinds; resumable)."""
+    DATA.guess-KIND.h5 for other kinds; resumable). core-jx first fits its atomic potentials on the
+    structures of all the files given (or reuses those their guess files already hold)."""
     from ..data.guess_file import guess_path, present_keys, write_guesses
     from ..data.reader import H5Dataset
+    from ..dft.guess import FITTED_BASELINES, check_baseline
 
+    check_baseline(kind)
+    params = None
+    if kind in FITTED_BASELINES:
+        params = _fitted_guess_params(data, kind, split_file, potentials)
+    elif split_file or potentials:
+        fail(f"--split-file and --potentials apply to fitted guesses ({', '.join(FITTED_BASELINES)}), not '{kind}'")
     for path in data:
         n = len(set(H5Dataset(path).keys()) - present_keys(path, kind))
         with ProgressReporter(f"guess {path.name}", n) as progress:
-            done, skipped = write_guesses(path, kind, on_done=lambda key: progress.advance(key))
+            done, skipped = write_guesses(path, kind, on_done=lambda key: progress.advance(key), params=params)
         console.print(f"{path}: {done} computed, {skipped} already present -> {guess_path(path, kind)}", highlight=False)
+
+
+def _fitted_guess_params(data: List[Path], kind: str, split_file: Optional[Path],
+                         potentials: Optional[Path]) -> dict:
+    """The parameters of a fitted guess: from ``potentials`` (a guess file or model file), else those the
+    data files' existing guess files hold, else fitted now on the data (a split's training keys)."""
+    import json
+
+    from ..data.guess_file import read_params, stored_params
+    from ..dft.atomic_potential import fit_on_data, fit_structures
+    from ..errors import DataError
+    from ..io.elements import symbol
+
+    if potentials is not None:
+        if not potentials.exists():
+            fail(f"{potentials}: no such file")
+        if potentials.suffix in (".pt", ".ckpt"):
+            from ..inference.model_header import read_header
+
+            header = read_header(potentials)
+            params = ((header or {}).get("metadata") or {}).get("baseline_params")
+        else:
+            try:
+                params = read_params(potentials)
+            except OSError:
+                params = None
+        if not params:
+            fail(f"{potentials} holds no fitted {kind} parameters (give a {kind} guess file or model file)")
+        return params
+    held = {json.dumps(p, sort_keys=True) for p in (stored_params(path, kind) for path in data) if p}
+    if len(held) > 1:
+        raise DataError(f"the {kind} guess files of {', '.join(map(str, data))} hold different fitted parameters; "
+                        f"move some away or give --potentials")
+    if held:
+        console.print(f"{kind}: using the atomic potentials the existing guess files hold", highlight=False)
+        return json.loads(held.pop())
+    keys = None
+    if split_file is not None:
+        try:
+            keys = json.loads(split_file.read_text())["train"]
+        except (OSError, ValueError, KeyError, TypeError):
+            fail(f"{split_file}: not a JSON split file with a 'train' key list")
+    else:
+        console.print(f"{kind}: fitting atomic potentials on every structure given (--split-file keeps "
+                      f"validation and test structures out of the fit)", highlight=False)
+    structures = fit_structures(data, keys)
+    with ProgressReporter(f"fit {kind} atomic potentials", len(structures)) as progress:
+        fit, summary = fit_on_data(structures, on_done=lambda key: progress.advance(key))
+    console.print(f"{kind}: fitted atomic potentials of {' '.join(symbol(z) for z in summary['elements'])} on "
+                  f"{summary['structures']} structures: core-j guess MAE {summary['mae_before_uEh']:,.0f} -> "
+                  f"{summary['mae_after_uEh']:,.0f} µEh (first {min(10, summary['structures'])} of them)",
+                  highlight=False)
+    return {"atomic_potentials": fit, "fit": summary}
 
 
 @app.command()

@@ -1,14 +1,16 @@
 """Guess files: the baseline Hamiltonian of every structure of a data file, for training Δ-models.
 
 ``data.h5`` -> ``data.guess.h5`` (minao-fock; ``data.guess-<kind>.h5`` for other kinds; same folder)
-holding ``/guess_hamiltonians/<key>`` (nao, nao) Eh and the root attribute ``guess_kind``. They are computed once with PySCF (``eqchem guess data.h5``) so that
-training itself never needs PySCF. Written like data files (:mod:`eqchem.data.store`): every guess goes to
+holding ``/guess_hamiltonians/<key>`` (nao, nao) Eh and the root attribute ``guess_kind`` (and, for a guess
+with fitted parts such as ``core-jx``, ``guess_params``: JSON, the same for every guess of the file). They are
+computed once with PySCF (``eqchem guess data.h5``) so that training itself never needs PySCF. Written like data files (:mod:`eqchem.data.store`): every guess goes to
 the journal ``data.guess.h5.parts/`` as it is computed, and the journal is absorbed into immutable segment
 files linked from ``data.guess.h5`` (an index replaced atomically), so appending never rewrites stored
 guesses and a ``kill -9`` loses at most the guess being computed. Resumable: keys already present are skipped.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -36,6 +38,20 @@ def _read_header(path: Path) -> tuple[str, set[str]]:
     return (kind.decode() if isinstance(kind, bytes) else str(kind)), stored
 
 
+def read_params(path: str | Path) -> dict | None:
+    """The fitted parameters a guess file's guesses were computed with (``keys.GUESS_PARAMS``), or None."""
+    with h5py.File(path, "r") as f:
+        text = f.attrs.get(keys.GUESS_PARAMS, "")
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    return json.loads(text) if text else None
+
+
+def stored_params(data_path: str | Path, kind: str) -> dict | None:
+    """The parameters of ``data_path``'s existing ``kind`` guess file (None: no file, or none stored)."""
+    out = guess_path(data_path, kind)
+    return read_params(out) if out.exists() else None
+
+
 def present_keys(data_path: str | Path, kind: str = "minao-fock") -> set[str]:
     """Keys whose ``kind`` guess is already stored for ``data_path``, or journaled by an interrupted run
     (empty if there is no guess file)."""
@@ -56,6 +72,8 @@ class GuessFile:
         if found != kind:
             raise DataError(f"{self.path} holds '{found}' guesses but the model needs '{kind}'")
         self.kind = kind
+        self.params = read_params(self.path)
+        """The fitted parameters of these guesses (``core-jx``: ``{"atomic_potentials": ...}``), or None."""
 
     def __contains__(self, key: str) -> bool:
         return key in self._keys
@@ -68,11 +86,12 @@ class GuessFile:
 
 
 def write_guesses(data_path: str | Path, kind: str = "minao-fock", consolidate_every: float = 300.0,
-                  on_done: Callable[[str], None] | None = None) -> tuple[int, int]:
+                  on_done: Callable[[str], None] | None = None, params: dict | None = None) -> tuple[int, int]:
     """Compute the missing guesses of ``data_path``; returns (computed, already present).
 
     ``consolidate_every``: least seconds between absorbing the journal into the guess file (see
-    :class:`eqchem.data.store.Appender`); it is always absorbed at the end.
+    :class:`eqchem.data.store.Appender`); it is always absorbed at the end. ``params``: the fitted parts of
+    the guess (``core-jx``), stored with the file; an existing file computed with other parameters is an error.
     """
     from ..dft.guess import check_baseline, guess_hamiltonian
     from .reader import H5Dataset
@@ -84,7 +103,12 @@ def write_guesses(data_path: str | Path, kind: str = "minao-fock", consolidate_e
         found = _read_header(out)[0]
         if found != kind:
             raise DataError(f"{out} holds '{found}' guesses, not '{kind}'; move it away first")
+        if read_params(out) != params:
+            raise DataError(f"{out} holds guesses computed with other fitted parameters; move it away first "
+                            f"(or compute with the parameters it holds)")
     attrs = {keys.GUESS_KIND: kind, keys.BASIS: ds.basis, keys.XC: ds.xc}
+    if params is not None:
+        attrs[keys.GUESS_PARAMS] = json.dumps(params, sort_keys=True)
     group = keys.GUESS_HAMILTONIANS
     store.consolidate(out, attrs, group, failures=None)  # absorb what an interrupted run journaled
     done = _read_header(out)[1]
@@ -92,7 +116,7 @@ def write_guesses(data_path: str | Path, kind: str = "minao-fock", consolidate_e
     with store.Appender(out, attrs, group, failures=None, consolidate_every=consolidate_every) as app:
         for key in todo:
             r = ds[key]
-            app.add(key, guess_hamiltonian(r.numbers, r.positions, ds.basis, ds.xc, kind))
+            app.add(key, guess_hamiltonian(r.numbers, r.positions, ds.basis, ds.xc, kind, params))
             if on_done:
                 on_done(key)
     return len(todo), len(done)

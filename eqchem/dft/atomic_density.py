@@ -74,7 +74,7 @@ def _fit_atomic_density(z: int, basis: str) -> Fit:
     exps = np.concatenate([atom.bas_exp(b) for b in range(atom.nbas)])
     lo, hi = 2.0 * exps.min(), 2.0 * exps.max()
     alphas = lo * RATIO ** np.arange(int(np.ceil(np.log(hi / lo) / np.log(RATIO))) + 1)
-    aux = _ghost_mole([("H", (0.0, 0.0, 0.0))], {"H": [[0, [float(a), 1.0]] for a in alphas]})  # one per exponent
+    aux = ghost_mole([("H", (0.0, 0.0, 0.0))], {"H": [[0, [float(a), 1.0]] for a in alphas]})  # one per exponent
     metric = aux.intor("int2c2e")                                       # (g_k | g_l)
     proj = np.einsum("ijk,ij->k", df.incore.aux_e2(atom, aux, "int3c2e", aosym="s1"), dm)  # (g_k | ρ)
     charges = s_function_charges(aux)
@@ -85,7 +85,7 @@ def _fit_atomic_density(z: int, basis: str) -> Fit:
     return tuple(float(a) for a in alphas), tuple(float(c) for c in coef)
 
 
-def _ghost_mole(centres, basis: dict):
+def ghost_mole(centres, basis: dict):
     """A PySCF Mole of ghost atoms (no nuclei, no electrons): ``centres`` [(element symbol, (x, y, z) bohr)],
     ``basis`` {element symbol: PySCF basis of that element's ghosts}."""
     from pyscf import gto
@@ -122,7 +122,7 @@ def superposed_density_coulomb(mol, basis: str, n_electrons: float | None = None
     charges, coords = mol.atom_charges(), mol.atom_coords()
     real = charges > 0  # ghost atoms (charge 0) carry no density
     numbers = [int(z) for z in charges[real]]
-    aux = _ghost_mole([(symbol(z), r) for z, r in zip(numbers, coords[real])], _density_basis(numbers, basis))
+    aux = ghost_mole([(symbol(z), r) for z, r in zip(numbers, coords[real])], _density_basis(numbers, basis))
     # PySCF normalises each contracted function: rescale so that atom A's function holds Z_A electrons
     scale = np.array([z / _origin_charge(z, basis) for z in numbers])
     j = lib.unpack_tril(df.incore.aux_e2(mol, aux, "int3c2e", aosym="s2ij") @ scale)  # μ >= ν only: half the cost
@@ -135,5 +135,5 @@ def superposed_density_coulomb(mol, basis: str, n_electrons: float | None = None
 @functools.lru_cache(maxsize=None)
 def _origin_charge(z: int, basis: str) -> float:
     """∫ φ d³r of element ``z``'s contracted density function as PySCF normalises it."""
-    mol = _ghost_mole([(symbol(z), (0.0, 0.0, 0.0))], _density_basis([z], basis))
+    mol = ghost_mole([(symbol(z), (0.0, 0.0, 0.0))], _density_basis([z], basis))
     return float(s_function_charges(mol)[0])

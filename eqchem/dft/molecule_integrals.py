@@ -31,15 +31,16 @@ class MoleculeIntegrals:
 
 
 def molecule_integrals(numbers: np.ndarray, positions: np.ndarray, basis: str, xc: str, baseline: str = "none",
-                       n_electrons: int | None = None) -> MoleculeIntegrals:
+                       n_electrons: int | None = None, params: dict | None = None) -> MoleculeIntegrals:
     """:class:`MoleculeIntegrals` of atomic numbers (n,) at positions (n, 3) Å in ``basis``, with the guess
     of ``baseline`` for ``n_electrons`` (default neutral) as the pipeline builds it: an analytic one on the
-    input's Mole, a Fock matrix (functional ``xc``) in the principal-axes frame (its overlap then too)."""
+    input's Mole, a Fock matrix (functional ``xc``) in the principal-axes frame (its overlap then too);
+    ``params``: the baseline's fitted parts (a model's ``baseline_params``)."""
     numbers = np.asarray(numbers)
     positions = np.asarray(positions, dtype=float)
     mol = build_mole(Structure(numbers, positions), basis, spin=int(np.sum(numbers)) % 2)
     if baseline in ANALYTIC_BASELINES or baseline == "none":
-        guess = analytic_guess(mol, basis, baseline, n_electrons) if baseline != "none" else None
+        guess = analytic_guess(mol, basis, baseline, n_electrons, params) if baseline != "none" else None
         overlap = mol.intor_symmetric("int1e_ovlp")
     else:
         guess, overlap = guess_and_overlap(numbers, positions, basis, xc, baseline, None, n_electrons)

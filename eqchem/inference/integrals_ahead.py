@@ -32,7 +32,7 @@ def _geometry_key(numbers: np.ndarray, positions: np.ndarray, n_electrons: int) 
             int(n_electrons))
 
 
-def _compute(basis: str, xc: str, baseline: str, density_fits: dict | None,
+def _compute(basis: str, xc: str, baseline: str, density_fits: dict | None, params: dict | None,
              molecules: list[tuple[np.ndarray, np.ndarray, int]]) -> tuple[dict[int, tuple[int, ...]], list]:
     """In the helper: each element's shell layout and each molecule's integrals ((numbers, positions Å,
     electrons) in, the same order out)."""
@@ -45,7 +45,7 @@ def _compute(basis: str, xc: str, baseline: str, density_fits: dict | None,
         use_density_fits(basis, density_fits)
     elements = sorted({int(z) for numbers, _, _ in molecules for z in numbers})
     shells = {z: element_shells(basis, z) for z in elements}
-    return shells, [molecule_integrals(z, r, basis, xc, baseline, n) for z, r, n in molecules]
+    return shells, [molecule_integrals(z, r, basis, xc, baseline, n, params) for z, r, n in molecules]
 
 
 class IntegralsAhead:
@@ -114,5 +114,5 @@ def start_integrals_ahead(model: str | Path | None, structures: Sequence["Struct
     pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
     with spawn_environment(1):
         future = pool.submit(_compute, basis, xc, config.get("baseline", "none"),
-                             metadata.get("core_j_density_fits"), molecules)
+                             metadata.get("core_j_density_fits"), metadata.get("baseline_params"), molecules)
     return IntegralsAhead(pool, future, [_geometry_key(*m) for m in molecules], basis)

@@ -81,6 +81,12 @@ class EqchemModel:
         return str(self.metadata.get("xc", ""))
 
     @property
+    def baseline_params(self) -> dict | None:
+        """The fitted parts of the model's guess (``core-jx``: its atomic potentials), as training's guess
+        files held them; None for guesses without any."""
+        return self.metadata.get("baseline_params")
+
+    @property
     def target(self) -> str:
         return self.net.config.target
 
@@ -116,7 +122,7 @@ class EqchemModel:
         card = {
             "path": str(self.path) if self.path else "(in memory)",
             "target": self.target,
-            "baseline": baseline_text(self.net.config.baseline),
+            "baseline": baseline_text(self.net.config.baseline, self.baseline_params),
             "mode": m.get("mode") or next((k for k in SHIPPED_MODELS if self.path == default_model_path(k)), "-"),
             "PySCF Fock builds per prediction": self.fock_builds(),
             "Fock step after the network": (f"H + {self.fock_mixing:g} (F[P(H)] - H): one cheap Fock build"
@@ -193,15 +199,25 @@ class EqchemModel:
         return pipeline.matrices(molecules, charges=charges, spins=spins)
 
 
-def baseline_text(baseline: str) -> str:
-    """The card's line for a model's baseline."""
+def baseline_text(baseline: str, params: dict | None = None) -> str:
+    """The card's line for a model's baseline (``params``: its fitted parts, if any)."""
     from ..model.config import FOCK_BUILD_BASELINES
 
     if baseline == "none":
         return "none (H from the geometry alone)"
     how = ("one cheap PySCF Fock build" if baseline in FOCK_BUILD_BASELINES else
            "analytic PySCF integrals, no DFT grid, no density fitting")
-    return f"{baseline}: a Δ-model; predictions add this guess Hamiltonian ({how})"
+    text = f"{baseline}: a Δ-model; predictions add this guess Hamiltonian ({how})"
+    fit = (params or {}).get("fit")
+    if (params or {}).get("atomic_potentials"):
+        from ..io.elements import symbol
+
+        elements = " ".join(symbol(int(z)) for z in sorted(params["atomic_potentials"], key=int))
+        text += f"; atomic exchange–correlation potentials of {elements} fitted"
+        if fit:
+            text += (f" on {fit['structures']} training structures (guess MAE {fit['mae_before_uEh']:,.0f} -> "
+                     f"{fit['mae_after_uEh']:,.0f} µEh without them / with them)")
+    return text
 
 
 def card_metrics(metrics: dict) -> dict:

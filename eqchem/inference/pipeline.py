@@ -289,7 +289,8 @@ class PredictionPipeline:
             frame = canonical_mole(z, r, model.basis) if step else None
         else:
             frame = canonical_mole(z, r, model.basis) if needs_frame else None
-            guess, overlap = guess_and_overlap(z, r, model.basis, model.xc, cfg.baseline, frame, n_electrons)
+            guess, overlap = guess_and_overlap(z, r, model.basis, model.xc, cfg.baseline, frame, n_electrons,
+                                               model.baseline_params)
         return guess + filter_correction(correction, overlap, cfg.correction_overlap_cutoff), frame, overlap
 
     def _fock_step(self, z: np.ndarray, r: np.ndarray, m: np.ndarray, n_electrons: int, spin: int, frame,
@@ -305,7 +306,7 @@ class PredictionPipeline:
 
             frame = canonical_mole(z, r, model.basis)
             overlap = guess_and_overlap(z, r, model.basis, model.xc, model.net.config.baseline, frame,
-                                        n_electrons)[1]
+                                        n_electrons, model.baseline_params)[1]
         return damped_fock_step(z, r, m, overlap, n_electrons, model.basis, model.xc, model.fock_mixing, frame, spin)
 
     def _integrals_ahead(self, z: np.ndarray, r: np.ndarray, n_electrons: int) -> "MoleculeIntegrals | None":

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-BASELINES = ("none", "minao-fock", "core", "core-j")
+BASELINES = ("none", "minao-fock", "core", "core-j", "core-jx")
 """Guess Hamiltonians a model can correct (``ModelConfig.baseline``; computed by eqchem.dft.guess)."""
 FOCK_BUILD_BASELINES = ("minao-fock",)
-"""The baselines that cost a Kohn–Sham matrix build (grid, density fitting); ``core`` and ``core-j`` are
-analytic (one- and three-centre integrals)."""
+"""The baselines that cost a Kohn–Sham matrix build (grid, density fitting); ``core``, ``core-j`` and
+``core-jx`` are analytic (one- and three-centre integrals)."""
 
 PREDICTION_ONLY = ("correction_overlap_cutoff", "correction_pair_cutoff", "fock_mixing")
 """ModelConfig fields used only at prediction time: changing them needs no retraining."""
@@ -35,7 +35,7 @@ class ModelConfig:
     radial: str = "gaussian"          # gaussian | log_gaussian | bessel (eqchem.model.radial)
     pair_num_basis: int = 0           # radial functions of the pair head; 0: 2 * num_basis
     target: str = "hamiltonian"
-    baseline: str = "none"            # none | minao-fock | core | core-j: Δ-model of target - guess (eqchem.dft.guess)
+    baseline: str = "none"            # none | minao-fock | core | core-j | core-jx: Δ-model of target - guess (eqchem.dft.guess)
     correction_overlap_cutoff: float = 0.0  # Δ-models: predicted corrections are projected onto overlap
                                             # eigenvectors with eigenvalue > this (eqchem.inference.correction.filter_correction)
     correction_pair_cutoff: float = 0.0     # Δ-models: atom-pair corrections fade out smoothly over the last Å

@@ -180,6 +180,7 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
         if missing:
             raise DataError(f"{len(missing)} structures have no '{cfg.model.baseline}' guess (e.g. {missing[0]}); "
                             f"run: eqchem guess {' '.join(str(ds.path) for ds in dss)}")
+    baseline_params = _guess_params(guesses)
 
     spectral = (SpectralSettings(cfg.eig_virtuals, cfg.model.correction_overlap_cutoff)
                 if cfg.eig_weight > 0 or cfg.gap_weight > 0 else None)
@@ -313,6 +314,7 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
             "charges": train_charges, "spins": train_spins,  # total charges / 2S the training data covered
             "atoms_range": [int(min(natoms)), int(max(natoms))] if natoms else None,
             "train_keys": sorted(split["train"]), "val_keys": sorted(val_keys),
+            **({"baseline_params": baseline_params} if baseline_params else {}),
             "train_config": cfg.to_dict(), "metrics": metrics, "shipped_model": shipped_label,
             "stop_reason": stop_reason, "eqchem_version": __version__,
             "epochs": int(trainer.current_epoch), "train_seconds": time.time() - t0,
@@ -326,6 +328,18 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
                        time.time() - t0, run_dir / "checkpoints", int(trainer.global_rank),
                        stop_reason=stop_reason, monitor=cfg.monitor, best_epoch=best_epoch, best=best_metrics,
                        last_epoch=last_epoch, last=last, shipped=shipped, shipped_label=shipped_label)
+
+
+def _guess_params(guesses: dict | None) -> dict | None:
+    """The fitted parameters shared by all guess files (``core-jx``), None for guesses without any; guess
+    files computed with different parameters cannot train one model."""
+    if not guesses:
+        return None
+    found = {json.dumps(g.params, sort_keys=True) for g in guesses.values()}
+    if len(found) > 1:
+        raise DataError(f"the guess files {', '.join(str(g.path) for g in guesses.values())} were computed with "
+                        f"different fitted parameters; recompute them together (eqchem guess FILES... --kind ...)")
+    return json.loads(found.pop())
 
 
 def epoch_lines(log, monitor: str, max_epochs: int, checkpoint=None, print_lines: bool = True, profile=None):
