@@ -88,6 +88,11 @@ def ensure_guesses(data: list, cfg) -> None:
     if cfg.model.baseline == "none":
         return
     cmd = [eqchem_command(), "guess", *map(str, data), "--kind", cfg.model.baseline]
+    if cfg.split_file:  # a fitted guess (core-jx) fits on the training keys only
+        from eqchem.dft.guess import FITTED_BASELINES
+
+        if cfg.model.baseline in FITTED_BASELINES:
+            cmd += ["--split-file", str(cfg.split_file)]
     print("$ eqchem " + " ".join(cmd[1:]), flush=True)
     if subprocess.run(cmd).returncode != 0:
         sys.exit("eqchem guess failed")
@@ -146,6 +151,25 @@ def key_locations(paths: list[Path]) -> dict[str, int]:
     return where
 
 
+def point_data(data: list, folder: Path, cfg) -> list:
+    """The data files one point trains on: ``data`` itself, or, for a guess fitted on training structures
+    (core-jx), links to them in the point's own ``folder``, where its guess files go, so that every point
+    fits its atomic potentials on its own training keys only."""
+    from eqchem.dft.guess import FITTED_BASELINES
+
+    if cfg.model.baseline not in FITTED_BASELINES:
+        return data
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for p in map(Path, data):
+        for src in (p, p.with_name(p.name + ".segments")):  # a store's index links its segments relatively
+            link = folder / src.name
+            if src.exists() and not link.exists():
+                link.symlink_to(src.resolve())
+        out.append(folder / p.name)
+    return out
+
+
 def evaluate_keys(model, paths: list[Path], where: dict[str, int], test_keys: list[str], batch_size: int) -> dict:
     """Metrics of ``model`` on ``test_keys`` spread over several files: per-molecule means over all of them."""
     from eqchem.data.reader import H5Dataset
@@ -201,6 +225,9 @@ def main() -> None:
                                                  "4,8,16 with --quick); capped at the number of training keys")
     p.add_argument("--max-epochs", type=int, default=None, help="epochs per point (default: the config's; 3 with --quick)")
     p.add_argument("--max-time", type=float, default=None, help="minutes per point (default: the config's)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="early stopping: epochs without a better validation loss before a point stops (default: "
+                        "the config's); with a generous --max-time as a cap, every point trains to convergence")
     p.add_argument("--batch-size", type=int, default=None, help="override the config's batch size")
     p.add_argument("--seed", type=int, default=0, help="seed of the shuffle that orders the training keys")
     p.add_argument("--eval-batch-size", type=int, default=16)
@@ -266,7 +293,8 @@ def main() -> None:
         sys.exit("no test molecule has only elements of the smallest training subset; use larger --sizes")
 
     level = f"{dss[0].xc}/{dss[0].basis}"
-    overrides = {"max_epochs": max_epochs, "max_time_minutes": a.max_time, "batch_size": a.batch_size}
+    overrides = {"max_epochs": max_epochs, "max_time_minutes": a.max_time, "batch_size": a.batch_size,
+                 "early_stopping_patience": a.patience}
     base = TrainConfig.load(a.config, overrides)
     budget = f"max_epochs {base.max_epochs}, max_time {base.max_time_minutes or 'none'} min"
     print(f"{len(data)} data file(s), {level}; split {split_path}: {len(parts['train'])} train / "
@@ -288,25 +316,27 @@ def main() -> None:
         cfg = TrainConfig.load(a.config, {**overrides, "split_file": str(split_n)})
         model_path, run_dir = work / "models" / f"n{n}.pt", work / "runs" / f"n{n}"
         print(f"\n== n_train = {n}", flush=True)
-        model, seconds, epochs, val = train_or_reuse(data, model_path, run_dir, subset, cfg, a.retrain)
+        model, seconds, epochs, val = train_or_reuse(point_data(data, work / "points" / f"n{n}", cfg), model_path,
+                                                     run_dir, subset, cfg, a.retrain)
         t0 = time.perf_counter()
         s = evaluate_keys(model, list(data), where, test_keys, a.eval_batch_size)
         print(f"   test: H MAE {s['h_mae_uEh']:.1f} µEh over {s['n_molecules']} molecules "
               f"(evaluated in {time.perf_counter() - t0:.1f} s)", flush=True)
         point = {"n_train": n, "epochs": epochs, "train_minutes": seconds / 60, "model": str(model_path),
-                 "val_metrics": val, "test": s}
+                 "stop_reason": model.metadata.get("stop_reason", ""), "val_metrics": val, "test": s}
         info["points"].append(point)
         rows.append(point)
         (out / "learning_curve.json").write_text(json.dumps(_json_plain(info), indent=1))  # after every point
 
-    header = ("| n_train | H MAE (µEh) | diag (µEh) | off-diag (µEh) | ε_occ MAE (µEh) | gap MAE (eV) | epochs "
-              "| train min |\n|---:|---:|---:|---:|---:|---:|---:|---:|")
+    header = ("| n_train | H MAE (µEh) | diag (µEh) | off-diag (µEh) | ε_occ MAE (µEh) | ψ_occ cos (%) | gap MAE (eV) "
+              "| epochs | train min | stopped by |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     lines = [header]
     for r in rows:
         t = r["test"]
+        stop = r.get("stop_reason", "").split(" (")[0].split(" at epoch")[0] or "-"
         lines.append(f"| {r['n_train']} | {t['h_mae_uEh']:.1f} | {t['h_mae_diag_uEh']:.1f} | "
-                     f"{t['h_mae_offd_uEh']:.1f} | {t['eps_occ_mae_uEh']:.1f} | {t['gap_mae_ev']:.3f} | "
-                     f"{r['epochs']} | {r['train_minutes']:.1f} |")
+                     f"{t['h_mae_offd_uEh']:.1f} | {t['eps_occ_mae_uEh']:.1f} | {t['psi_cos_pct']:.1f} | "
+                     f"{t['gap_mae_ev']:.3f} | {r['epochs']} | {r['train_minutes']:.1f} | {stop} |")
     m = info["machine"]
     footer = (f"{level}; test set: {len(test_keys)} molecules (same for every row); validation: "
               f"{len(parts['val'])} structures; config {Path(a.config).name}, {budget} per point; "

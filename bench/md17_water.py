@@ -43,6 +43,9 @@ BASELINE_TEXT = {
             "at predict time",
     "core-j": "T + V_nuc + the Coulomb matrix of superposed neutral atomic densities: analytic one- and "
               "three-centre integrals, no DFT grid and no density-fitting basis at predict time",
+    "core-jx": "T + V_nuc + the Coulomb matrix of superposed neutral atomic densities + spherical atomic "
+               "exchange–correlation potentials fitted on the training structures: analytic one- and "
+               "three-centre integrals, no DFT grid and no density-fitting basis at predict time",
 }
 FLOOR_UEH = 15.0                        # the floor issue 15 sets for the fast mode (H MAE, µEh; no Fock build)
 

@@ -5,9 +5,11 @@ validation and 200 test structures at every size: the geometry seeds make a smal
 subset of a larger one) with one config (default ``bench/md17_water_corej.yaml``, the fast mode: Δ on
 the grid-free core-j guess, frozen random body, readouts solved exactly: each point is trained to its
 optimum by one ridge solve, not for a fixed time). Every point has its own folder
-``--out``/n<size>/ (its table, json, model); DFT labels already computed by another run are reused by
-copying its data folder first (``--reuse``, default ``bench/results/md17_water_corej/work``: the data
-file and its guess files with their segment folders), so only new structures are computed.
+``--out``/n<size>/ (its table, json, model); DFT labels already computed are reused by copying the
+previous point's data folder first (for the first point, ``--reuse``, default
+``bench/results/md17_water_corej/work``: the data
+file and its guess files with their segment folders, except core-jx guesses, whose atomic potentials each
+point fits on its own training structures), so only new structures are computed.
 
 Writes ``md17_water_curve.{md,json,png}`` to ``--out``: our points, the peers' published MD17 water
 figures (trained on the MD17 split; plotted at their training size where the papers give it), the floor.
@@ -39,15 +41,17 @@ def reuse_data(src: Path, work: Path) -> None:
     for p in src.iterdir():
         if not p.name.startswith("water_") or (work / p.name).exists():
             continue
+        if ".guess-core-jx." in p.name:  # fitted on that run's training structures: each point fits its own
+            continue
         if p.is_dir() and p.name.endswith(".segments"):
             shutil.copytree(p, work / p.name)
         elif p.is_file() and p.suffix == ".h5":
             shutil.copy2(p, work / p.name)
 
 
-def run_point(n: int, a) -> dict:
+def run_point(n: int, a, reuse: Path) -> dict:
     out = a.out / f"n{n}"
-    reuse_data(a.reuse, out / "work")
+    reuse_data(reuse, out / "work")
     cmd = [sys.executable, str(ROOT / "bench" / "md17_water.py"), "--config", str(a.config), "--n-train", str(n),
            "--n-val", str(a.n_val), "--n-test", str(a.n_test), "--out", str(out)]
     print("$ " + " ".join(cmd[1:]), flush=True)
@@ -85,8 +89,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "md17_water_curve")
     a = p.parse_args()
     points = []
+    reuse = a.reuse
     for n in sorted(a.sizes):
-        info = run_point(n, a)
+        info = run_point(n, a, reuse)
+        reuse = a.out / f"n{n}" / "work"  # the next, larger point computes only its new structures
         t = info["test"]
         points.append({"n_train": info["counts_used"]["train"], "h_mae_uEh": t["h_mae_uEh"],
                        "h_mae_diag_uEh": t["h_mae_diag_uEh"], "h_mae_offd_uEh": t["h_mae_offd_uEh"],

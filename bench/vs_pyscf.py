@@ -248,6 +248,32 @@ def cli_screening(count: int, threads: int, workdir: Path) -> dict:
             "command": f"eqchem predict --mode fast screen.xyz -o screen.json ({n} QM9 molecules)"}
 
 
+FLOORS = (  # issue 15's floors for the fast mode: (what, value getter, bound, "max"/"min")
+    ("time per molecule / grid-0 DF SCF's", lambda f, race, screen: f["ratio_to_grid0"], 1 / 20, "max"),
+    ("H MAE (µEh)", lambda f, race, screen: f["h_mae_uEh"], 1000.0, "max"),
+    ("HOMO–LUMO gap MAE (eV)", lambda f, race, screen: f["gap_mae_ev"], 0.2, "max"),
+    ("fresh `eqchem predict --mode fast ethanol.xyz` / fresh PySCF SCF",
+     lambda f, race, screen: race and race["ratios"].get("eqchem predict --mode fast ethanol.xyz"), 0.5, "max"),
+    ("screening from the shell (molecules/s)", lambda f, race, screen: screen and screen["molecules_per_s"], 10.0, "min"),
+)
+
+
+def floor_lines(summary: list[dict], race: dict | None, screen: dict | None) -> list[str]:
+    """One line per floor of the fast mode: measured value, bound, met or NOT met (or not measured)."""
+    fast = next((r for r in summary if r["method"] == FAST), None)
+    if fast is None:
+        return []
+    lines = []
+    for what, get, bound, kind in FLOORS:
+        value = get(fast, race, screen)
+        if value is None:
+            lines.append(f"- {what}: not measured in this run (bound {bound:g})")
+            continue
+        ok = value <= bound if kind == "max" else value >= bound
+        lines.append(f"- {what}: {value:.4g} ({'≤' if kind == 'max' else '≥'} {bound:g}): {'met' if ok else 'NOT met'}")
+    return lines
+
+
 def plot(summary: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -346,7 +372,7 @@ def main() -> None:
               f"{', '.join(Path(d).name for d in a.data) or '-'}"
               f"{', ethanol, glycine, aspirin' if a.examples else ''}), B3LYP/def2-SVP ({model.xc}); models "
               f"{Path(str(model.path)).name} (accurate)"
-              f"{f', {Path(str(fast.path)).name} (fast)' if fast is not None else ''}; one process, sequential, {threads} thread(s), {m['cores']} cores "
+              f"{f', {Path(str(fast.path)).name} (fast, {fast.net.config.baseline} guess)' if fast is not None else ''}; one process, sequential, {threads} thread(s), {m['cores']} cores "
               f"({m['cpu']}), CPU only. Times: wall per molecule, Mole construction included; eqchem with the "
               f"model loaded once. Errors vs the reference (PySCF RKS grid 3, conv_tol 1e-10: the data's H for "
               f"QM9 molecules).")
@@ -366,7 +392,10 @@ def main() -> None:
                    + "; ratios to the PySCF process: "
                    + ", ".join(f"{k.split(' ethanol')[0].replace('eqchem predict ', '')} {r:.2f}"
                                for k, r in race["ratios"].items()) + ".")
+    floors = floor_lines(summary, race, screen)
     text = table(summary) + "\n\n" + footer
+    if floors:
+        text += "\n\nFast-mode floors (issue 15) in this run:\n" + "\n".join(floors)
     print("\n" + text)
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "vs_pyscf.md").write_text(text + "\n\n![time against accuracy](vs_pyscf.png)\n")
@@ -374,7 +403,7 @@ def main() -> None:
         {"benchmark": "vs_pyscf", "summary": summary, "rows": rows, "cli": race, "threads": threads,
          "model": str(model.path), "fast_model": str(fast.path) if fast is not None else None,
          "fast_stage_seconds_per_molecule": timings.per_molecule() if fast is not None else None,
-         "fast_batched": batched, "screening": screen, "machine": m}), indent=1))
+         "fast_batched": batched, "screening": screen, "floors": floors, "machine": m}), indent=1))
     plot(summary, a.out / "vs_pyscf.png")
     print(f"wrote {a.out / 'vs_pyscf.md'}, vs_pyscf.json, vs_pyscf.png")
 
