@@ -10,10 +10,14 @@ from .common import console, print_table, user_errors
 from .main import app
 
 
+QUICK_BUILD_STRUCTURES = 48
+"""``eqchem predict`` of at most this many structures in this process builds the network without e3nn's
+einsum-order search (seconds less start-up, a slower forward pass; ``load_model(quick=True)``)."""
 MODE_HELP = "Shipped model: fast (no Fock build) or accurate (two cheap Fock builds); default: the package's default mode."
 
 
-def _load_model_for_cli(model: Optional[str], mode: Optional[str] = None):
+def _load_model_for_cli(model: Optional[str], mode: Optional[str] = None, quick: bool = False):
+    """``quick``: a run of a few structures in this process (see :func:`~eqchem.inference.model_file.load_model`)."""
     from ..errors import InputError
     from ..inference.model_file import default_model_path, load_model
 
@@ -21,8 +25,8 @@ def _load_model_for_cli(model: Optional[str], mode: Optional[str] = None):
         raise InputError("give --model FILE or --mode fast|accurate, not both")
     if mode is not None:
         default_model_path(mode)  # an unknown mode: one line naming the modes
-        return load_model(mode)
-    return load_model(model)  # None or "default": the default mode's shipped model
+        return load_model(mode, quick=quick)
+    return load_model(model, quick=quick)  # None or "default": the default mode's shipped model
 
 
 @app.command()
@@ -82,14 +86,15 @@ def predict(
     from ..inference.parallel import helper_processes
 
     ahead = None
-    if device == "cpu" and not helper_processes(len(structures), batch_size, workers, device, True) \
-            and not (model and mode):
+    in_process = not helper_processes(len(structures), batch_size, workers, device, True)
+    if device == "cpu" and in_process and not (model and mode):
         from ..inference.integrals_ahead import start_integrals_ahead
 
         # PySCF's integrals of the first batch in a second process while this one imports torch
         ahead = start_integrals_ahead(mode or model, structures[:batch_size])
     try:
-        m = _load_model_for_cli(model, mode)
+        # a few batches here: the quick build; helper processes (many batches) build their own, optimized
+        m = _load_model_for_cli(model, mode, quick=in_process and len(structures) <= QUICK_BUILD_STRUCTURES)
         _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine, fock_step, device, batch_size,
                          allow_extrapolation, t0, timings, workers, ahead)
     finally:

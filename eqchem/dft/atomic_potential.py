@@ -70,7 +70,7 @@ def fit_atomic_potentials(samples: Iterable[tuple[object, np.ndarray]], exponent
     Returns the fit and a summary: ``structures``, ``elements``, and ``mae_before_uEh`` / ``mae_after_uEh``:
     the residual's MAE without and with the fitted potential, averaged over the first ``n_check`` samples.
     """
-    gram: dict[int, np.ndarray] = {}
+    gram: dict[tuple[int, int], np.ndarray] = {}
     cross: dict[int, np.ndarray] = {}
     kept, count = [], 0
     for mol, residual in samples:  # elements may appear late: one block of the equations per element pair
@@ -160,7 +160,7 @@ def fit_on_data(structures: list[tuple[object, str]],
     """:func:`fit_atomic_potentials` on ``structures`` (:func:`fit_structures`); the residual is the stored
     Kohn–Sham matrix minus the ``core-j`` guess. ``on_done(key)`` after each structure."""
     from ..io.structure import Structure
-    from .atomic_density import superposed_density_coulomb
+    from .guess import analytic_guess
     from .runner import build_mole
 
     def samples():
@@ -170,9 +170,7 @@ def fit_on_data(structures: list[tuple[object, str]],
                 raise DataError(f"{ds.path}:{key}: atomic potentials are fitted on restricted (RKS) data only")
             mol = build_mole(Structure(rec.numbers, rec.positions, charge=rec.charge), ds.basis,
                              spin=int(rec.attrs.get("spin", 0)))
-            core_j = (mol.intor_symmetric("int1e_kin") + mol.intor_symmetric("int1e_nuc")
-                      + superposed_density_coulomb(mol, ds.basis, rec.n_electrons))
-            yield mol, rec.hamiltonian - core_j
+            yield mol, rec.hamiltonian - analytic_guess(mol, ds.basis, "core-j", rec.n_electrons)
             if on_done:
                 on_done(key)
 

@@ -254,9 +254,13 @@ def hardware_text(hw) -> str:
     return str(hw) if hw else "not recorded"
 
 
-def load_model(path: str | Path | None = None, dtype: torch.dtype | None = None) -> EqchemModel:
+def load_model(path: str | Path | None = None, dtype: torch.dtype | None = None, quick: bool = False) -> EqchemModel:
     """Load a model file, or a shipped model by mode: ``None``/``"default"`` (:data:`DEFAULT_MODE`),
-    ``"accurate"`` or ``"fast"`` (:data:`SHIPPED_MODELS`)."""
+    ``"accurate"`` or ``"fast"`` (:data:`SHIPPED_MODELS`).
+
+    ``quick``: build the network without e3nn's einsum-order search: a few seconds less to load, each forward
+    pass slower (see :mod:`eqchem.model.e3nn_setup`): for a process that predicts a few structures and exits
+    (``eqchem predict`` of one or a few batches); the default suits a model loaded once for many predictions."""
     shipped = path is None or str(path) in ("default", *SHIPPED_MODELS)
     p = model_path(path)
     if not p.exists():
@@ -273,7 +277,7 @@ def load_model(path: str | Path | None = None, dtype: torch.dtype | None = None)
     stored = torch.float64 if blob.get("dtype") == "float64" else torch.float32
     from ..model.e3nn_setup import quick_build
 
-    with quick_build():  # less start-up, same network (see eqchem/model/e3nn_setup.py)
+    with quick_build(einsum_search=not quick):  # less start-up, same network (see eqchem/model/e3nn_setup.py)
         net = build_model(layout, ModelConfig.from_dict(blob["model_config"]), blob["avg_neighbors"], dtype or stored)
     try:
         load_portable_state_dict(net, blob["state_dict"])

@@ -12,10 +12,14 @@ eqchem never runs these modules under ``torch.compile``, so:
   ``e3nn.o3._angular_spherical_harmonics`` takes seven sympy names at import time but uses them only in
   its two Legendre-polynomial builders (``Legendre``, ``SphericalHarmonicsAlphaBeta``, which eqchem does
   not use); those two functions import sympy and bind the real names on their first call;
-- :func:`quick_build` is a context in which e3nn skips the einsum-order search (the same contractions in the
-  order e3nn writes them: results equal to float32 round-off) and reuses the normalization constant of an activation it
-  has already normalized (the same seeded samples give the same constant). Inference builds models in
-  it; training keeps e3nn's defaults.
+- :func:`quick_build` is a context in which e3nn reuses the normalization constant of an activation it has
+  already normalized (the same seeded samples give the same constant) and, unless ``einsum_search`` is set,
+  skips the einsum-order search (the same contractions in the order e3nn writes them: results equal to
+  float32 round-off). Without the search a model builds in a fraction of the time but each forward pass is
+  slower: torch then searches a contraction order on every einsum call (measured on the shipped fast model,
+  one QM9 molecule per call on one core: ~1.8× the network time, against ~2.3 s more to build; see
+  :func:`eqchem.inference.model_file.load_model`'s ``quick``). Inference builds models in it; training keeps
+  e3nn's defaults.
 """
 from __future__ import annotations
 
@@ -95,15 +99,16 @@ def _bind_sympy_on_first_use(module) -> None:
 
 
 @contextlib.contextmanager
-def quick_build():
-    """Build e3nn modules without the einsum-order search and with cached activation normalizations."""
+def quick_build(einsum_search: bool = False):
+    """Build e3nn modules with cached activation normalizations and, unless ``einsum_search``, without the
+    einsum-order search (faster to build, slower to run)."""
     import_e3nn()
     import e3nn
     from e3nn.math import _normalize_activation as norm
 
     saved = e3nn.get_optimization_defaults()
     original_moment = norm.moment
-    e3nn.set_optimization_defaults(optimize_einsums=False)
+    e3nn.set_optimization_defaults(optimize_einsums=einsum_search)
     norm.moment = _cached_moment(original_moment)
     try:
         yield
