@@ -15,6 +15,8 @@ Writes ``md17_water_curve.{md,json,png}`` to ``--out``: our points, the peers' p
 figures (trained on the MD17 split; plotted at their training size where the papers give it), the floor.
 
     python bench/md17_water_curve.py                       # 5 points, ~30-60 min on 2 cores
+    python bench/md17_water_curve.py --config bench/md17_water_corej_wide.yaml \
+        --out bench/results/md17_water_curve_wide          # heads twice as wide: the fast-mode recipe
     python bench/md17_water_curve.py --sizes 50 100 200     # fewer
 """
 from __future__ import annotations
