@@ -218,3 +218,28 @@ def test_pipeline_and_pair_lists_import_without_heavy_modules():
     assert data.local_pairs is local_pairs
     p = local_pairs(np.array(WATER[1]), 1.2)
     assert p.dtype == np.int64 and p.tolist() == [[0, 0, 1, 2], [1, 2, 0, 0]]  # O-H both ways; H-H is 1.51 Å
+
+
+def test_pairs_beyond_the_correction_pair_cutoff_are_not_computed_and_nothing_changes(monkeypatch):
+    """A Δ-model's atom-pair corrections are zero from ``correction_pair_cutoff`` on: the network predicts
+    only the pairs within it (fewer pair blocks, less time), with the same matrices as when it predicted every
+    pair within the model's pair cutoff and the switch zeroed the far ones."""
+    model = tiny_model("core", correction_pair_cutoff=2.5)
+    mols = WATER_MOLS + [(np.array([8, 1, 1, 8, 1, 1]),
+                          np.concatenate([WATER[1], np.array(WATER[1]) + [0.0, 0.0, 2.6]]))]
+    pipeline = PredictionPipeline(model)
+    seen = []
+    original = PredictionPipeline._batch
+
+    def recording(self, chunk, cutoff):
+        b = original(self, chunk, cutoff)
+        seen.append(sum(p.shape[1] for p in b.pairs))
+        return b
+
+    monkeypatch.setattr(PredictionPipeline, "_batch", recording)
+    fewer = pipeline.matrices(mols)
+    monkeypatch.setattr(PredictionPipeline, "_pair_cutoff", lambda self: self.model.net.config.pair_cutoff)
+    every = pipeline.matrices(mols)
+    assert seen[0] < seen[1]  # the water dimer's far pairs were left out
+    for a, b in zip(fewer, every):
+        assert np.abs(a - b).max() < 1e-12

@@ -197,7 +197,7 @@ class PredictionPipeline:
         out: list[np.ndarray] = []
         for start in range(0, len(molecules), self.batch_size):
             with self.timings.stage("structures"):
-                batch = self._batch(molecules[start:start + self.batch_size], net.config.pair_cutoff)
+                batch = self._batch(molecules[start:start + self.batch_size], self._pair_cutoff())
             with self.timings.stage("network"):
                 diag, offd = self._network(net, batch, dtype)
             a0 = e0 = 0
@@ -212,6 +212,14 @@ class PredictionPipeline:
                 e0 += e
             self.timings.molecules += len(batch.numbers)
         return out
+
+    def _pair_cutoff(self) -> float:
+        """Distance (Å) within which the network predicts atom-pair blocks: the model's pair cutoff, or the
+        shorter ``correction_pair_cutoff`` of a Δ-model, beyond which :meth:`_blocks` would zero them anyway."""
+        cfg = self.model.net.config
+        if cfg.baseline != "none" and cfg.correction_pair_cutoff > 0:
+            return min(cfg.pair_cutoff, cfg.correction_pair_cutoff)
+        return cfg.pair_cutoff
 
     def _batch(self, chunk: Sequence[tuple[np.ndarray, np.ndarray]], pair_cutoff: float) -> _Batch:
         """Stage ``structures``: check the elements and build the pair lists of one network call."""
