@@ -136,7 +136,7 @@ def _fitted_guess_params(data: List[Path], kind: str, split_file: Optional[Path]
     import json
 
     from ..data.guess_file import read_params, stored_params
-    from ..dft.atomic_potential import fit_on_data, fit_structures
+    from ..dft.atomic_potential import OMEGA, fit_on_data, fit_structures
     from ..errors import DataError
     from ..io.elements import symbol
 
@@ -176,10 +176,10 @@ def _fitted_guess_params(data: List[Path], kind: str, split_file: Optional[Path]
     with ProgressReporter(f"fit {kind} atomic potentials", len(structures)) as progress:
         fit, summary = fit_on_data(structures, on_done=lambda key: progress.advance(key))
     console.print(f"{kind}: fitted atomic potentials of {' '.join(symbol(z) for z in summary['elements'])} on "
-                  f"{summary['structures']} structures: core-j guess MAE {summary['mae_before_uEh']:,.0f} -> "
-                  f"{summary['mae_after_uEh']:,.0f} µEh (first {min(10, summary['structures'])} of them)",
+                  f"{summary['structures']} structures: guess MAE {summary['mae_before_uEh']:,.0f} µEh without them, "
+                  f"{summary['mae_after_uEh']:,.0f} µEh with them (first {min(10, summary['structures'])} of them)",
                   highlight=False)
-    return {"atomic_potentials": fit, "fit": summary}
+    return {"atomic_potentials": fit, "omega": OMEGA, "fit": summary}
 
 
 @app.command()

@@ -7,10 +7,12 @@ density fitting), exactly equivariant; the network then learns the whole electro
 the electrostatics of neutral atoms, still grid-free (one three-centre integral per AO pair and atom);
 the network then learns the local exchange–correlation and charge-relaxation response.
 
-``core-jx`` adds fitted spherical atomic exchange–correlation potentials (:mod:`eqchem.dft.atomic_potential`),
-one three-centre overlap integral per AO pair and atom, still grid-free: a few dozen coefficients per basis
+``core-jx`` is T + V_nuc, the long-range Coulomb potential of the atoms' electrons (one Gaussian charge per
+atom) and fitted spherical effective atomic potentials (:mod:`eqchem.dft.atomic_potential`) that hold the rest
+of the atoms' electrostatics and their exchange–correlation: one three-centre overlap integral per AO pair and
+atom, still grid-free, cheaper than core-j and ~10× closer to the SCF matrix; a few dozen coefficients per basis
 and functional, solved by least squares on training structures (``eqchem guess --kind core-jx``) and carried
-as ``params`` (``{"atomic_potentials": fit}``) by guess files and model files.
+as ``params`` (``{"atomic_potentials": fit, "omega": ω}``) by guess files and model files.
 
 ``minao-fock`` is the Kohn–Sham matrix F[P_minao] of the functional, built once from PySCF's minao
 (superposition of atomic densities) guess density, with a coarse grid (level 1) and density-fitted
@@ -37,24 +39,25 @@ FITTED_BASELINES = ("core-jx",)
 
 
 def analytic_guess(mol, basis: str, kind: str, n_electrons: int | None, params: dict | None = None) -> np.ndarray:
-    """T + V_nuc (``core``), plus J of the superposed neutral atomic densities (``core-j``), plus the fitted
-    atomic exchange–correlation potentials ``params["atomic_potentials"]`` (``core-jx``), Eh."""
+    """T + V_nuc (``core``), plus J of the superposed neutral atomic densities (``core-j``); or T + V_nuc +
+    J_lr + the fitted atomic potentials ``params`` (``core-jx``, :mod:`eqchem.dft.atomic_potential`); Eh."""
+    if kind == "core-jx":
+        from .atomic_potential import superposed_potential, unfitted_part
+
+        fit = fitted_potentials(params)
+        return unfitted_part(mol, n_electrons, float(params["omega"])) + superposed_potential(mol, fit)
     hcore = mol.intor_symmetric("int1e_kin") + mol.intor_symmetric("int1e_nuc")
-    if kind in ("core-j", "core-jx"):
+    if kind == "core-j":
         from .atomic_density import superposed_density_coulomb
 
         hcore = hcore + superposed_density_coulomb(mol, basis, n_electrons)
-    if kind == "core-jx":
-        from .atomic_potential import superposed_potential
-
-        hcore = hcore + superposed_potential(mol, fitted_potentials(params))
     return hcore
 
 
 def fitted_potentials(params: dict | None) -> dict:
     """The atomic potential fit of a ``core-jx`` guess's ``params``; an error a user can act on without one."""
     fit = (params or {}).get("atomic_potentials")
-    if not fit:
+    if not fit or "omega" not in params:
         raise InputError("the core-jx guess needs fitted atomic potentials (eqchem guess --kind core-jx fits them; "
                          "a core-jx model file carries its own)")
     return fit

@@ -213,10 +213,10 @@ def baseline_text(baseline: str, params: dict | None = None) -> str:
         from ..io.elements import symbol
 
         elements = " ".join(symbol(int(z)) for z in sorted(params["atomic_potentials"], key=int))
-        text += f"; atomic exchange–correlation potentials of {elements} fitted"
+        text += f"; effective atomic potentials of {elements} fitted"
         if fit:
-            text += (f" on {fit['structures']} training structures (guess MAE {fit['mae_before_uEh']:,.0f} -> "
-                     f"{fit['mae_after_uEh']:,.0f} µEh without them / with them)")
+            text += (f" on {fit['structures']} training structures (their guess MAE {fit['mae_before_uEh']:,.0f} "
+                     f"µEh without them, {fit['mae_after_uEh']:,.0f} µEh with them)")
     return text
 
 

@@ -130,6 +130,7 @@ class PredictionPipeline:
         self.timings = timings if timings is not None else StageTimings()
         self.workers = max(1, int(workers))
         self.integrals_ahead = integrals_ahead
+        self._moles: dict[tuple, object] | None = None  # during results(): the baseline stage's Moles, for reuse
 
     # -- whole runs --------------------------------------------------------------------------
     def run(self, source, extrapolate: bool = False) -> PredictionRun:
@@ -170,17 +171,21 @@ class PredictionPipeline:
         ``result.seconds``: the batch's matrix time shared out per structure plus its own ``result`` stage.
         """
         t0 = time.perf_counter()
-        mats = self.matrices([(s.numbers, s.positions) for s in structures], charges=[s.charge for s in structures],
-                             spins=[int(s.spin or 0) for s in structures])
-        t_net = (time.perf_counter() - t0) / max(1, len(structures))
-        out = []
-        for s, m, warned in zip(structures, mats, found):
-            t1 = time.perf_counter()
-            with self.timings.stage("result"):
-                res = self._result(s, m)
-            res.warnings = list(warned)
-            res.seconds = t_net + time.perf_counter() - t1
-            out.append(res)
+        self._moles = {}
+        try:
+            mats = self.matrices([(s.numbers, s.positions) for s in structures],
+                                 charges=[s.charge for s in structures], spins=[int(s.spin or 0) for s in structures])
+            t_net = (time.perf_counter() - t0) / max(1, len(structures))
+            out = []
+            for s, m, warned in zip(structures, mats, found):
+                t1 = time.perf_counter()
+                with self.timings.stage("result"):
+                    res = self._result(s, m)
+                res.warnings = list(warned)
+                res.seconds = t_net + time.perf_counter() - t1
+                out.append(res)
+        finally:
+            self._moles = None
         return out
 
     # -- matrices ----------------------------------------------------------------------------
@@ -283,7 +288,7 @@ class PredictionPipeline:
         """Stage ``baseline``: guess + filtered correction (nao, nao), the principal-axes frame (shared with
         the Fock step) and the overlap (nao, nao)."""
         from ..dft.frame import canonical_mole
-        from ..dft.guess import guess_and_overlap
+        from ..dft.guess import ANALYTIC_BASELINES, analytic_guess, guess_and_overlap
         from ..model.config import FOCK_BUILD_BASELINES
         from .correction import filter_correction
 
@@ -295,6 +300,16 @@ class PredictionPipeline:
         if ahead is not None and ahead.guess is not None:  # the helper built the guess: a frame for the step only
             guess, overlap = ahead.guess, ahead.overlap
             frame = canonical_mole(z, r, model.basis) if step else None
+        elif cfg.baseline in ANALYTIC_BASELINES and not needs_frame:  # the input's own Mole, kept for the result
+            from ..dft.runner import build_mole
+            from ..io.structure import Structure
+
+            frame = None
+            mol = build_mole(Structure(z, r), model.basis, spin=int(z.sum()) % 2)
+            if self._moles is not None:
+                self._moles[_geometry(z, r)] = mol
+            guess = analytic_guess(mol, model.basis, cfg.baseline, n_electrons, model.baseline_params)
+            overlap = mol.intor_symmetric("int1e_ovlp")
         else:
             frame = canonical_mole(z, r, model.basis) if needs_frame else None
             guess, overlap = guess_and_overlap(z, r, model.basis, model.xc, cfg.baseline, frame, n_electrons,
@@ -341,7 +356,11 @@ class PredictionPipeline:
         if ahead is not None:  # overlap, dipole integrals and AO offsets from the helper; the Mole on demand
             return from_matrix(s.name, s.numbers, s.positions, m, ahead.overlap, model.basis, model.xc, s.charge,
                                name, settings, spin=spin, integrals=ahead)
-        mol = build_mole(s, model.basis, spin=spin)
+        mol = self._moles.pop(_geometry(s.numbers, s.positions), None) if self._moles is not None else None
+        if mol is None:
+            mol = build_mole(s, model.basis, spin=spin)
+        else:  # the baseline stage's: the same atoms and basis; this structure's charge and spin
+            mol.charge, mol.spin = int(s.charge), spin
         s_ao = mol.intor_symmetric("int1e_ovlp")
         if model.target == "density_matrix":
             from ..dft.runner import DFTSettings, make_scf
@@ -353,3 +372,8 @@ class PredictionPipeline:
             m = np.asarray(mf.get_fock(dm=m))
         return from_matrix(s.name, s.numbers, s.positions, m, s_ao, model.basis, model.xc, s.charge, name,
                            settings, mole=mol, spin=spin)
+
+
+def _geometry(numbers: np.ndarray, positions: np.ndarray) -> tuple:
+    """A structure's atoms and positions as a dictionary key."""
+    return np.asarray(numbers, dtype=np.int64).tobytes(), np.asarray(positions, dtype=np.float64).tobytes()

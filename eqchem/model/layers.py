@@ -153,21 +153,30 @@ class TypedLinear(nn.Module):
                 self.register_parameter(f"weight_{t}", nn.Parameter(torch.randn(u, v) / u ** 0.5))
             if has_bias:
                 self.register_parameter(f"bias_{t}", nn.Parameter(torch.zeros(v)))
+        order = torch.cat([getattr(self, f"out_{t}") for t in range(len(self.types))])
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(len(order))
+        self.register_buffer("out_order", inverse, persistent=False)  # rebuilt from the irreps: not in files
 
     def type_features(self, x: torch.Tensor, t: int) -> torch.Tensor:
         ir, u = self.types[t][:2]
         return x[..., getattr(self, f"in_{t}")].reshape(*x.shape[:-1], u, ir.dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = x.new_zeros(*x.shape[:-1], self.irreps_out.dim)
+        # samples last: each type is one matrix product (V, U) @ (U, m · samples) instead of a batch of small ones
+        lead = x.shape[:-1]
+        xt = x.reshape(-1, x.shape[-1]).T
+        n = xt.shape[1]
+        parts = []
         for t, (ir, u, v, has_bias) in enumerate(self.types):
-            y = x.new_zeros(*x.shape[:-1], v, ir.dim)
             if u > 0:
-                y = y + torch.einsum("...um,uv->...vm", self.type_features(x, t), getattr(self, f"weight_{t}"))
+                y = getattr(self, f"weight_{t}").T @ xt[getattr(self, f"in_{t}")].reshape(u, ir.dim * n)
+            else:
+                y = xt.new_zeros(v, ir.dim * n)
             if has_bias:
                 y = y + getattr(self, f"bias_{t}")[:, None]
-            out[..., getattr(self, f"out_{t}")] = y.reshape(*x.shape[:-1], v * ir.dim)
-        return out
+            parts.append(y.reshape(v * ir.dim, n))
+        return torch.cat(parts, 0)[self.out_order].T.reshape(*lead, self.irreps_out.dim)
 
     # -- exact fitting -------------------------------------------------------------------------
     def normal_equations(self) -> list:
