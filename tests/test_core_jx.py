@@ -140,6 +140,12 @@ def test_guess_fits_on_training_keys_and_training_carries_the_fit_into_the_model
     r = H5Dataset(d / "water.h5")[keys[12]]
     assert np.allclose(gf[keys[12]], guess_hamiltonian(r.numbers, r.positions, "sto-3g", "pbe", "core-jx", gf.params),
                        atol=1e-12)
+    # structures with an element the fit lacks get no guess (a fit on a subset of the elements)
+    from eqchem.data.guess_file import uncovered_keys
+
+    only_h = {"atomic_potentials": {"1": gf.params["atomic_potentials"]["1"]}, "omega": gf.params["omega"]}
+    assert uncovered_keys(H5Dataset(d / "water.h5"), gf.params) == []
+    assert uncovered_keys(H5Dataset(d / "water.h5"), only_h) == H5Dataset(d / "water.h5").keys()
     # a second run reuses the stored fit (resumable), not a new one
     code, out = run_cli("guess", d / "water.h5", "--kind", "core-jx")
     assert code == 0 and "using the atomic potentials" in out and "0 computed, 13 already present" in out

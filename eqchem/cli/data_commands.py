@@ -112,7 +112,7 @@ def guess(
     """Precompute the guess Hamiltonians a Δ-model corrects (DATA.h5 -> DATA.guess.h5 for minao-fock,
     DATA.guess-KIND.h5 for other kinds; resumable). core-jx first fits its atomic potentials on the
     structures of all the files given (or reuses those their guess files already hold)."""
-    from ..data.guess_file import guess_path, present_keys, write_guesses
+    from ..data.guess_file import guess_path, present_keys, uncovered_keys, write_guesses
     from ..data.reader import H5Dataset
     from ..dft.guess import FITTED_BASELINES, check_baseline
 
@@ -123,10 +123,14 @@ def guess(
     elif split_file or potentials:
         fail(f"--split-file and --potentials apply to fitted guesses ({', '.join(FITTED_BASELINES)}), not '{kind}'")
     for path in data:
-        n = len(set(H5Dataset(path).keys()) - present_keys(path, kind))
+        ds = H5Dataset(path)
+        uncovered = uncovered_keys(ds, params)
+        n = len(set(ds.keys()) - present_keys(path, kind) - set(uncovered))
         with ProgressReporter(f"guess {path.name}", n) as progress:
             done, skipped = write_guesses(path, kind, on_done=lambda key: progress.advance(key), params=params)
-        console.print(f"{path}: {done} computed, {skipped} already present -> {guess_path(path, kind)}", highlight=False)
+        left = (f", {len(uncovered)} left without one (an element the fitted potentials lack)" if uncovered else "")
+        console.print(f"{path}: {done} computed, {skipped} already present{left} -> {guess_path(path, kind)}",
+                      highlight=False)
 
 
 def _fitted_guess_params(data: List[Path], kind: str, split_file: Optional[Path],

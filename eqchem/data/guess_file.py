@@ -85,6 +85,16 @@ class GuessFile:
             return np.asarray(f[keys.GUESS_HAMILTONIANS][key], dtype=np.float64)
 
 
+def uncovered_keys(ds, params: dict | None) -> list[str]:
+    """Keys of the structures of ``ds`` (an H5Dataset) with an element that fitted guess parameters lack:
+    no guess can be computed for them (a fit on a subset of the elements)."""
+    fit = (params or {}).get("atomic_potentials")
+    if not fit:
+        return []
+    covered = {int(z) for z in fit}
+    return [k for k in ds.keys() if not {int(z) for z in ds.numbers(k)} <= covered]
+
+
 def write_guesses(data_path: str | Path, kind: str = "minao-fock", consolidate_every: float = 300.0,
                   on_done: Callable[[str], None] | None = None, params: dict | None = None) -> tuple[int, int]:
     """Compute the missing guesses of ``data_path``; returns (computed, already present).
@@ -92,6 +102,7 @@ def write_guesses(data_path: str | Path, kind: str = "minao-fock", consolidate_e
     ``consolidate_every``: least seconds between absorbing the journal into the guess file (see
     :class:`eqchem.data.store.Appender`); it is always absorbed at the end. ``params``: the fitted parts of
     the guess (``core-jx``), stored with the file; an existing file computed with other parameters is an error.
+    Structures with an element the parameters lack (:func:`uncovered_keys`) get no guess and are not counted.
     """
     from ..dft.guess import check_baseline, guess_hamiltonian
     from .reader import H5Dataset
@@ -112,7 +123,8 @@ def write_guesses(data_path: str | Path, kind: str = "minao-fock", consolidate_e
     group = keys.GUESS_HAMILTONIANS
     store.consolidate(out, attrs, group, failures=None)  # absorb what an interrupted run journaled
     done = _read_header(out)[1]
-    todo = [k for k in ds.keys() if k not in done]
+    skip = done | set(uncovered_keys(ds, params))
+    todo = [k for k in ds.keys() if k not in skip]
     with store.Appender(out, attrs, group, failures=None, consolidate_every=consolidate_every) as app:
         for key in todo:
             r = ds[key]
