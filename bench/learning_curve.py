@@ -234,9 +234,21 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="output directory (default bench/results/learning_curve/, or learning_curve_quick/)")
     p.add_argument("--retrain", action="store_true", help="train every point again even if a matching model exists")
+    p.add_argument("--reference", action="append", default=[], metavar="NAME=N:MAE",
+                   help="a published point for the plot and table footer: name, training structures, test H MAE µEh "
+                        "(e.g. 'QHNet, QH9-stable-id=104664:76.3'); repeatable")
+    p.add_argument("--floor", type=float, default=None, help="a floor (µEh) drawn on the plot")
     p.add_argument("--quick", action="store_true", help="smoke test on tiny generated water data")
     a = p.parse_args()
 
+    references = []
+    for text in a.reference:
+        try:
+            name, rest = text.rsplit("=", 1)
+            n, mae = rest.split(":")
+            references.append((name, int(n), float(mae)))
+        except ValueError:
+            p.error(f"--reference takes NAME=N:MAE, got {text!r}")
     out = a.out or ROOT / "bench" / "results" / ("learning_curve_quick" if a.quick else "learning_curve")
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -341,11 +353,15 @@ def main() -> None:
     footer = (f"{level}; test set: {len(test_keys)} molecules (same for every row); validation: "
               f"{len(parts['val'])} structures; config {Path(a.config).name}, {budget} per point; "
               f"{m['cores']} cores ({m['cpu']}){', GPU ' + m['gpu'] if m['gpu'] else ''}.")
+    if references:
+        footer += " Published, for scale: " + "; ".join(f"{name} {mae:g} µEh with {n:,} training structures"
+                                                        for name, n, mae in references) + "."
     table = "\n".join(lines)
     print("\n" + table + "\n\n" + footer)
     (out / "learning_curve.md").write_text(table + "\n\n" + footer + "\n")
     learning_curve_plot(out / "learning_curve.png", [r["n_train"] for r in rows],
-                        [r["test"]["h_mae_uEh"] for r in rows], label=level)
+                        [r["test"]["h_mae_uEh"] for r in rows], label=f"eqchem, {level}", references=references,
+                        floor=a.floor)
     print(f"\nwrote {out / 'learning_curve.json'}, {out / 'learning_curve.md'}, {out / 'learning_curve.png'}")
 
 

@@ -33,27 +33,33 @@ def parity_plot(path: Path, ref: Sequence[float], pred: Sequence[float], summary
     plt.close(fig)
 
 
-def learning_curve_plot(path: Path, sizes: Sequence[int], maes: Sequence[float], label: str = "") -> None:
-    """Test H MAE (µEh) against the number of training structures, log-log."""
+def learning_curve_plot(path: Path, sizes: Sequence[int], maes: Sequence[float], label: str = "",
+                        references: Sequence[tuple[str, int, float]] = (), floor: float | None = None) -> None:
+    """Test H MAE (µEh) against the number of training structures, log-log; ``references``: (name, training
+    structures, H MAE µEh) points of other models (published), ``floor``: a horizontal line (µEh)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = plt.subplots(figsize=(5.5 if references else 5, 4))
     ax.loglog(sizes, maes, "o-", label=label or None)
+    for i, (name, n, mae) in enumerate(references):
+        ax.scatter([n], [mae], marker="s^Dv"[i % 4], s=45, label=name)
+    if floor:
+        ax.axhline(floor, color="grey", ls="--", lw=1, label=f"floor {floor:g} µEh")
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     ax.xaxis.set_major_formatter(ScalarFormatter())  # plain numbers at the data points
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xticks(list(sizes))
+    ax.set_xticks(list(sizes) + [n for _, n, _ in references])
     ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.yaxis.set_minor_formatter(ScalarFormatter())  # a curve within one decade has only minor ticks
     ax.set_xlabel("training structures")
     ax.set_ylabel("test H MAE (µEh)")
     ax.grid(True, which="both", alpha=0.3)
-    if label:
-        ax.legend()
+    if label or references or floor:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
