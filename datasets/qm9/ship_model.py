@@ -121,7 +121,7 @@ def main() -> None:
     meta["mode"] = a.mode
     meta["notes"] = a.notes
     meta["off_equilibrium_geometries"] = False
-    if model.net.config.baseline in ("core-j", "core-jx"):  # the fits the guesses used here travel with the model
+    if model.net.config.baseline == "core-j":  # the fits the guesses used here travel with the model
         from eqchem.dft.atomic_density import density_fits
 
         meta["core_j_density_fits"] = density_fits(model.elements, model.basis)
