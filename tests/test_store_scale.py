@@ -246,7 +246,7 @@ def test_kill_9_at_random_moments_loses_at_most_the_structure_in_flight(tmp_path
 # (c) guess files
 # ------------------------------------------------------------------------------------------------------------
 
-def _fake_guess(numbers, positions, basis, xc, kind="minao-fock"):
+def _fake_guess(numbers, positions, basis, xc, kind="minao-fock", params=None):
     return np.full((NAO, NAO), float(np.asarray(positions).sum()))
 
 

@@ -20,10 +20,10 @@ from ..errors import ModelError
 
 MODEL_FORMAT = "eqchem-model-1"
 SHIPPED_MODELS = {"accurate": "accurate.pt", "fast": "fast.pt"}
-"""The models shipped inside the package, by mode: ``accurate`` corrects a minao Fock matrix and takes a
-damped Fock step (two cheap PySCF Fock builds per molecule); ``fast`` corrects the grid-free ``core-j``
-guess (no Fock build)."""
-DEFAULT_MODE = "accurate"
+"""The models shipped inside the package, by mode: ``fast`` corrects the grid-free ``core-jx`` guess (no
+Fock build); ``accurate`` corrects a minao Fock matrix and takes a damped Fock step (two cheap PySCF Fock
+builds per molecule)."""
+DEFAULT_MODE = "fast"
 """The mode ``load_model()``, ``eqchem.predict`` and ``eqchem predict`` use when none is named."""
 
 
