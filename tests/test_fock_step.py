@@ -71,7 +71,7 @@ def test_fock_build_is_equivariant(rng):
 
 
 def test_model_applies_its_fock_step(run_cli, tmp_path, rng):
-    m = eqchem.load_model()
+    m = eqchem.load_model("accurate")  # the Δ-on-minao model: a guess Fock build and a Fock step
     numbers, pos = np.array(WATER[0]), np.array(WATER[1])
     saved = m.net.config.fock_mixing
     try:
@@ -108,12 +108,14 @@ def test_cli_can_skip_the_fock_step(run_cli, tmp_path):
     xyz = tmp_path / "water.xyz"
     xyz.write_text("3\nwater\n" + "".join(f"{s} {x:.4f} {y:.4f} {z:.4f}\n" for s, (x, y, z) in
                                            zip("OHH", WATER[1])))
-    outs = {}
-    for flag in ("--fock-step", "--no-fock-step"):
-        code, out = run_cli("predict", xyz, "--out", tmp_path / f"{flag}.json", flag)
-        assert code == 0, out
-        outs[flag] = json.loads((tmp_path / f"{flag}.json").read_text())[0]
-    if eqchem.load_model().fock_mixing > 0:
-        assert outs["--fock-step"]["gap_ev"] != outs["--no-fock-step"]["gap_ev"]
-    else:
-        assert outs["--fock-step"]["gap_ev"] == outs["--no-fock-step"]["gap_ev"]
+    for mode in ("accurate", "fast"):
+        outs = {}
+        for flag in ("--fock-step", "--no-fock-step"):
+            code, out = run_cli("predict", xyz, "--mode", mode, "--out", tmp_path / f"{mode}{flag}.json", flag)
+            assert code == 0, out
+            outs[flag] = json.loads((tmp_path / f"{mode}{flag}.json").read_text())[0]
+        if eqchem.load_model(mode).fock_mixing > 0:
+            assert outs["--fock-step"]["gap_ev"] != outs["--no-fock-step"]["gap_ev"]
+        else:  # a model without a Fock step: the flag changes nothing
+            assert outs["--fock-step"]["gap_ev"] == outs["--no-fock-step"]["gap_ev"]
+    assert eqchem.load_model("accurate").fock_mixing > 0  # so the first branch ran
