@@ -27,8 +27,8 @@ def test_default_model_is_small_and_self_describing(model):
     assert meta["n_train_molecules"] >= 100 and len(meta["train_keys"]) == meta["n_train_structures"]
     for k in ("h_mae_uEh", "h_mae_diag_uEh", "h_mae_offd_uEh", "eps_occ_mae_uEh", "psi_cos_pct", "gap_mae_ev"):
         assert np.isfinite(meta["test_metrics"][k]), k
-    name = "default_training_set.csv" if meta["mode"] == "accurate" else f"{meta['mode']}_training_set.csv"
-    listed = (Path(__file__).resolve().parent.parent / "datasets" / "qm9" / name).read_text()
+    qm9_recipes = Path(__file__).resolve().parent.parent / "datasets" / "qm9"
+    listed = (qm9_recipes / f"{meta['mode']}_training_set.csv").read_text()
     assert all(k in listed for k in meta["train_keys"])
 
 

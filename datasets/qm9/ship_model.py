@@ -5,10 +5,10 @@
 
 Writes ``eqchem/models/<mode>.pt`` (the model with its test metrics, its wall time per test molecule by
 prediction stage, and card fields in the metadata) and ``datasets/qm9/<mode>_training_set.csv`` (QM9
-index and canonical SMILES of every training molecule; ``default_training_set.csv`` for the accurate
-model, as before). Test metrics follow QH9/QHNet: H MAE (all / diagonal / off-diagonal blocks), occupied
-orbital-energy MAE, occupied-orbital cosine similarity, HOMO/LUMO/gap MAE; the SCF cycle ratio uses
-PySCF's minao cycle counts stored with the data and a fresh SCF from the predicted density.
+index and canonical SMILES of every training molecule). Test metrics follow QH9/QHNet: H MAE (all /
+diagonal / off-diagonal blocks), occupied orbital-energy MAE, occupied-orbital cosine similarity,
+HOMO/LUMO/gap MAE; the SCF cycle ratio uses PySCF's minao cycle counts stored with the data and a fresh SCF
+from the predicted density.
 """
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ def main() -> None:
         for k in meta["train_keys"]:
             if k in f["molecules"] and k not in smiles:
                 smiles[k] = f["molecules"][k].attrs.get("smiles", "")
-    csv_path = HERE / ("default_training_set.csv" if a.mode == "accurate" else f"{a.mode}_training_set.csv")
+    csv_path = HERE / f"{a.mode}_training_set.csv"
     with open(csv_path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["key", "qm9_index", "canonical_smiles"])
