@@ -9,7 +9,8 @@ The test set is the same for every N: test molecules with an element absent from
 subset are left out (and counted). It prints a markdown table, writes ``learning_curve.json``,
 ``learning_curve.md`` and ``learning_curve.png`` to ``--out`` and keeps data, split files, models and
 training runs under ``--out``/work/. A model whose training keys and config match is reused, so an
-interrupted curve continues where it stopped (``--retrain`` trains everything again).
+interrupted curve continues where it stopped (``--retrain`` trains everything again; ``--resume`` also
+continues an interrupted point from its last checkpoint).
 
     # the real benchmark: QM9 B3LYP/def2-SVP data and its split (datasets/qm9/recipe.py split)
     python bench/learning_curve.py DATA.h5 [DATA2.h5 ...] --split split.json \
@@ -98,8 +99,13 @@ def ensure_guesses(data: list, cfg) -> None:
         sys.exit("eqchem guess failed")
 
 
-def train_or_reuse(data: list, model_path: Path, run_dir: Path, train_keys: list[str], cfg, retrain: bool):
-    """Train (or reuse an identical earlier model); returns (model, train seconds, epochs, val metrics)."""
+def train_or_reuse(data: list, model_path: Path, run_dir: Path, train_keys: list[str], cfg, retrain: bool,
+                   resume: bool = False):
+    """Train (or reuse an identical earlier model); returns (model, train seconds, epochs, val metrics).
+
+    With ``resume``, a point whose training was interrupted (a ``last.ckpt`` in ``run_dir`` from a run on the
+    same training keys) continues from that checkpoint, its time budget and schedule included, instead of
+    starting again: a point that needs more hours than one session has can be trained across sessions."""
     from eqchem.inference.model_file import load_model
     from eqchem.model.config import PREDICTION_ONLY
     from eqchem.training.train import train
@@ -113,12 +119,30 @@ def train_or_reuse(data: list, model_path: Path, run_dir: Path, train_keys: list
             setattr(model.net.config, name, getattr(cfg.model, name))
         return (model, float(model.metadata.get("train_seconds", float("nan"))),
                 int(model.metadata.get("epochs", 0)), model.metadata.get("metrics", {}))
-    print(f"   training ({cfg.max_epochs} epochs max"
-          f"{f', {cfg.max_time_minutes} min max' if cfg.max_time_minutes else ''})", flush=True)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
+    keys_file = run_dir / "train_keys.json"
+    if resume and resumable(run_dir, train_keys):
+        print(f"   resuming the interrupted run in {run_dir}", flush=True)
+        cfg.resume = True
+    else:
+        print(f"   training ({cfg.max_epochs} epochs max"
+              f"{f', {cfg.max_time_minutes} min max' if cfg.max_time_minutes else ''})", flush=True)
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+        keys_file.write_text(json.dumps(sorted(train_keys)))
     report = train(data, model_path, cfg, run_dir=run_dir, log=lambda m: print("   " + m, flush=True))
     return load_model(model_path), report.seconds, report.epochs, report.metrics
+
+
+def resumable(run_dir: Path, train_keys: list[str]) -> bool:
+    """True if ``run_dir`` holds a checkpoint of a run that trained on exactly ``train_keys``."""
+    keys_file = run_dir / "train_keys.json"
+    if not keys_file.exists() or not (run_dir / "checkpoints" / "last.ckpt").exists():
+        return False
+    try:
+        return sorted(json.loads(keys_file.read_text())) == sorted(train_keys)
+    except ValueError:
+        return False
 
 
 def same_training(model_path: Path, train_keys: list[str], cfg_dict: dict) -> bool:
@@ -234,6 +258,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="output directory (default bench/results/learning_curve/, or learning_curve_quick/)")
     p.add_argument("--retrain", action="store_true", help="train every point again even if a matching model exists")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a point whose training was interrupted (its last checkpoint, same training keys "
+                        "and config) instead of starting it again")
     p.add_argument("--reference", action="append", default=[], metavar="NAME=N:MAE",
                    help="a published point for the plot and table footer: name, training structures, test H MAE µEh "
                         "(e.g. 'QHNet, QH9-stable-id=104664:76.3'); repeatable")
@@ -329,7 +356,7 @@ def main() -> None:
         model_path, run_dir = work / "models" / f"n{n}.pt", work / "runs" / f"n{n}"
         print(f"\n== n_train = {n}", flush=True)
         model, seconds, epochs, val = train_or_reuse(point_data(data, work / "points" / f"n{n}", cfg), model_path,
-                                                     run_dir, subset, cfg, a.retrain)
+                                                     run_dir, subset, cfg, a.retrain, a.resume)
         t0 = time.perf_counter()
         s = evaluate_keys(model, list(data), where, test_keys, a.eval_batch_size)
         print(f"   test: H MAE {s['h_mae_uEh']:.1f} µEh over {s['n_molecules']} molecules "

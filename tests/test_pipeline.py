@@ -48,12 +48,19 @@ def test_train_writes_a_self_describing_model(water_data, run_cli):
 def test_resume_continues_the_same_run(water_data, run_cli):
     run_dir = water_data / "model_run"
     assert (run_dir / "checkpoints" / "last.ckpt").exists()
+    import torch
+
+    earlier = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")["train_seconds"]
+    assert earlier > 0
     code, out = run_cli("train", water_data / "water.h5", "--out", water_data / "model2.pt", "--max-epochs", "5",
                         "--batch-size", "4", "--split-by", "structure", "--val-fraction", "0.2",
                         "--run-dir", run_dir, "--resume")
     assert code == 0, out
     assert "resuming" in out
-    assert eqchem.load_model(water_data / "model2.pt").metadata["epochs"] == 5
+    meta = eqchem.load_model(water_data / "model2.pt").metadata
+    assert meta["epochs"] == 5
+    # the model's training time counts the run it resumed (its checkpoint's seconds), not only the last epoch
+    assert f"includes {earlier / 60:.1f} min of the run it resumed" in out and meta["train_seconds"] > earlier
 
 
 def test_prediction_is_invariant_and_equivariant(water_data, rng):

@@ -212,3 +212,5 @@ def test_card_states_coverage_functional_and_one_unit_per_quantity(run_cli):
     flat = " ".join(text.split())
     assert "neutral closed-shell" in flat and "VWN-RPA" in flat and "b3lyp5" in flat
     assert not any("gap" in ln and "uEh" in ln for ln in text.splitlines())
+    # piped to a file, long values (notes, the architecture) wrap in their cell instead of one 400-wide line
+    assert max(len(ln) for ln in text.splitlines()) <= 120 and "hidden=" in flat

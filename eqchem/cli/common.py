@@ -52,14 +52,17 @@ def user_errors(func):
     return wrapper
 
 
-def print_table(table) -> None:
-    """Print a rich table; into a pipe or file as wide as its content needs, so no cell is cut."""
+def print_table(table, max_width: int | None = None) -> None:
+    """Print a rich table; into a pipe or file as wide as its content needs, so no cell is cut, or, with
+    ``max_width`` (characters), at most that wide with long cells wrapped over several lines (nothing cut)."""
     if console.is_terminal:
         console.print(table)
         return
     from rich.measure import Measurement
 
     width = Measurement.get(console, console.options.update(width=10_000), table).maximum
+    if max_width:
+        width = min(width, max_width)
     old = console.width
     console.width = max(old, width)
     try:

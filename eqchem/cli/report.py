@@ -9,6 +9,8 @@ from rich.table import Table
 from .. import keys
 from .common import console, print_table
 
+CARD_WIDTH = 120  # characters: a model card piped to a file wraps its long values instead of one 400-wide line
+
 
 def print_data_info(path: Path) -> None:
     """Counts, elements, sizes, level of theory and failures of an eqchem HDF5 file."""
@@ -53,10 +55,12 @@ def print_model_card(path: Path | str | None) -> None:
     model = load_model(path)
     card = model.card()
     t = Table(title=f"model: {card['path']}", show_header=False)
+    t.add_column(no_wrap=True)
+    t.add_column(overflow="fold")  # long values (notes, the architecture) wrap in their cell; nothing is cut
     for k, v in card.items():
         if k in ("path", "metrics"):
             continue
         t.add_row(k, str(v))
     for k, v in (card.get("metrics") or {}).items():
         t.add_row(f"metric: {k}", f"{v:.4g}" if isinstance(v, float) else str(v))
-    print_table(t)
+    print_table(t, max_width=CARD_WIDTH)

@@ -138,7 +138,7 @@ class EqchemModel:
             "training molecules / structures": f"{m.get('n_train_molecules', '?')} / {m.get('n_train_structures', '?')}",
             "validation structures": m.get("n_val_structures", "?"),
             "parameters": sum(p.numel() for p in self.net.parameters()),
-            "architecture": str(self.net.config.to_dict()),
+            "architecture": ", ".join(f"{k}={v}" for k, v in self.net.config.to_dict().items()),
             "training data hash": m.get("data_hash", "?"),
             "trained with eqchem": m.get("eqchem_version", "?"),
             "training runs / hours (wall clock)": f"{len(stages)} / "

@@ -126,13 +126,22 @@ class HamiltonianTask(L.LightningModule):
     def on_validation_epoch_end(self):
         self._ema_ctx.__exit__(None, None, None)
 
+    # training wall time across resumed runs: the seconds of earlier runs travel in the checkpoints
+    resumed_train_seconds: float = 0.0   # s, what the checkpoint this run resumed from had trained
+
+    def on_fit_start(self):
+        self._fit_started = time.monotonic()
+
     def on_save_checkpoint(self, checkpoint):
         if self.ema is not None:
             checkpoint["ema"] = self.ema.state_dict()
+        started = getattr(self, "_fit_started", None)
+        checkpoint["train_seconds"] = self.resumed_train_seconds + (time.monotonic() - started if started else 0.0)
 
     def on_load_checkpoint(self, checkpoint):
         if self.ema is not None and "ema" in checkpoint:
             self.ema.load_state_dict(checkpoint["ema"])
+        self.resumed_train_seconds = float(checkpoint.get("train_seconds", 0.0))
 
     def validation_step(self, batch, batch_idx):
         err = block_errors(self(batch), batch)

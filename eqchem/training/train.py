@@ -269,6 +269,9 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
         trainer.fit(task, loader(train_ds, True), loader(val_ds, False), ckpt_path=ckpt_path)
         stop_reason = _stop_reason(trainer, early, cfg, budget)
         log(f"stopped: {stop_reason}")
+        earlier_seconds = task.resumed_train_seconds if ckpt_path else 0.0
+        if earlier_seconds:
+            log(f"training time includes {earlier_seconds / 60:.1f} min of the run it resumed")
         for line in timer.table(float(getattr(task, "refit_seconds", 0.0))):
             log(line)
         last = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
@@ -317,7 +320,7 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
             **({"baseline_params": baseline_params} if baseline_params else {}),
             "train_config": cfg.to_dict(), "metrics": metrics, "shipped_model": shipped_label,
             "stop_reason": stop_reason, "eqchem_version": __version__,
-            "epochs": int(trainer.current_epoch), "train_seconds": time.time() - t0,
+            "epochs": int(trainer.current_epoch), "train_seconds": time.time() - t0 + earlier_seconds,
             "train_hardware": {"accelerator": type(trainer.accelerator).__name__,
                                "processes": int(trainer.world_size), "torch_threads": torch.get_num_threads(),
                                "cpu_cores": available_cores()},
@@ -325,7 +328,7 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
         meta = _plain(meta)
         save_model(out, net, meta, change_of_basis=cob)
     return TrainReport(out, metrics, len(train_ds), len(val_ds), int(trainer.current_epoch),
-                       time.time() - t0, run_dir / "checkpoints", int(trainer.global_rank),
+                       time.time() - t0 + earlier_seconds, run_dir / "checkpoints", int(trainer.global_rank),
                        stop_reason=stop_reason, monitor=cfg.monitor, best_epoch=best_epoch, best=best_metrics,
                        last_epoch=last_epoch, last=last, shipped=shipped, shipped_label=shipped_label)
 
