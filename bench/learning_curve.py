@@ -36,6 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "datasets" / "qm9" / "train_default.yaml"
 QUICK_WATER = "3\nname=water\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n"
+TRAIN_KEYS_FILE = "train_keys.json"  # in a point's run folder: the training keys of that run (for --resume)
 QUICK_LEVEL = ["--xc", "pbe", "--basis", "sto-3g", "--grid-level", "1", "--conv-tol", "1e-9"]
 
 
@@ -119,29 +120,33 @@ def train_or_reuse(data: list, model_path: Path, run_dir: Path, train_keys: list
             setattr(model.net.config, name, getattr(cfg.model, name))
         return (model, float(model.metadata.get("train_seconds", float("nan"))),
                 int(model.metadata.get("epochs", 0)), model.metadata.get("metrics", {}))
-    keys_file = run_dir / "train_keys.json"
-    if resume and resumable(run_dir, train_keys):
+    if resume and resumable(run_dir, train_keys, cfg):
         print(f"   resuming the interrupted run in {run_dir}", flush=True)
         cfg.resume = True
     else:
+        if resume and run_dir.exists():
+            print(f"   {run_dir} holds no run to resume on these training keys and this config: training afresh",
+                  flush=True)
         print(f"   training ({cfg.max_epochs} epochs max"
               f"{f', {cfg.max_time_minutes} min max' if cfg.max_time_minutes else ''})", flush=True)
         if run_dir.exists():
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True)
-        keys_file.write_text(json.dumps(sorted(train_keys)))
+        (run_dir / TRAIN_KEYS_FILE).write_text(json.dumps(sorted(train_keys)))
     report = train(data, model_path, cfg, run_dir=run_dir, log=lambda m: print("   " + m, flush=True))
     return load_model(model_path), report.seconds, report.epochs, report.metrics
 
 
-def resumable(run_dir: Path, train_keys: list[str]) -> bool:
-    """True if ``run_dir`` holds a checkpoint of a run that trained on exactly ``train_keys``."""
-    keys_file = run_dir / "train_keys.json"
-    if not keys_file.exists() or not (run_dir / "checkpoints" / "last.ckpt").exists():
-        return False
+def resumable(run_dir: Path, train_keys: list[str], cfg) -> bool:
+    """True if ``run_dir`` holds a run on exactly ``train_keys`` that ``eqchem train --resume`` would continue
+    (``resume_checkpoint``: a checkpoint, and the same config up to the settings a resume may change)."""
+    from eqchem.errors import DataError
+    from eqchem.training.train import resume_checkpoint
+
     try:
-        return sorted(json.loads(keys_file.read_text())) == sorted(train_keys)
-    except ValueError:
+        same_keys = sorted(json.loads((run_dir / TRAIN_KEYS_FILE).read_text())) == sorted(train_keys)
+        return same_keys and resume_checkpoint(run_dir, cfg) is not None
+    except (OSError, ValueError, DataError):  # no keys file, an unreadable one, or a changed config
         return False
 
 

@@ -303,6 +303,7 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
             metrics[f"last_{k}"] = last[k]
     train_charges = sorted({index.charge(k) for k in split["train"]})
     train_spins = sorted({index.spin(k) for k in split["train"]})
+    train_seconds = time.time() - t0 + earlier_seconds  # s, this run and the runs it resumed
     if trainer.global_rank == 0:
         natoms = [index.n_atoms(k) for k in split["train"]]
         meta = {
@@ -320,7 +321,7 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
             **({"baseline_params": baseline_params} if baseline_params else {}),
             "train_config": cfg.to_dict(), "metrics": metrics, "shipped_model": shipped_label,
             "stop_reason": stop_reason, "eqchem_version": __version__,
-            "epochs": int(trainer.current_epoch), "train_seconds": time.time() - t0 + earlier_seconds,
+            "epochs": int(trainer.current_epoch), "train_seconds": train_seconds,
             "train_hardware": {"accelerator": type(trainer.accelerator).__name__,
                                "processes": int(trainer.world_size), "torch_threads": torch.get_num_threads(),
                                "cpu_cores": available_cores()},
@@ -328,7 +329,7 @@ def train(data_paths: Sequence[str | Path], out: str | Path, cfg: TrainConfig, r
         meta = _plain(meta)
         save_model(out, net, meta, change_of_basis=cob)
     return TrainReport(out, metrics, len(train_ds), len(val_ds), int(trainer.current_epoch),
-                       time.time() - t0 + earlier_seconds, run_dir / "checkpoints", int(trainer.global_rank),
+                       train_seconds, run_dir / "checkpoints", int(trainer.global_rank),
                        stop_reason=stop_reason, monitor=cfg.monitor, best_epoch=best_epoch, best=best_metrics,
                        last_epoch=last_epoch, last=last, shipped=shipped, shipped_label=shipped_label)
 
