@@ -129,3 +129,36 @@ def test_converter_round_trip_and_unknown_element():
     assert dmask[1].sum() == 25 and omask[0].sum() == 14 * 5
     with pytest.raises(ModelError, match="not covered"):
         conv.check_elements([6, 1])
+
+
+def test_readout_ridge_fit_recovers_a_linear_map_with_masked_outputs():
+    """The exact readout fit (normal equations summed per mask pattern): masked outputs carry garbage
+    targets, yet the solved weights are the map that made the valid ones; the Gram sums equal the
+    per-output definition Σ_s w_sv f_s f_sᵀ."""
+    from e3nn import o3
+
+    from eqchem.model.layers import TypedLinear
+
+    torch.manual_seed(0)
+    with default_dtype(torch.float64):
+        truth = TypedLinear(o3.Irreps("6x0e + 4x1o + 3x2e"), o3.Irreps("3x0e + 2x1o + 2x2e"))
+        fit = TypedLinear(truth.irreps_in, truth.irreps_out)
+    x = torch.randn(300, truth.irreps_in.dim, dtype=torch.float64)
+    with torch.no_grad():
+        y = truth(x)
+    mask = torch.ones_like(y, dtype=torch.bool)
+    kinds = torch.randint(0, 3, (len(x),))           # three kinds of sample, each missing other outputs
+    for kind, out in ((1, slice(0, 2)), (2, slice(3, 6)), (2, slice(14, 19))):  # some copies of a type
+        mask[kinds == kind, out] = False
+    y_seen = torch.where(mask, y, torch.full_like(y, 1e3))
+    acc = fit.normal_equations()
+    for part in torch.arange(len(x)).chunk(4):
+        fit.accumulate(acc, x[part], y_seen[part], mask[part])
+    for t, (ir, u, v, has_bias) in enumerate(fit.types):
+        f = fit.type_features(x, t)
+        f = torch.cat([f, torch.ones(len(x), 1, ir.dim, dtype=f.dtype) * has_bias], dim=1)
+        w = mask[:, getattr(fit, f"out_{t}")].reshape(-1, v, ir.dim)[..., 0].double()
+        torch.testing.assert_close(acc[t][0], torch.einsum("sv,sam,sbm->vab", w, f, f))
+    fit.solve(acc, ridge=1e-12)
+    for name, p in truth.named_parameters():
+        torch.testing.assert_close(dict(fit.named_parameters())[name], p, atol=1e-8, rtol=1e-8)
