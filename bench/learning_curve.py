@@ -87,14 +87,14 @@ def _json_plain(d):
 
 def ensure_guesses(data: list, cfg) -> None:
     """Δ-models (``model.baseline`` set): compute the missing guess Hamiltonians (``eqchem guess``)."""
-    if cfg.model.baseline == "none":
-        return
-    cmd = [eqchem_command(), "guess", *map(str, data), "--kind", cfg.model.baseline]
-    if cfg.split_file:  # a fitted guess (core-jx) fits on the training keys only
-        from eqchem.dft.guess import FITTED_BASELINES
+    from eqchem.dft.baselines import get_baseline
 
-        if cfg.model.baseline in FITTED_BASELINES:
-            cmd += ["--split-file", str(cfg.split_file)]
+    kind = get_baseline(cfg.model.baseline)
+    if not kind.is_delta:
+        return
+    cmd = [eqchem_command(), "guess", *map(str, data), "--kind", kind.name]
+    if cfg.split_file and kind.fitted:  # a fitted guess (core-jx) fits on the training keys only
+        cmd += ["--split-file", str(cfg.split_file)]
     print("$ eqchem " + " ".join(cmd[1:]), flush=True)
     if subprocess.run(cmd).returncode != 0:
         sys.exit("eqchem guess failed")
@@ -108,18 +108,16 @@ def train_or_reuse(data: list, model_path: Path, run_dir: Path, train_keys: list
     same training keys) continues from that checkpoint, its time budget and schedule included, instead of
     starting again: a point that needs more hours than one session has can be trained across sessions."""
     from eqchem.inference.model_file import load_model
-    from eqchem.model.config import PREDICTION_ONLY
     from eqchem.training.train import train
 
     ensure_guesses(data, cfg)
     if not retrain and same_training(model_path, train_keys, cfg.to_dict()):
         print(f"   reusing {model_path} (same training structures and config)", flush=True)
-        model = load_model(model_path)
-        # prediction-time settings, not training ones: take the config's
-        for name in PREDICTION_ONLY:
-            setattr(model.net.config, name, getattr(cfg.model, name))
-        return (model, float(model.metadata.get("train_seconds", float("nan"))),
-                int(model.metadata.get("epochs", 0)), model.metadata.get("metrics", {}))
+        # prediction settings, not training ones: the config's
+        model = load_model(model_path).with_settings(**cfg.prediction.to_dict())
+        card = model.card
+        return (model, float(card.train_seconds if card.train_seconds is not None else float("nan")),
+                int(card.epochs or 0), card.metrics)
     if resume and resumable(run_dir, train_keys, cfg):
         print(f"   resuming the interrupted run in {run_dir}", flush=True)
         cfg.resume = True
@@ -141,7 +139,7 @@ def resumable(run_dir: Path, train_keys: list[str], cfg) -> bool:
     """True if ``run_dir`` holds a run on exactly ``train_keys`` that ``eqchem train --resume`` would continue
     (``resume_checkpoint``: a checkpoint, and the same config up to the settings a resume may change)."""
     from eqchem.errors import DataError
-    from eqchem.training.train import resume_checkpoint
+    from eqchem.training.runs import resume_checkpoint
 
     try:
         same_keys = sorted(json.loads((run_dir / TRAIN_KEYS_FILE).read_text())) == sorted(train_keys)
@@ -152,21 +150,17 @@ def resumable(run_dir: Path, train_keys: list[str], cfg) -> bool:
 
 def same_training(model_path: Path, train_keys: list[str], cfg_dict: dict) -> bool:
     """True if ``model_path`` was trained on exactly these keys with this config (so it can be reused)."""
-    if not model_path.exists():
-        return False
-    from eqchem.inference.model_file import load_model
-
-    try:
-        meta = load_model(model_path).metadata
-    except Exception:  # noqa: BLE001 - unreadable: retrain
-        return False
+    from eqchem.model.file import read_header
     from eqchem.training.config import TrainConfig
 
-    old = TrainConfig.training_part(meta.get("train_config") or {})  # prediction-only settings aside
+    header = read_header(model_path) if model_path.exists() else None  # the card, without the weights
+    if header is None:  # absent or unreadable: retrain
+        return False
+    old = TrainConfig.training_part(header.card.train_config)  # prediction settings aside
     new = TrainConfig.training_part(_json_plain(cfg_dict))
     for d in (old, new):
         d.pop("resume", None)
-    return sorted(meta.get("train_keys") or []) == sorted(train_keys) and _json_plain(old) == new
+    return sorted(header.card.train_keys) == sorted(train_keys) and _json_plain(old) == new
 
 
 def key_locations(paths: list[Path]) -> dict[str, int]:
@@ -184,9 +178,9 @@ def point_data(data: list, folder: Path, cfg) -> list:
     """The data files one point trains on: ``data`` itself, or, for a guess fitted on training structures
     (core-jx), links to them in the point's own ``folder``, where its guess files go, so that every point
     fits its atomic potentials on its own training keys only."""
-    from eqchem.dft.guess import FITTED_BASELINES
+    from eqchem.dft.baselines import get_baseline
 
-    if cfg.model.baseline not in FITTED_BASELINES:
+    if not get_baseline(cfg.model.baseline).fitted:
         return data
     folder.mkdir(parents=True, exist_ok=True)
     out = []
@@ -367,7 +361,7 @@ def main() -> None:
         print(f"   test: H MAE {s['h_mae_uEh']:.1f} µEh over {s['n_molecules']} molecules "
               f"(evaluated in {time.perf_counter() - t0:.1f} s)", flush=True)
         point = {"n_train": n, "epochs": epochs, "train_minutes": seconds / 60, "model": str(model_path),
-                 "stop_reason": model.metadata.get("stop_reason", ""), "val_metrics": val, "test": s}
+                 "stop_reason": model.card.stop_reason, "val_metrics": val, "test": s}
         info["points"].append(point)
         rows.append(point)
         (out / "learning_curve.json").write_text(json.dumps(_json_plain(info), indent=1))  # after every point

@@ -111,7 +111,7 @@ def main() -> None:
     threads = a.threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or len(os.sched_getaffinity(0))
     os.environ["OMP_NUM_THREADS"] = str(threads)  # for PySCF's OpenMP (read when its library loads) and the CLI
 
-    from eqchem.inference.model_file import default_model_path
+    from eqchem.model.file import default_model_path
 
     if a.model:
         model_arg = a.model

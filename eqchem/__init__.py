@@ -7,7 +7,7 @@ Public API (imported lazily so ``import eqchem`` stays fast)::
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["__version__", "load_model", "predict", "OrbitalResult", "read_structures", "H5Dataset"]
 

@@ -77,22 +77,9 @@ def atom_pair_block(matrix: np.ndarray, mol, i: int, j: int) -> np.ndarray:
     return matrix[sl[i], sl[j]]
 
 
-_KNOWN_SHELLS: dict[tuple[str, int], tuple[int, ...]] = {}  # (basis, Z) -> shell l's PySCF gave another process
-
-
 def element_shells(basis: str, z: int) -> tuple[int, ...]:
     """Angular momenta of the shells of element ``z`` in ``basis``, in PySCF order."""
-    known = _KNOWN_SHELLS.get((basis, int(z)))
-    if known is not None:
-        return known
     return tuple(s.l for s in shell_layout(_atom_mole(basis, z))[0])
-
-
-def remember_element_shells(basis: str, shells: dict[int, tuple[int, ...]]) -> None:
-    """Record :func:`element_shells` of some elements as PySCF gave them in another process of this run
-    (:mod:`eqchem.inference.integrals_ahead`), so that this one need not import PySCF to check a basis."""
-    for z, ls in shells.items():
-        _KNOWN_SHELLS[(basis, int(z))] = tuple(int(l) for l in ls)
 
 
 @functools.lru_cache(maxsize=None)

@@ -24,6 +24,20 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def processor_name() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``; ``platform`` elsewhere): where a benchmark ran."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 @contextlib.contextmanager
 def worker_threads(threads: int) -> Iterator[None]:
     """While worker processes start (``spawn``): their OpenMP and BLAS threads fixed to ``threads`` before

@@ -163,9 +163,9 @@ def test_guess_fits_on_training_keys_and_training_carries_the_fit_into_the_model
     monkeypatch.setattr(frame, "cheap_ks", lambda *a: (_ for _ in ()).throw(AssertionError("a Fock build")))
     numbers, pos = np.array([8, 1, 1]), np.array([[0.0, 0.02, 0.1173], [0.0, 0.74, -0.46], [0.03, -0.77, -0.47]])
     res = eqchem.predict((numbers, pos), model=m)
-    bare_model = eqchem.load_model(d / "jx.pt")
-    bare_model.net.config.baseline = "none"
-    bare = bare_model.predict_matrices([(numbers, pos)])[0]
+    from eqchem.inference.pipeline import PredictionPipeline
+
+    bare = PredictionPipeline(m, baseline_stage=False).matrices([(numbers, pos)])[0]
     expect = bare + guess_hamiltonian(numbers, pos, "sto-3g", "pbe", "core-jx", gf.params)
     assert np.allclose(res.hamiltonian, expect, atol=1e-10)
 

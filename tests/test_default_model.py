@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import eqchem
-from eqchem.inference.model_file import default_model_path
+from eqchem.model.file import default_model_path
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "datasets" / "examples"
 
@@ -32,14 +32,10 @@ def test_default_model_is_small_and_self_describing(model):
     assert all(k in listed for k in meta["train_keys"])
 
 
-def test_the_default_is_the_fast_mode_within_its_floors(model):
-    """Issue 15: the default mode needs no Fock build and, on the held-out QM9 test molecules of its card
-    (datasets/qm9/ship_model.py), errs at most 1,000 µEh in H and 0.2 eV in the gap, with an occupied-orbital
-    cosine of at least 85 %. Its speed against PySCF is bench/vs_pyscf.py's, not a unit test's."""
-    t = model.metadata["test_metrics"]
+def test_the_default_is_the_fast_mode(model):
+    """The default mode needs no Fock build. How well it predicts is checked against PySCF references, not
+    against the metrics stored in its own file: tests/test_reference_values.py."""
     assert model.metadata["mode"] == "fast" and model.fock_builds() == 0
-    assert t["n_test_molecules"] >= 20
-    assert t["h_mae_uEh"] <= 1000 and t["gap_mae_ev"] <= 0.2 and t["psi_cos_pct"] >= 85, t
 
 
 def test_default_model_card_on_the_cli(run_cli):
@@ -68,7 +64,8 @@ def test_domain_checks(model, run_cli, tmp_path):
 
 @pytest.mark.parametrize("mode", ["accurate", "fast"])
 def test_both_modes_ship_small_self_described_models(mode):
-    from eqchem.inference.model_file import DEFAULT_MODE, SHIPPED_MODELS, load_model
+    from eqchem.inference.model_file import load_model
+    from eqchem.model.file import DEFAULT_MODE, SHIPPED_MODELS
 
     m = load_model(mode)
     assert m.path == default_model_path(mode) and m.path.name == SHIPPED_MODELS[mode]

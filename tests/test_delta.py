@@ -8,6 +8,7 @@ import pytest
 import eqchem
 from eqchem import basis
 from eqchem.dft.guess import guess_hamiltonian
+from eqchem.inference.pipeline import PredictionPipeline
 from eqchem.orbitals import solve_generalized
 
 from .conftest import ETHANOL, WATER, generate_water_set
@@ -89,24 +90,22 @@ def test_delta_training_needs_guesses_then_predicts_guess_plus_correction(delta_
     code, out = run_cli(*args)
     assert code == 0, out
     m = eqchem.load_model(d / "delta.pt")
-    assert m.net.config.baseline == "minao-fock"
+    assert m.baseline.name == "minao-fock"
     numbers = np.array([8, 1, 1])
     pos = np.array([[0.0, 0.02, 0.1173], [0.0, 0.74, -0.46], [0.03, -0.77, -0.47]])
     res = eqchem.predict((numbers, pos), model=m)
     # the network's own output (no guess) plus the guess is the prediction
-    m.net.config.baseline = "none"
-    bare = m.predict_matrices([(numbers, pos)])[0]
-    m.net.config.baseline = "minao-fock"
+    bare = PredictionPipeline(m, baseline_stage=False).matrices([(numbers, pos)])[0]
     assert np.allclose(res.hamiltonian, bare + guess_hamiltonian(numbers, pos, "sto-3g", "pbe"), atol=1e-10)
-    m.net.config.correction_overlap_cutoff = 0.5  # projected correction (STO-3G water: a few directions)
+    filtering = m.with_settings(correction_overlap_cutoff=0.5)  # projected correction (STO-3G water: a few directions)
     from eqchem.dft.guess import guess_and_overlap
     from eqchem.inference.correction import filter_correction
 
     g, s = guess_and_overlap(numbers, pos, "sto-3g", "pbe")
-    filtered = m.predict_matrices([(numbers, pos)])[0]
+    filtered = filtering.predict_matrices([(numbers, pos)])[0]
     assert np.allclose(filtered, g + filter_correction(bare, s, 0.5), atol=1e-10)
     assert not np.allclose(filtered, res.hamiltonian, atol=1e-6)
-    m.net.config.correction_overlap_cutoff = 0.0
+    assert m.settings.correction_overlap_cutoff == 0.0  # the loaded model is left as it was
     r = -basis.random_rotation(rng)  # improper: rotation and inversion
     perm = np.array([1, 2, 0])
     moved = eqchem.predict((numbers[perm], pos[perm] @ r.T + 1.5), model=m)
@@ -114,10 +113,9 @@ def test_delta_training_needs_guesses_then_predicts_guess_plus_correction(delta_
     assert np.allclose(moved.mulliken_charges, res.mulliken_charges[perm], atol=1e-5)
     assert np.allclose(moved.dipole, r @ res.dipole, atol=1e-5)
     # distant pairs left to the guess: O-H (0.96 Å) half-way through the switch, H-H (1.5 Å) beyond it
-    m.net.config.correction_pair_cutoff = 1.45
-    switched = m.predict_matrices([(numbers, pos)])[0]
-    moved_switched = m.predict_matrices([(numbers[perm], pos[perm] @ r.T + 1.5)])[0]
-    m.net.config.correction_pair_cutoff = 0.0
+    switching = m.with_settings(correction_pair_cutoff=1.45)
+    switched = switching.predict_matrices([(numbers, pos)])[0]
+    moved_switched = switching.predict_matrices([(numbers[perm], pos[perm] @ r.T + 1.5)])[0]
     o, h1, h2 = slice(0, 5), slice(5, 6), slice(6, 7)  # STO-3G water AOs: O 1s 2s 2p, H 1s, H 1s
     assert np.allclose(switched[h1, h2], g[h1, h2], atol=1e-12)  # beyond the cutoff: the guess alone
     assert np.allclose(switched[o, o], res.hamiltonian[o, o], atol=1e-12)  # on-site blocks untouched
@@ -206,34 +204,5 @@ def test_guesses_of_several_kinds_live_side_by_side_and_core_j_models_need_no_fo
     monkeypatch.setattr(frame, "cheap_ks", lambda *a: (_ for _ in ()).throw(AssertionError("a Fock build")))
     numbers, pos = np.array([8, 1, 1]), np.array([[0.0, 0.02, 0.1173], [0.0, 0.74, -0.46], [0.03, -0.77, -0.47]])
     res = eqchem.predict((numbers, pos), model=m, fock_step=False)
-    m.net.config.baseline = "none"
-    bare = m.predict_matrices([(numbers, pos)])[0]
+    bare = PredictionPipeline(m, fock_step=False, baseline_stage=False).matrices([(numbers, pos)])[0]
     assert np.allclose(res.hamiltonian, bare + guess_hamiltonian(numbers, pos, "sto-3g", "pbe", "core-j"), atol=1e-10)
-
-
-def test_a_model_file_carries_the_core_j_fits_its_guesses_used():
-    """Shipped fast models store their atomic density fits (ship_model.py); loading one makes the baseline
-    use them, so predictions do not depend on this PySCF's atomic HF (and skip it)."""
-    from eqchem.dft import atomic_density as ad
-
-    fast = eqchem.load_model("fast")
-    stored = fast.metadata.get("core_j_density_fits")
-    if not stored:
-        pytest.skip("the shipped fast model predates stored fits")
-    assert sorted(int(z) for z in stored) == sorted(fast.elements)
-    for z, (alphas, coefs) in stored.items():
-        assert ad.atomic_density_fit(int(z), fast.basis) == (tuple(alphas), tuple(coefs))
-        recomputed = ad._fit_atomic_density(int(z), fast.basis)  # as this PySCF computes it
-        assert np.allclose(recomputed[0], alphas) and np.allclose(recomputed[1], coefs, rtol=1e-6, atol=1e-8)
-    # a model's fits replace whatever the process had: J follows them (one scaled fit scales J's part)
-    from pyscf import gto
-
-    m = gto.M(atom=[[1, (0, 0, 0)], [1, (0, 0, 0.74)]], basis=fast.basis, unit="Angstrom", verbose=0)
-    j = ad.superposed_density_coulomb(m, fast.basis)
-    alphas, coefs = stored["1"]
-    try:
-        ad.use_density_fits(fast.basis, {"1": [alphas[:-1], coefs[:-1]]})  # a different fit, charge still Z
-        assert not np.allclose(ad.superposed_density_coulomb(m, fast.basis), j)
-    finally:
-        ad.use_density_fits(fast.basis, stored)
-    assert np.array_equal(ad.superposed_density_coulomb(m, fast.basis), j)

@@ -73,33 +73,28 @@ def test_fock_build_is_equivariant(rng):
 def test_model_applies_its_fock_step(run_cli, tmp_path, rng):
     m = eqchem.load_model("accurate")  # the Δ-on-minao model: a guess Fock build and a Fock step
     numbers, pos = np.array(WATER[0]), np.array(WATER[1])
-    saved = m.net.config.fock_mixing
-    try:
-        m.net.config.fock_mixing = 0.0
-        bare = m.predict_matrices([(numbers, pos)])[0]
-        assert m.fock_builds() == 1  # the Δ-model's guess
-        m.net.config.fock_mixing = 0.4
-        assert m.fock_builds() == 2 and m.fock_builds(fock_step=False) == 1
-        stepped = m.predict_matrices([(numbers, pos)])[0]
-        s = guess_and_overlap(numbers, pos, m.basis, m.xc, "none")[1]
-        assert np.allclose(stepped, fock_step(numbers, pos, bare, s, 10, m.basis, m.xc, 0.4), atol=1e-10)
-        assert np.allclose(m.predict_matrices([(numbers, pos)], fock_step=False)[0], bare, atol=1e-12)
-        # the electron count follows the charge: the hydronium cation (10 electrons) vs neutral OH3 (odd)
-        h3o_z = np.array([8, 1, 1, 1])
-        h3o_r = np.array([[0.0, 0.0, 0.1], [0.0, 0.94, -0.25], [0.81, -0.47, -0.25], [-0.81, -0.47, -0.25]])
-        cation = m.predict_matrices([(h3o_z, h3o_r)], charges=[1])[0]
-        assert np.allclose(cation, cation.T)
-        with pytest.raises(InputError):
-            m.predict_matrices([(h3o_z, h3o_r)])
-        # still equivariant end to end
-        res = eqchem.predict((numbers, pos), model=m)
-        r = -basis.random_rotation(rng)
-        perm = np.array([2, 0, 1])
-        moved = eqchem.predict((numbers[perm], pos[perm] @ r.T - 0.7), model=m)
-        assert np.allclose(moved.orbital_energies, res.orbital_energies, atol=1e-6)
-        assert np.allclose(moved.dipole, r @ res.dipole, atol=1e-5)
-    finally:
-        m.net.config.fock_mixing = saved
+    assert m.fock_mixing == 0.4 and m.fock_builds() == 2 and m.fock_builds(fock_step=False) == 1
+    no_step = m.with_settings(fock_mixing=0.0)
+    assert no_step.fock_builds() == 1 and m.fock_mixing == 0.4  # a copy: the loaded model is unchanged
+    bare = no_step.predict_matrices([(numbers, pos)])[0]
+    stepped = m.predict_matrices([(numbers, pos)])[0]
+    s = guess_and_overlap(numbers, pos, m.basis, m.xc, "none")[1]
+    assert np.allclose(stepped, fock_step(numbers, pos, bare, s, 10, m.basis, m.xc, 0.4), atol=1e-10)
+    assert np.allclose(m.predict_matrices([(numbers, pos)], fock_step=False)[0], bare, atol=1e-12)
+    # the electron count follows the charge: the hydronium cation (10 electrons) vs neutral OH3 (odd)
+    h3o_z = np.array([8, 1, 1, 1])
+    h3o_r = np.array([[0.0, 0.0, 0.1], [0.0, 0.94, -0.25], [0.81, -0.47, -0.25], [-0.81, -0.47, -0.25]])
+    cation = m.predict_matrices([(h3o_z, h3o_r)], charges=[1])[0]
+    assert np.allclose(cation, cation.T)
+    with pytest.raises(InputError):
+        m.predict_matrices([(h3o_z, h3o_r)])
+    # still equivariant end to end
+    res = eqchem.predict((numbers, pos), model=m)
+    r = -basis.random_rotation(rng)
+    perm = np.array([2, 0, 1])
+    moved = eqchem.predict((numbers[perm], pos[perm] @ r.T - 0.7), model=m)
+    assert np.allclose(moved.orbital_energies, res.orbital_energies, atol=1e-6)
+    assert np.allclose(moved.dipole, r @ res.dipole, atol=1e-5)
 
 
 def test_cli_can_skip_the_fock_step(run_cli, tmp_path):

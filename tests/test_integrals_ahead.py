@@ -13,10 +13,10 @@ import pytest
 import torch
 
 import eqchem
-from eqchem.basis import _KNOWN_SHELLS, element_shells
+from eqchem.basis import element_shells
 from eqchem.cpu import available_cores
 from eqchem.inference.integrals_ahead import IntegralsAhead, _geometry_key, start_integrals_ahead
-from eqchem.inference.model_header import model_path, read_header
+from eqchem.model.file import model_path, read_header
 from eqchem.inference.pipeline import PredictionPipeline
 from eqchem.io.structure import Structure
 
@@ -37,15 +37,17 @@ def _molecules() -> list[Structure]:
 
 
 def test_the_header_is_the_saved_dict_without_torch():
-    code = ("import sys; from eqchem.inference.model_header import read_header, model_path; "
+    from eqchem.model.file import read_model_file
+
+    code = ("import sys; from eqchem.model.file import read_header, model_path; "
             "h = read_header(model_path('fast')); assert 'torch' not in sys.modules; "
-            "print(h['model_config']['baseline'], h['layout']['basis'])")
+            "print(h.config.baseline, h.basis, h.settings.correction_pair_cutoff)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     blob = torch.load(model_path("fast"), weights_only=True)
-    assert out == [blob["model_config"]["baseline"], blob["layout"]["basis"]]
+    full = read_model_file("fast")
+    assert out == [full.config.baseline, blob["layout"]["basis"], str(full.settings.correction_pair_cutoff)]
     header = read_header(model_path("fast"))
-    assert header["metadata"] == blob["metadata"] and header["model_config"] == blob["model_config"]
-    assert all(v is None for v in header["state_dict"].values())  # tensors are never read
+    assert header.card == full.card and header.config == full.config and header.settings == full.settings
 
 
 def test_not_a_model_file_has_no_header(tmp_path):
@@ -75,6 +77,7 @@ def test_results_with_the_helpers_integrals_are_the_pipelines_own(mode):
         for s in mols:  # every structure (ion included: its own electron count) was computed by the helper
             assert ahead.integrals(s.numbers, s.positions, int(s.numbers.sum()) - s.charge) is not None
         assert ahead.integrals(mols[0].numbers, mols[0].positions + 0.1, 10) is None
+        assert ahead.shells()[8] == element_shells(model.basis, 8)  # the basis check's layouts
     finally:
         ahead.close()
     for a, b in zip(own, taken):  # the same functions on the same Mole: equal to round-off
@@ -84,7 +87,6 @@ def test_results_with_the_helpers_integrals_are_the_pipelines_own(mode):
         assert np.allclose(a.dipole, b.dipole, atol=1e-10, rtol=0)
         assert np.allclose(a.mulliken_charges, b.mulliken_charges, atol=1e-10, rtol=0)
         assert b.mole.nao == a.overlap.shape[0]  # the Mole is still there on demand
-    assert element_shells(model.basis, 8) == _KNOWN_SHELLS[(model.basis, 8)]  # the basis check's layouts
 
 
 def test_a_failed_helper_leaves_the_work_to_the_pipeline():

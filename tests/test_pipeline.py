@@ -42,7 +42,7 @@ def test_train_writes_a_self_describing_model(water_data, run_cli):
     assert np.isfinite(meta["metrics"]["val_mae_uEh"])
     code, out = run_cli("info", water_data / "model.pt")
     assert code == 0 and "sto-3g" in out and "data hash" in out and "trained on" in out
-    assert "1 process(es)" in m.card()["trained on"]
+    assert "1 process(es)" in m.describe()["trained on"]
 
 
 def test_resume_continues_the_same_run(water_data, run_cli):

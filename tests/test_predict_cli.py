@@ -139,7 +139,7 @@ def test_output_paths_are_checked_before_any_work(run_cli, tmp_path):
 def test_inconsistent_model_file_gets_a_basis_message(run_cli, tmp_path):
     import torch
 
-    from eqchem.inference.model_file import default_model_path
+    from eqchem.model.file import default_model_path
 
     blob = torch.load(default_model_path(), weights_only=True)
     blob["layout"]["basis"] = "sto-3g"  # weights and shells of def2-SVP, a basis name that disagrees

@@ -11,6 +11,7 @@ import pytest
 
 import eqchem
 from eqchem.inference.pipeline import STAGES, PredictionPipeline, StageTimings
+from eqchem.inference.predict import run_predictions
 
 from .conftest import WATER, generate_water_set
 
@@ -24,14 +25,16 @@ def tiny_model(baseline: str = "none", fock_mixing: float = 0.0, **config):
 
     from eqchem.basis import BasisLayout
     from eqchem.inference.model_file import EqchemModel
+    from eqchem.model.card import ModelCard
     from eqchem.model.config import ModelConfig
     from eqchem.model.hamiltonian import build_model
+    from eqchem.model.settings import PredictionSettings
 
     torch.manual_seed(0)
-    cfg = ModelConfig(hidden="8,4", pair_channels="4,2,2", diag_channels=4, baseline=baseline,
-                      fock_mixing=fock_mixing, **config)
+    cfg = ModelConfig(hidden="8,4", pair_channels="4,2,2", diag_channels=4, baseline=baseline)
     net = build_model(BasisLayout.from_basis("sto-3g", [1, 8]), cfg, 4.0, torch.float64)
-    return EqchemModel(net, {"xc": "pbe", "name": f"tiny-{baseline}"}, None)
+    return EqchemModel(net, ModelCard(xc="pbe", name=f"tiny-{baseline}"),
+                       PredictionSettings(fock_mixing=fock_mixing, **config), None)
 
 
 @pytest.fixture
@@ -45,12 +48,12 @@ def one_thread():
 
 def test_every_stage_is_timed_and_the_stages_add_up_to_the_total():
     model = tiny_model("minao-fock", fock_mixing=0.3, correction_pair_cutoff=1.45)
-    pipeline = PredictionPipeline(model, batch_size=2)
+    timings = StageTimings()
     t0 = time.perf_counter()
-    run = pipeline.run(WATER_MOLS)
+    run = run_predictions(WATER_MOLS, model, batch_size=2, timings=timings)
     wall = time.perf_counter() - t0
     t = run.timings
-    assert t is pipeline.timings and len(run.results) == 2 and t.molecules == 2
+    assert t is timings and len(run.results) == 2 and t.molecules == 2
     assert tuple(t.seconds) == STAGES == ("structures", "network", "blocks", "baseline", "fock_step", "result")
     assert all(s > 0 for s in t.seconds.values()), t.seconds
     assert t.total == pytest.approx(sum(t.seconds.values()))
@@ -88,7 +91,7 @@ def test_predict_matrices_is_the_pipeline_exactly(baseline, mixing, config, one_
     for a, b in zip(mats, piped):
         assert a.dtype == b.dtype == np.float64 and a.shape == (7, 7)
         assert np.array_equal(a, b)
-    results = PredictionPipeline(model, batch_size=2).run(WATER_MOLS).results
+    results = run_predictions(WATER_MOLS, model, batch_size=2).results
     for a, r in zip(mats, results):
         assert np.array_equal(a, r.hamiltonian)
 
@@ -97,8 +100,8 @@ def test_predict_matrices_and_predict_delegate_to_the_pipeline(monkeypatch):
     from eqchem.inference.model_file import EqchemModel
 
     calls = []
-    matrices = PredictionPipeline.matrices
-    monkeypatch.setattr(PredictionPipeline, "matrices",
+    matrices = PredictionPipeline._matrices
+    monkeypatch.setattr(PredictionPipeline, "_matrices",
                         lambda self, *a, **k: calls.append(type(self)) or matrices(self, *a, **k))
     model = tiny_model()
     model.predict_matrices(WATER_MOLS)
@@ -115,9 +118,7 @@ def test_delta_model_stages_compose_guess_filtered_correction_and_fock_step_bit_
 
     model = tiny_model("minao-fock", fock_mixing=0.3, correction_overlap_cutoff=0.3)
     z, r = WATER_MOLS[1]
-    model.net.config.baseline = "none"  # the network's own matrix: the blocks stage alone
-    bare = PredictionPipeline(model, fock_step=False).matrices([(z, r)])[0]
-    model.net.config.baseline = "minao-fock"
+    bare = PredictionPipeline(model, fock_step=False, baseline_stage=False).matrices([(z, r)])[0]  # the network's part
     frame = canonical_mole(z, r, "sto-3g")
     guess, s = guess_and_overlap(z, r, "sto-3g", "pbe", "minao-fock", frame, 10)
     delta = guess + filter_correction(bare, s, 0.3)
@@ -135,7 +136,7 @@ def test_delta_model_stages_compose_guess_filtered_correction_and_fock_step_bit_
     ("minao-fock", 0.3, True, ("baseline", "fock_step")),
 ])
 def test_baseline_and_fock_step_stages_run_only_where_the_model_has_them(baseline, mixing, fock_step, ran):
-    t = PredictionPipeline(tiny_model(baseline, mixing), fock_step=fock_step).run(WATER_MOLS[0]).timings
+    t = run_predictions(WATER_MOLS[0], tiny_model(baseline, mixing), fock_step=fock_step).timings
     for stage in ("baseline", "fock_step"):
         if stage in ran:
             assert t.seconds[stage] > 0, (stage, t.seconds)
@@ -166,10 +167,11 @@ def test_refusals_still_come_from_the_structures_stage(monkeypatch):
 
 
 def test_cli_predict_prints_the_stage_table_after_the_results(run_cli, tmp_path):
-    from eqchem.inference.model_file import save_model
+    from eqchem.model.card import ModelCard
+    from eqchem.model.file import save_model
 
     model = tiny_model("core-j")
-    save_model(tmp_path / "tiny.pt", model.net, {"xc": "pbe", "basis": "sto-3g"})
+    save_model(tmp_path / "tiny.pt", model.net, ModelCard(xc="pbe", basis="sto-3g"), model.settings)
     xyz = tmp_path / "water.xyz"
     xyz.write_text("3\nname=water\n" + "".join(f"{s} {x} {y} {z}\n" for s, (x, y, z) in zip("OHH", WATER[1])))
     code, out = run_cli("predict", xyz, xyz, "--model", tmp_path / "tiny.pt", "--timings")
@@ -182,7 +184,8 @@ def test_cli_predict_prints_the_stage_table_after_the_results(run_cli, tmp_path)
     seconds = {row[0]: float(row[1]) for row in rows}
     assert abs(sum(seconds[k] for k in STAGES) - seconds["total"]) < 5e-4, table
     assert all(abs(float(row[2]) - float(row[1]) / 2) < 1e-4 for row in rows), table  # per molecule: 2 of them
-    assert seconds["network"] > 0 and seconds["baseline"] > 0 and seconds["fock_step"] == 0, table
+    # the baseline stage may round to 0 here: a helper process computed the guesses while torch imported
+    assert seconds["network"] > 0 and seconds["fock_step"] == 0, table
     code, out = run_cli("predict", xyz, "--model", tmp_path / "tiny.pt")
     assert code == 0 and "prediction stages" not in out and "fock_step" not in out
 

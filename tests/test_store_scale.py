@@ -252,7 +252,8 @@ def _fake_guess(numbers, positions, basis, xc, kind="minao-fock", params=None):
 
 def test_guess_appends_never_rewrite_stored_guesses(tmp_path, monkeypatch):
     import eqchem.dft.guess as guess
-    from eqchem.data.guess_file import GuessFile, guess_path, present_keys, write_guesses
+    from eqchem.data.guess_file import GuessFile, guess_path, present_keys
+    from eqchem.dft.guess import write_guesses
 
     calls = []
     monkeypatch.setattr(guess, "guess_hamiltonian", lambda *a, **k: calls.append(a[1]) or _fake_guess(*a, **k))

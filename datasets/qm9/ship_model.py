@@ -71,7 +71,10 @@ def main() -> None:
     from recipe import read_selection
 
     from eqchem.data.reader import H5Dataset
-    from eqchem.inference.model_file import SHIPPED_MODELS, default_model_path, hardware_text, load_model, save_model
+    from eqchem.model.card import ModelCard
+    from eqchem.inference.card_text import hardware_text
+    from eqchem.inference.model_file import load_model
+    from eqchem.model.file import SHIPPED_MODELS, default_model_path, save_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path)
@@ -84,20 +87,16 @@ def main() -> None:
                     help="what the stages trained on, for models whose files predate eqchem recording it")
     ap.add_argument("--out", type=Path, default=None, help="default: eqchem/models/<mode>.pt")
     ap.add_argument("--correction-cutoff", type=float, default=None,
-                    help="Δ-models: set model.correction_overlap_cutoff (choose it on validation molecules)")
+                    help="Δ-models: set the prediction setting correction_overlap_cutoff (choose it on validation molecules)")
     ap.add_argument("--fock-mixing", type=float, default=None,
-                    help="set model.fock_mixing, the damped Fock step after the network (choose it on validation)")
+                    help="set the prediction setting fock_mixing, the damped Fock step after the network (choose it on validation)")
     ap.add_argument("--pair-cutoff", type=float, default=None,
-                    help="Δ-models: set model.correction_pair_cutoff in Å (choose it on validation molecules)")
+                    help="Δ-models: set the prediction setting correction_pair_cutoff in Å (choose it on validation molecules)")
     a = ap.parse_args()
 
-    model = load_model(a.model)
-    if a.correction_cutoff is not None:
-        model.net.config.correction_overlap_cutoff = a.correction_cutoff
-    if a.pair_cutoff is not None:
-        model.net.config.correction_pair_cutoff = a.pair_cutoff
-    if a.fock_mixing is not None:
-        model.net.config.fock_mixing = a.fock_mixing
+    chosen = {"correction_overlap_cutoff": a.correction_cutoff, "correction_pair_cutoff": a.pair_cutoff,
+              "fock_mixing": a.fock_mixing}
+    model = load_model(a.model).with_settings(**{k: v for k, v in chosen.items() if v is not None})
     split = json.loads(a.split.read_text())
     summary = test_metrics(model, a.data, set(split["test"]), a.scf_molecules)
     network_only = (test_metrics(model, a.data, set(split["test"]), a.scf_molecules, fock_step=False)
@@ -121,10 +120,6 @@ def main() -> None:
     meta["mode"] = a.mode
     meta["notes"] = a.notes
     meta["off_equilibrium_geometries"] = False
-    if model.net.config.baseline == "core-j":  # the fits the guesses used here travel with the model
-        from eqchem.dft.atomic_density import density_fits
-
-        meta["core_j_density_fits"] = density_fits(model.elements, model.basis)
     stages, m, where = [], model, a.model.parent  # fine-tuned models: the runs that made them (--init)
     while m is not None:
         if m is not model and m.metadata.get("training_stages"):  # a shipped model: its card has its stages
@@ -145,7 +140,7 @@ def main() -> None:
     meta["train_hardware"] = a.train_hardware or "; ".join(sorted(hardware)) or "not recorded"
     meta["data_recipe"] = "datasets/qm9/recipe.py (QM9 geometries from qm9pack; split by QM9 index)"
     out = a.out or default_model_path(a.mode)
-    save_model(out, model.net, meta)
+    save_model(out, model.net, ModelCard.from_dict(meta), model.settings)
 
     # the exact training set: QM9 index and canonical SMILES
     from rdkit import Chem

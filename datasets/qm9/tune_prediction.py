@@ -4,7 +4,7 @@
         --setting fock_mixing --values 0 0.2 0.3 0.4 0.5 0.6
 
 Prints one row of validation metrics per value (through the same path as ``eqchem predict``: guess
-recomputed, Fock step applied). Settings are the ``PREDICTION_ONLY`` fields of ``eqchem.model.config``;
+recomputed, Fock step applied). Settings are the fields of ``eqchem.model.settings.PredictionSettings``;
 the chosen value goes to ``ship_model.py`` (``--fock-mixing``, ``--pair-cutoff``, ``--correction-cutoff``).
 """
 from __future__ import annotations
@@ -23,13 +23,13 @@ def main() -> None:
     from eqchem.data.reader import H5Dataset
     from eqchem.inference.evaluate import evaluate
     from eqchem.inference.model_file import load_model
-    from eqchem.model.config import PREDICTION_ONLY
+    from eqchem.model.settings import FIELDS
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path)
     ap.add_argument("--data", nargs="+", required=True)
     ap.add_argument("--split", type=Path, required=True)
-    ap.add_argument("--setting", choices=PREDICTION_ONLY, default="fock_mixing")
+    ap.add_argument("--setting", choices=FIELDS, default="fock_mixing")
     ap.add_argument("--values", type=float, nargs="+", required=True)
     a = ap.parse_args()
 
@@ -40,8 +40,7 @@ def main() -> None:
         raise SystemExit("no validation molecules found in the data")
     print(f"{a.setting:>12} " + " ".join(f"{c:>15}" for c in COLUMNS))
     for v in a.values:
-        setattr(model.net.config, a.setting, v)
-        rows = [r for ds in sets for r in evaluate(ds, model)["molecules"]]
+        rows = [r for ds in sets for r in evaluate(ds, model.with_settings(**{a.setting: v}))["molecules"]]
         print(f"{v:>12g} " + " ".join(f"{np.mean([r[c] for r in rows]):>15.3f}" for c in COLUMNS), flush=True)
     print(f"({sum(len(ds) for ds in sets)} validation molecules)")
 

@@ -47,7 +47,8 @@ def training_coverage(data: list[str], train_keys: list[str]) -> tuple[list[int]
 
 
 def main() -> None:
-    from eqchem.inference.model_file import load_model, save_model
+    from eqchem.inference.model_file import load_model
+    from eqchem.model.file import save_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path)
@@ -60,19 +61,18 @@ def main() -> None:
     test = set(json.loads(a.split.read_text())["test"])
     with_step, n = dipole_metrics(model, a.data, test, fock_step=True)
     network_only, _ = dipole_metrics(model, a.data, test, fock_step=False) if model.fock_mixing > 0 else (None, n)
-    charges, spins, n_found = training_coverage(a.data, model.metadata.get("train_keys", []))
+    charges, spins, n_found = training_coverage(a.data, model.card.train_keys)
     report = {"test_dipole_mae_debye": with_step, "test_network_only_dipole_mae_debye": network_only,
               "test_dipole_molecules": n, "charges": charges, "spins": spins,
-              "training structures checked for coverage": f"{n_found} of {len(model.metadata.get('train_keys', []))}"}
+              "training structures checked for coverage": f"{n_found} of {len(model.card.train_keys)}"}
     print(json.dumps(report, indent=1))
     if not a.write:
         return
-    meta = dict(model.metadata)
-    meta["charges"], meta["spins"] = charges, spins
-    meta["metrics"] = {**meta.get("metrics", {}), "test_dipole_mae_debye": with_step, "test_dipole_molecules": n}
+    metrics = {**model.card.metrics, "test_dipole_mae_debye": with_step, "test_dipole_molecules": n}
     if network_only is not None:
-        meta["metrics"]["test_network_only_dipole_mae_debye"] = network_only
-    save_model(a.model, model.net, meta)
+        metrics["test_network_only_dipole_mae_debye"] = network_only
+    card = model.card.replace(charges=charges, spins=spins, metrics=metrics)
+    save_model(a.model, model.net, card, model.settings)
     print(f"wrote {a.model}")
 
 

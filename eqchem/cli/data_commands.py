@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from .common import ProgressReporter, console, fail, user_errors
-from .main import app
+from .app import app
 
 
 @app.command()
@@ -103,7 +103,8 @@ def merge(
 @user_errors
 def guess(
     data: List[Path] = typer.Argument(..., help="eqchem HDF5 data files."),
-    kind: str = typer.Option("minao-fock", "--kind", help="Guess Hamiltonian (see eqchem.dft.guess)."),
+    kind: str = typer.Option("minao-fock", "--kind", help="Guess Hamiltonian (eqchem.dft.baselines): none has no "
+                             "guess; minao-fock, core, core-j or core-jx (fitted)."),
     split_file: Optional[Path] = typer.Option(None, "--split-file", help="core-jx: fit its atomic potentials on "
                                               "this JSON's 'train' keys only (as eqchem train --split-file)."),
     potentials: Optional[Path] = typer.Option(None, "--potentials", help="core-jx: take the fitted atomic "
@@ -112,16 +113,17 @@ def guess(
     """Precompute the guess Hamiltonians a Δ-model corrects (DATA.h5 -> DATA.guess.h5 for minao-fock,
     DATA.guess-KIND.h5 for other kinds; resumable). core-jx first fits its atomic potentials on the
     structures of all the files given (or reuses those their guess files already hold)."""
-    from ..data.guess_file import guess_path, present_keys, uncovered_keys, write_guesses
+    from ..data.guess_file import guess_path, present_keys, uncovered_keys
     from ..data.reader import H5Dataset
-    from ..dft.guess import FITTED_BASELINES, check_baseline
+    from ..dft.baselines import BASELINES, get_baseline
+    from ..dft.guess import write_guesses
 
-    check_baseline(kind)
     params = None
-    if kind in FITTED_BASELINES:
+    if get_baseline(kind).fitted:
         params = _fitted_guess_params(data, kind, split_file, potentials)
     elif split_file or potentials:
-        fail(f"--split-file and --potentials apply to fitted guesses ({', '.join(FITTED_BASELINES)}), not '{kind}'")
+        fitted = ", ".join(b.name for b in BASELINES.values() if b.fitted)
+        fail(f"--split-file and --potentials apply to fitted guesses ({fitted}), not '{kind}'")
     for path in data:
         ds = H5Dataset(path)
         uncovered = uncovered_keys(ds, params)
@@ -148,10 +150,10 @@ def _fitted_guess_params(data: List[Path], kind: str, split_file: Optional[Path]
         if not potentials.exists():
             fail(f"{potentials}: no such file")
         if potentials.suffix in (".pt", ".ckpt"):
-            from ..inference.model_header import read_header
+            from ..model.file import read_header
 
             header = read_header(potentials)
-            params = ((header or {}).get("metadata") or {}).get("baseline_params")
+            params = header.card.baseline_params if header is not None else None
         else:
             try:
                 params = read_params(potentials)

@@ -1,52 +1,19 @@
-"""The ``eqchem`` command: thin Typer commands over the library."""
+"""The ``eqchem`` command: the application (:mod:`eqchem.cli.app`) with every command module registered."""
 from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
 
-import typer
-
-from .. import __version__
-from .common import console
-
-app = typer.Typer(
-    name="eqchem",
-    help="Equivariant ML of Kohn–Sham Hamiltonians: generate DFT data, train, predict orbitals.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-def _version(value: bool):
-    if value:
-        console.print(f"eqchem {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main(
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
-                                           help="Print the version and exit."),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
-):
-    """eqchem command-line interface."""
-    if debug:
-        os.environ["EQCHEM_DEBUG"] = "1"
-
-
-from . import data_commands  # noqa: E402,F401  (registers generate, info, merge)
-from . import train_command  # noqa: E402,F401  (registers train)
-from . import model_commands  # noqa: E402,F401  (registers predict, diagonalize, evaluate)
+from . import data_commands, model_commands, train_command  # noqa: F401  (each registers its commands on app)
+from .app import app
 
 
 def run() -> None:
     """The ``eqchem`` console script: :data:`app`, then a quick exit.
 
     A finished command leaves with ``os._exit`` once its outputs are flushed and closed, skipping the
-    interpreter's teardown of torch, PySCF and h5py (~0.4 s of a 3 s prediction; ``bench/vs_pyscf.py``
-    times fresh processes). Where anything could still be unwritten (an open HDF5 file, a live worker
+    interpreter's teardown of torch, PySCF and h5py (a noticeable part of a short prediction;
+    ``bench/vs_pyscf.py`` times fresh processes). Where anything could still be unwritten (an open HDF5 file, a live worker
     thread or child process) it exits normally instead."""
     try:
         app()

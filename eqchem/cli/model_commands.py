@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from .common import console, print_table, user_errors
-from .main import app
+from .app import app
 
 
 QUICK_BUILD_STRUCTURES = 48
@@ -19,7 +19,8 @@ MODE_HELP = "Shipped model: fast (no Fock build) or accurate (two cheap Fock bui
 def _load_model_for_cli(model: Optional[str], mode: Optional[str] = None, quick: bool = False):
     """``quick``: a run of a few structures in this process (see :func:`~eqchem.inference.model_file.load_model`)."""
     from ..errors import InputError
-    from ..inference.model_file import default_model_path, load_model
+    from ..inference.model_file import load_model
+    from ..model.file import default_model_path
 
     if model is not None and mode is not None:
         raise InputError("give --model FILE or --mode fast|accurate, not both")
@@ -112,15 +113,15 @@ def _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine
 
     from ..inference import writers
     from ..inference.pipeline import StageTimings
-    from ..inference.predict import ExtrapolationWarning, check_structures, iter_predictions
+    from ..inference.checks import ExtrapolationWarning, check_structures
+    from ..inference.predict import iter_predictions
     from .common import ProgressReporter
 
     stage_times = StageTimings()
-    if ahead is not None:
-        ahead.wait()  # its shell layouts serve the basis check below
+    known_shells = ahead.shells() if ahead is not None else None  # PySCF's shells for the basis check
     with warnings.catch_warnings(), stage_times.stage("structures"):
         warnings.simplefilter("ignore", ExtrapolationWarning)  # shown per structure below instead
-        checked = check_structures(m, structures, allow_extrapolation)  # a bad structure stops the run here
+        checked = check_structures(m, structures, allow_extrapolation, known_shells)  # a bad one stops the run here
     stream = writers.ResultStream(out, {"xc": m.xc, "basis": m.basis, "model": str(m.path)}) if out else None
     builds = m.fock_builds(fock_step)
     from ..inference.parallel import helper_processes
@@ -166,12 +167,10 @@ def _finish_prediction(r, energy: bool, refine: bool, molden, kinds, cube_dir) -
     if energy:
         rec["energy_hartree"] = r.settings["energy"] = r.energy()
     if refine:
-        from ..dft.runner import make_scf, run_scf
-
         converged, cycles = r.refine()
         rec["scf_cycles"] = cycles
         rec["scf_converged"] = bool(converged.settings["converged"])
-        rec["scf_cycles_minao"] = run_scf(make_scf(r.mole, r.dft_settings(), restricted_open=True))
+        rec["scf_cycles_minao"] = r.minao_scf_cycles()
         rec["refined_energy_hartree"] = r.settings["energy"] = converged.settings["energy"]
         refined = converged.summary()
         rec["refined_homo_ev"], rec["refined_gap_ev"] = refined["homo_ev"], refined["gap_ev"]

@@ -53,7 +53,7 @@ def print_model_card(path: Path | str | None) -> None:
     from ..inference.model_file import load_model
 
     model = load_model(path)
-    card = model.card()
+    card = model.describe()
     t = Table(title=f"model: {card['path']}", show_header=False)
     t.add_column(no_wrap=True)
     t.add_column(overflow="fold")  # long values (notes, the architecture) wrap in their cell; nothing is cut

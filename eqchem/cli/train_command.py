@@ -6,8 +6,9 @@ from typing import List, Optional
 
 import typer
 
+from ..dft.baselines import baseline_help
 from .common import console, user_errors
-from .main import app
+from .app import app
 
 
 @app.command()
@@ -25,12 +26,14 @@ def train(
     max_epochs: Optional[int] = typer.Option(None, help="Maximum epochs."),
     max_time: Optional[float] = typer.Option(None, help="Wall-time budget in minutes for the whole run: training "
                                              "stops early enough for the last validation and readout refit to "
-                                             "end within it (training time across --resume is capped at it too)."),
+                                             "end within it (training time across --resume is capped at it too); "
+                                             "the first epoch's time fixes how many steps the learning-rate "
+                                             "schedule spans, once (kept across --resume)."),
     batch_size: Optional[int] = typer.Option(None, help="Molecules per batch (per device)."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (AdamW)."),
     target: Optional[str] = typer.Option(None, help="hamiltonian or density_matrix."),
-    baseline: Optional[str] = typer.Option(None, help="none, or minao-fock: a Δ-model correcting a guess "
-                                                       "Hamiltonian (precompute it with `eqchem guess DATA`)."),
+    baseline: Optional[str] = typer.Option(None, help="The guess Hamiltonian a Δ-model corrects (precompute it "
+                                           "with `eqchem guess DATA --kind KIND`): " + baseline_help() + "."),
     devices: Optional[str] = typer.Option(None, help="auto, or number of devices (several -> DDP)."),
     num_nodes: Optional[int] = typer.Option(None, help="Nodes (multi-node DDP, e.g. under Slurm)."),
     accelerator: Optional[str] = typer.Option(None, help="auto, cpu, gpu."),

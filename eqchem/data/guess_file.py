@@ -3,7 +3,8 @@
 ``data.h5`` -> ``data.guess.h5`` (minao-fock; ``data.guess-<kind>.h5`` for other kinds; same folder)
 holding ``/guess_hamiltonians/<key>`` (nao, nao) Eh and the root attribute ``guess_kind`` (and, for a guess
 with fitted parts such as ``core-jx``, ``guess_params``: JSON, the same for every guess of the file). They are
-computed once with PySCF (``eqchem guess data.h5``) so that training itself never needs PySCF. Written like data files (:mod:`eqchem.data.store`): every guess goes to
+computed once with PySCF (``eqchem guess data.h5``, :func:`eqchem.dft.guess.write_guesses`) so that training
+itself never needs PySCF; this module only names and reads them. Written like data files (:mod:`eqchem.data.store`): every guess goes to
 the journal ``data.guess.h5.parts/`` as it is computed, and the journal is absorbed into immutable segment
 files linked from ``data.guess.h5`` (an index replaced atomically), so appending never rewrites stored
 guesses and a ``kill -9`` loses at most the guess being computed. Resumable: keys already present are skipped.
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
-
 import h5py
 import numpy as np
 
@@ -30,7 +29,7 @@ def guess_path(data_path: str | Path, kind: str = "minao-fock") -> Path:
     return p.with_name(p.stem + suffix)
 
 
-def _read_header(path: Path) -> tuple[str, set[str]]:
+def guess_file_header(path: Path) -> tuple[str, set[str]]:
     """(guess kind, stored keys) of an existing guess file."""
     with h5py.File(path, "r") as f:
         kind = f.attrs.get(keys.GUESS_KIND, "")
@@ -56,7 +55,7 @@ def present_keys(data_path: str | Path, kind: str = "minao-fock") -> set[str]:
     """Keys whose ``kind`` guess is already stored for ``data_path``, or journaled by an interrupted run
     (empty if there is no guess file)."""
     out = guess_path(data_path, kind)
-    stored = _read_header(out)[1] if out.exists() else set()
+    stored = guess_file_header(out)[1] if out.exists() else set()
     return stored | set(store.journal_keys(out, (keys.GUESS_HAMILTONIANS,)))
 
 
@@ -68,7 +67,7 @@ class GuessFile:
         if not self.path.exists():
             raise DataError(f"{data_path}: no guess file {self.path.name} for this Δ-model "
                             f"(run: eqchem guess {data_path} --kind {kind})")
-        found, self._keys = _read_header(self.path)
+        found, self._keys = guess_file_header(self.path)
         if found != kind:
             raise DataError(f"{self.path} holds '{found}' guesses but the model needs '{kind}'")
         self.kind = kind
@@ -93,42 +92,3 @@ def uncovered_keys(ds, params: dict | None) -> list[str]:
         return []
     covered = {int(z) for z in fit}
     return [k for k in ds.keys() if not {int(z) for z in ds.numbers(k)} <= covered]
-
-
-def write_guesses(data_path: str | Path, kind: str = "minao-fock", consolidate_every: float = 300.0,
-                  on_done: Callable[[str], None] | None = None, params: dict | None = None) -> tuple[int, int]:
-    """Compute the missing guesses of ``data_path``; returns (computed, already present).
-
-    ``consolidate_every``: least seconds between absorbing the journal into the guess file (see
-    :class:`eqchem.data.store.Appender`); it is always absorbed at the end. ``params``: the fitted parts of
-    the guess (``core-jx``), stored with the file; an existing file computed with other parameters is an error.
-    Structures with an element the parameters lack (:func:`uncovered_keys`) get no guess and are not counted.
-    """
-    from ..dft.guess import check_baseline, guess_hamiltonian
-    from .reader import H5Dataset
-
-    check_baseline(kind)
-    ds = H5Dataset(data_path)
-    out = guess_path(data_path, kind)
-    if out.exists():
-        found = _read_header(out)[0]
-        if found != kind:
-            raise DataError(f"{out} holds '{found}' guesses, not '{kind}'; move it away first")
-        if read_params(out) != params:
-            raise DataError(f"{out} holds guesses computed with other fitted parameters; move it away first "
-                            f"(or compute with the parameters it holds)")
-    attrs = {keys.GUESS_KIND: kind, keys.BASIS: ds.basis, keys.XC: ds.xc}
-    if params is not None:
-        attrs[keys.GUESS_PARAMS] = json.dumps(params, sort_keys=True)
-    group = keys.GUESS_HAMILTONIANS
-    store.consolidate(out, attrs, group, failures=None)  # absorb what an interrupted run journaled
-    done = _read_header(out)[1]
-    skip = done | set(uncovered_keys(ds, params))
-    todo = [k for k in ds.keys() if k not in skip]
-    with store.Appender(out, attrs, group, failures=None, consolidate_every=consolidate_every) as app:
-        for key in todo:
-            r = ds[key]
-            app.add(key, guess_hamiltonian(r.numbers, r.positions, ds.basis, ds.xc, kind, params))
-            if on_done:
-                on_done(key)
-    return len(todo), len(done)

@@ -33,35 +33,18 @@ atom still vanishes away from it."""
 _RADII = np.geomspace(1e-7, 40.0, 6000)  # bohr: radial quadrature of s functions
 
 Fit = tuple[tuple[float, ...], tuple[float, ...]]
-_FITS: dict[tuple[int, str], Fit] = {}  # (Z, basis) -> fit: computed once per process, or a model's stored fits
+_FITS: dict[tuple[int, str], Fit] = {}  # (Z, basis) -> fit: a cache, computed once per process
 
 
 def atomic_density_fit(z: int, basis: str) -> Fit:
     """(exponents α_k, coefficients c_k) with ρ_Z ≈ Σ_k c_k g_k, g_k the normalised s Gaussian of exponent
     α_k (PySCF's convention for contraction coefficients): the Coulomb-metric fit of element ``z``'s
     neutral spherical atomic density in ``basis``, its charge held at ``z`` electrons. Computed on first
-    use (an atomic HF, 10–35 ms per element) unless :func:`use_density_fits` gave it."""
+    use (one atomic HF per element and basis), then cached."""
     key = (int(z), basis)
     if key not in _FITS:
         _FITS[key] = _fit_atomic_density(int(z), basis)
     return _FITS[key]
-
-
-def density_fits(numbers, basis: str) -> dict[str, list[list[float]]]:
-    """{str(Z): [exponents, coefficients]} of the elements ``numbers``: what a model file stores
-    (``datasets/qm9/ship_model.py``) so that predictions use the fits its training guesses used."""
-    return {str(z): [list(a) for a in atomic_density_fit(z, basis)] for z in sorted(set(int(z) for z in numbers))}
-
-
-def use_density_fits(basis: str, fits: dict) -> None:
-    """Take a model's stored fits (:func:`density_fits`) for ``basis`` instead of computing them: the
-    baseline is then the one the model was trained on, whatever PySCF's atomic HF gives here, and a
-    fresh process skips one atomic HF per element."""
-    for z, (alphas, coefs) in fits.items():
-        fit = (tuple(float(a) for a in alphas), tuple(float(c) for c in coefs))
-        if _FITS.get((int(z), basis)) != fit:
-            _FITS[(int(z), basis)] = fit
-            _origin_charge.cache_clear()
 
 
 def _fit_atomic_density(z: int, basis: str) -> Fit:

@@ -1,8 +1,8 @@
 """Fitted effective atomic potentials: the grid-free ``core-jx`` guess.
 
-``core-j`` (T + V_nuc + J of superposed neutral atomic densities) leaves out exchange and correlation, which
-on QM9 molecules at B3LYP/def2-SVP is ~20,000 µEh MAE of the converged Kohn–Sham matrix, and its J costs a
-three-centre Coulomb integral per AO pair and atom. ``core-jx`` is
+``core-j`` (T + V_nuc + J of superposed neutral atomic densities) leaves out exchange and correlation, the
+largest part of its error against the converged Kohn–Sham matrix, and its J costs a three-centre Coulomb
+integral per AO pair and atom. ``core-jx`` is
 
     H_guess = T + V_nuc + J_lr + V,     J_lr = Σ_A Z_A erf(ω r_A) / r_A,     V = Σ_A v_{Z_A}(r_A),
     v_Z(r) = Σ_k c_Zk g_k(r),
@@ -19,10 +19,9 @@ functional at hand instead of to atoms. In a molecule each atom becomes one cont
 one three-centre overlap integral per AO pair and atom (libcint): no DFT grid, no density fitting, no Coulomb
 three-centre integral; s functions are rotation invariant, so the guess is exactly equivariant.
 
-Measured on QM9 (B3LYP/def2-SVP; fitted on 40 molecules, errors on 20 others): H MAE 1,938 µEh with these
-10 exponents, against 2,076 for the exact core-j J plus 8 fitted potentials, and ~20,000 for core-j alone;
-the fit's own summary (``eqchem guess --kind core-jx``) and ``bench/vs_pyscf.py``'s guess-alone row give it
-on other molecules. PySCF's one-shot F[P_minao], which costs a grid and a Fock build, errs ~4,000 µEh.
+``bench/guess_mae.py`` measures every guess alone against H (QM9 at B3LYP/def2-SVP and distorted water;
+results in ``bench/results/guess_mae/``); the fit's own summary (``eqchem guess --kind core-jx``) and
+``bench/vs_pyscf.py``'s guess-alone row give it on other molecules.
 
 Units: ω in bohr⁻¹, exponents bohr⁻², coefficients Eh (per normalised Gaussian), matrices Eh. A fit travels as
 JSON-able ``{str(Z): [[exponents...], [coefficients...]]}`` in guess files and model files (``baseline_params``).
@@ -39,13 +38,11 @@ from ..io.elements import symbol
 from .atomic_density import ghost_mole
 
 EXPONENTS = tuple(0.05 * 3.0 ** k for k in range(10))
-"""Exponents (bohr⁻²) of every element's potential: 0.05 … 984, spacing ×3. Measured (fit on 40 QM9
-molecules, errors on 20 others): 1,938 µEh with these 10, 2,063 with 8 (×4 from 0.05), 1,939 with 12 (×2.5):
-more functions buy nothing, and the three-centre integrals cost in proportion to them."""
+"""Exponents (bohr⁻²) of every element's potential: 0.05 … 984, spacing ×3; the three-centre integrals
+cost in proportion to their number (``bench/guess_mae.py`` measures the fit's error with them)."""
 
 OMEGA = 0.5
-"""ω (bohr⁻¹) of the long-range Coulomb part J_lr: the same fit errs 1,948 / 1,938 / 1,941 µEh with ω = 0.3 /
-0.5 / 1.0 (the fitted potentials take up the difference)."""
+"""ω (bohr⁻¹) of the long-range Coulomb part J_lr (the fitted potentials take up what it leaves)."""
 
 RIDGE = 1e-10
 """Relative ridge of the least-squares fit (columns scaled to unit norm)."""

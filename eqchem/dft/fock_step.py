@@ -11,9 +11,10 @@ def fock_of_density(numbers, positions, density: np.ndarray, basis: str, xc: str
     """The Kohn–Sham matrix F[P] (nao, nao) Eh of the AO density ``density`` (nao, nao), PySCF AO order.
 
     One Fock build with the guess's cheap settings (grid level 1, density-fitted J/K) in the principal-axes
-    frame, so it is equivariant like the guess. On QM9 at B3LYP/def2-SVP, F[P_scf] built this way differs
-    from the converged matrix by ~2 µEh MAE: the cheap build is exact enough to refine predictions with.
-    ``frame`` as in :func:`guess_and_overlap`.
+    frame, so it is equivariant like the guess. Built from the converged density it stays close to the
+    converged matrix (the grid and the density fitting are its only approximations), so it is exact enough to
+    refine predictions with.
+    ``frame``: the molecule's :class:`~eqchem.dft.frame.CanonicalFrame` when the caller built it already.
     """
     frame = frame or canonical_mole(numbers, positions, basis)
     d = frame.d
@@ -29,10 +30,10 @@ def fock_step(numbers, positions, hamiltonian: np.ndarray, overlap: np.ndarray, 
     ``spin`` = 2S singly occupied orbitals, and then F the spin-restricted matrix of that total density). Why: a
     learned H errs mostly in how the density responds to bonding; F[P(H)] feeds that density back through
     the functional, so its errors are the network's errors screened by the density response, and a mix of
-    the two cancels much of both (QM9 validation, stage-3 default model: H MAE 613 -> 394 µEh, gap MAE
-    0.14 -> 0.06 eV at mixing 0.4). It is one SCF-like Fock build (same cheap settings as the guess), not an
+    the two cancels much of both (the accurate model's card holds its test metrics with and without the step;
+    ``datasets/qm9/tune_prediction.py`` chooses the mixing on validation molecules). It is one SCF-like Fock build (same cheap settings as the guess), not an
     SCF; equivariant because the Fock build is (``fock_of_density``) and the mixing is a scalar.
-    ``frame`` as in :func:`guess_and_overlap`.
+    ``frame``: the molecule's :class:`~eqchem.dft.frame.CanonicalFrame` when the caller built it already.
     """
     from ..orbitals import density_from_occupations, occupations, solve_generalized
 

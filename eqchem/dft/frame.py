@@ -1,7 +1,7 @@
 """The principal-axes frame in which eqchem's cheap Fock builds run, and the cheap KS settings.
 
 Equivariance: PySCF's Lebedev grids are fixed in the lab frame, so a plain Fock build changes by grid
-noise (~1e-4 Eh at most at level 1) when the molecule rotates. The guess is therefore built in the
+noise when the molecule rotates. The guess is therefore built in the
 molecule's principal-axes frame and rotated back with the exact AO Wigner matrices: Lebedev grids are
 invariant under the axis sign flips left undetermined by that frame, so the result is equivariant to
 round-off under rotations, reflections and translations (molecules with degenerate moments of inertia,
@@ -28,8 +28,8 @@ class CanonicalFrame:
     (nao, nao) that takes matrices from that frame to the input one (``M_input = d @ M_frame @ d.T``).
 
     ``ks(xc)`` is the cheap KS object of that Mole, kept so that several Fock builds of one molecule (the
-    guess, then the Fock step) share its integration grid and density-fitting tensors (built once:
-    ~2 s of the ~5 s a first build takes for aspirin's 222 AOs).
+    guess, then the Fock step) share its integration grid and density-fitting tensors (built once, a large
+    part of a first build's time).
     """
 
     mol: Any

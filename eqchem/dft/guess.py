@@ -1,107 +1,85 @@
-"""Cheap guess Hamiltonians: the baselines that Δ-models correct (``ModelConfig.baseline``).
+"""Guess Hamiltonians of whole molecules: the baselines of Δ-models (:mod:`eqchem.dft.baselines`) as
+functions of a geometry, and the guess files training reads (:func:`write_guesses`).
 
-``core`` is the core Hamiltonian T + V_nuc: analytic one-electron integrals (milliseconds, no grid, no
-density fitting), exactly equivariant; the network then learns the whole electronic response J + V_xc - K.
-
-``core-j`` adds the Coulomb matrix of the superposed neutral atomic densities (:mod:`eqchem.dft.atomic_density`):
-the electrostatics of neutral atoms, still grid-free (one three-centre integral per AO pair and atom);
-the network then learns the local exchange–correlation and charge-relaxation response.
-
-``core-jx`` is T + V_nuc, the long-range Coulomb potential of the atoms' electrons (one Gaussian charge per
-atom) and fitted spherical effective atomic potentials (:mod:`eqchem.dft.atomic_potential`) that hold the rest
-of the atoms' electrostatics and their exchange–correlation: one three-centre overlap integral per AO pair and
-atom, still grid-free, cheaper than core-j and ~10× closer to the SCF matrix; a few dozen coefficients per basis
-and functional, solved by least squares on training structures (``eqchem guess --kind core-jx``) and carried
-as ``params`` (``{"atomic_potentials": fit, "omega": ω}``) by guess files and model files.
-
-``minao-fock`` is the Kohn–Sham matrix F[P_minao] of the functional, built once from PySCF's minao
-(superposition of atomic densities) guess density, with a coarse grid (level 1) and density-fitted
-Coulomb/exchange (def2-universal-jkfit): one Fock build, no SCF. On QM9 molecules at B3LYP/def2-SVP it
-takes ~0.5–2 s on one core and differs from the converged matrix by ~4.5 mEh MAE; the network then
-learns only the (smaller, smoother) SCF response F - F[P_minao].
-
-Fock builds happen in the molecule's principal-axes frame (:mod:`eqchem.dft.frame`), so guesses are
-equivariant to round-off.
+Which guesses exist, what each costs and how each is built is the registry's business
+(:mod:`eqchem.dft.baselines`); here they are computed for (atomic numbers, positions Å) through one
+:class:`~eqchem.dft.molecule.MoleculeContext`, as the prediction pipeline computes them.
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable
+
 import numpy as np
 
-from ..errors import InputError
-from ..model.config import BASELINES
-from .frame import canonical_mole
-
-
-ANALYTIC_BASELINES = ("core", "core-j", "core-jx")
-"""Guesses made of exact integrals only (no grid): equivariant in any frame."""
-FITTED_BASELINES = ("core-jx",)
-"""Guesses with parameters fitted on training data (``params``: what guess files and model files carry)."""
-
-
-def analytic_guess(mol, basis: str, kind: str, n_electrons: int | None, params: dict | None = None) -> np.ndarray:
-    """T + V_nuc (``core``), plus J of the superposed neutral atomic densities (``core-j``); or T + V_nuc +
-    J_lr + the fitted atomic potentials ``params`` (``core-jx``, :mod:`eqchem.dft.atomic_potential`); Eh."""
-    if kind == "core-jx":
-        from .atomic_potential import superposed_potential, unfitted_part
-
-        fit = fitted_potentials(params)
-        return unfitted_part(mol, n_electrons, float(params["omega"])) + superposed_potential(mol, fit)
-    hcore = mol.intor_symmetric("int1e_kin") + mol.intor_symmetric("int1e_nuc")
-    if kind == "core-j":
-        from .atomic_density import superposed_density_coulomb
-
-        hcore = hcore + superposed_density_coulomb(mol, basis, n_electrons)
-    return hcore
-
-
-def fitted_potentials(params: dict | None) -> dict:
-    """The atomic potential fit of a ``core-jx`` guess's ``params``; an error a user can act on without one."""
-    fit = (params or {}).get("atomic_potentials")
-    if not fit or "omega" not in params:
-        raise InputError("the core-jx guess needs fitted atomic potentials (eqchem guess --kind core-jx fits them; "
-                         "a core-jx model file carries its own)")
-    return fit
-
-
-def check_baseline(kind: str) -> None:
-    if kind not in BASELINES:
-        raise InputError(f"unknown guess/baseline '{kind}'; choose from {', '.join(BASELINES)}")
+from ..errors import DataError
+from .baselines import get_baseline
+from .molecule import MoleculeContext
 
 
 def guess_hamiltonian(numbers, positions, basis: str, xc: str, kind: str = "minao-fock",
-                      params: dict | None = None) -> np.ndarray:
-    """(nao, nao) guess matrix in Eh, PySCF AO order, for atomic numbers (n,) and positions (n, 3) Å."""
-    return guess_and_overlap(numbers, positions, basis, xc, kind, params=params)[0]
+                      params: dict | None = None, n_electrons: int | None = None) -> np.ndarray:
+    """(nao, nao) guess matrix in Eh, PySCF AO order, for atomic numbers (n,) and positions (n, 3) Å;
+    ``n_electrons`` (default neutral) scales the guess's atomic electrons; ``params``: fitted parts."""
+    return guess_and_overlap(numbers, positions, basis, xc, kind, n_electrons=n_electrons, params=params)[0]
 
 
-def guess_and_overlap(numbers, positions, basis: str, xc: str, kind: str = "minao-fock",
-                      frame=None, n_electrons: int | None = None,
-                      params: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The guess matrix (Eh) and the AO overlap matrix, both (nao, nao) in PySCF AO order.
+def guess_and_overlap(numbers, positions, basis: str, xc: str, kind: str = "minao-fock", frame=None,
+                      n_electrons: int | None = None, params: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The guess matrix (Eh; zeros for ``none``) and the AO overlap matrix, both (nao, nao) in PySCF AO order.
 
-    ``frame``: the molecule's :class:`CanonicalFrame` when the caller already built it (else built here).
-    ``n_electrons`` (default: the neutral molecule's) scales the minao density, a superposition of neutral
-    atoms, to the structure's electron count, so an ion's guess holds its own number of electrons.
-    ``params``: the fitted parts of a ``core-jx`` guess (:func:`fitted_potentials`).
+    ``frame``: the molecule's :class:`~eqchem.dft.frame.CanonicalFrame` when the caller built it already.
     """
-    check_baseline(kind)
-    if frame is None and kind in ANALYTIC_BASELINES:  # exact integrals need no frame: the input's own Mole
-        from ..io.structure import Structure
-        from .runner import build_mole
+    numbers = np.asarray(numbers, dtype=np.int64)
+    neutral = int(numbers.sum())
+    charge = 0 if n_electrons is None else neutral - int(n_electrons)
+    molecule = MoleculeContext(numbers, positions, basis, charge=charge, spin=(neutral - charge) % 2)
+    if frame is not None:
+        molecule.frame = frame
+    guess = molecule.guess(get_baseline(kind).name, xc, params)
+    overlap = molecule.overlap
+    return (np.zeros_like(overlap) if guess is None else guess), overlap
 
-        mol = build_mole(Structure(numbers, positions), basis, spin=int(np.sum(numbers)) % 2)
-        return analytic_guess(mol, basis, kind, n_electrons, params), mol.intor_symmetric("int1e_ovlp")
-    frame = frame or canonical_mole(numbers, positions, basis)
-    mol, d = frame.mol, frame.d
-    overlap = d @ mol.intor_symmetric("int1e_ovlp") @ d.T
-    if kind == "none":
-        return np.zeros((mol.nao, mol.nao)), overlap
-    if kind in ANALYTIC_BASELINES:  # a frame the caller shares for a Fock step: rotate back
-        return d @ analytic_guess(mol, basis, kind, n_electrons, params) @ d.T, overlap
-    mf = frame.ks(xc)
-    dm = mf.get_init_guess(mol, key="minao")
-    neutral = int(np.sum(numbers))
-    if n_electrons is not None and n_electrons != neutral:
-        dm = dm * (n_electrons / neutral)
-    fock = d @ mf.get_fock(dm=dm) @ d.T
-    return np.asarray(0.5 * (fock + fock.T), dtype=np.float64), overlap
+
+def write_guesses(data_path: str | Path, kind: str = "minao-fock", consolidate_every: float = 300.0,
+                  on_done: Callable[[str], None] | None = None, params: dict | None = None) -> tuple[int, int]:
+    """Compute the missing guesses of ``data_path`` into its guess file (:mod:`eqchem.data.guess_file`);
+    returns (computed, already present).
+
+    ``consolidate_every``: least seconds between absorbing the journal into the guess file (see
+    :class:`eqchem.data.store.Appender`); it is always absorbed at the end. ``params``: the fitted parts of
+    the guess (``core-jx``), stored with the file; an existing file computed with other parameters is an error.
+    Structures with an element the parameters lack (``uncovered_keys``) get no guess and are not counted.
+    """
+    import json
+
+    from .. import keys
+    from ..data import store
+    from ..data.guess_file import guess_file_header, guess_path, read_params, uncovered_keys
+    from ..data.reader import H5Dataset
+
+    get_baseline(kind)
+    ds = H5Dataset(data_path)
+    out = guess_path(data_path, kind)
+    if out.exists():
+        found = guess_file_header(out)[0]
+        if found != kind:
+            raise DataError(f"{out} holds '{found}' guesses, not '{kind}'; move it away first")
+        if read_params(out) != params:
+            raise DataError(f"{out} holds guesses computed with other fitted parameters; move it away first "
+                            f"(or compute with the parameters it holds)")
+    attrs = {keys.GUESS_KIND: kind, keys.BASIS: ds.basis, keys.XC: ds.xc}
+    if params is not None:
+        attrs[keys.GUESS_PARAMS] = json.dumps(params, sort_keys=True)
+    group = keys.GUESS_HAMILTONIANS
+    store.consolidate(out, attrs, group, failures=None)  # absorb what an interrupted run journaled
+    done = guess_file_header(out)[1]
+    skip = done | set(uncovered_keys(ds, params))
+    todo = [k for k in ds.keys() if k not in skip]
+    with store.Appender(out, attrs, group, failures=None, consolidate_every=consolidate_every) as app:
+        for key in todo:
+            r = ds[key]
+            app.add(key, guess_hamiltonian(r.numbers, r.positions, ds.basis, ds.xc, kind, params))
+            if on_done:
+                on_done(key)
+    return len(todo), len(done)

@@ -1,9 +1,10 @@
-"""What a prediction of one molecule takes from PySCF besides its network, computed together (PySCF AO order).
+"""What a prediction of one molecule takes from PySCF besides its network, packed to cross processes.
 
-The guess Hamiltonian of the model's baseline (:mod:`eqchem.dft.guess`), the overlap (the eigenproblem),
-the dipole integrals and the AO offsets of the atoms (dipole, Mulliken charges): computed in one place so
-that they can be computed in another process (:mod:`eqchem.inference.integrals_ahead`) with the same
-functions on the same Mole as the prediction pipeline uses itself.
+The guess Hamiltonian of the model's baseline, the overlap (the eigenproblem), the dipole integrals and
+the AO offsets of the atoms (dipole, Mulliken charges), computed by a
+:class:`~eqchem.dft.molecule.MoleculeContext` exactly as the prediction pipeline computes them, so that a
+helper process (:mod:`eqchem.inference.integrals_ahead`) can compute them while the pipeline's process
+starts, and the pipeline seeds its own context with them.
 """
 from __future__ import annotations
 
@@ -11,18 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..basis import mole_ao_offsets
-from ..io.structure import Structure
-from .guess import ANALYTIC_BASELINES, analytic_guess, guess_and_overlap
-from .runner import build_mole, dipole_ao_integrals
+from .molecule import MoleculeContext
 
 
 @dataclass
 class MoleculeIntegrals:
-    """One molecule's integrals: ``guess`` (nao, nao) Eh (None for a model without a baseline), ``overlap``
+    """One molecule's integrals: ``guess`` (nao, nao) Eh of ``baseline`` (None for ``none``), ``overlap``
     (nao, nao), ``dipole_ao`` (3, nao, nao) Bohr about the origin, ``nuclear_charges`` (n,) e (ECP cores
     removed, as ``mol.atom_charges()``), ``ao_offsets`` (n + 1,): first AO of every atom, then nao."""
 
+    baseline: str
     guess: np.ndarray | None
     overlap: np.ndarray
     dipole_ao: np.ndarray
@@ -33,16 +32,9 @@ class MoleculeIntegrals:
 def molecule_integrals(numbers: np.ndarray, positions: np.ndarray, basis: str, xc: str, baseline: str = "none",
                        n_electrons: int | None = None, params: dict | None = None) -> MoleculeIntegrals:
     """:class:`MoleculeIntegrals` of atomic numbers (n,) at positions (n, 3) Å in ``basis``, with the guess
-    of ``baseline`` for ``n_electrons`` (default neutral) as the pipeline builds it: an analytic one on the
-    input's Mole, a Fock matrix (functional ``xc``) in the principal-axes frame (its overlap then too);
-    ``params``: the baseline's fitted parts (a model's ``baseline_params``)."""
-    numbers = np.asarray(numbers)
-    positions = np.asarray(positions, dtype=float)
-    mol = build_mole(Structure(numbers, positions), basis, spin=int(np.sum(numbers)) % 2)
-    if baseline in ANALYTIC_BASELINES or baseline == "none":
-        guess = analytic_guess(mol, basis, baseline, n_electrons, params) if baseline != "none" else None
-        overlap = mol.intor_symmetric("int1e_ovlp")
-    else:
-        guess, overlap = guess_and_overlap(numbers, positions, basis, xc, baseline, None, n_electrons)
-    return MoleculeIntegrals(guess, overlap, dipole_ao_integrals(mol), np.asarray(mol.atom_charges(), dtype=float),
-                             mole_ao_offsets(mol))
+    of ``baseline`` (functional ``xc``; ``params``: its fitted parts) for ``n_electrons`` (default neutral)."""
+    numbers = np.asarray(numbers, dtype=np.int64)
+    n = int(numbers.sum()) if n_electrons is None else int(n_electrons)
+    m = MoleculeContext(numbers, positions, basis, charge=int(numbers.sum()) - n, spin=n % 2)
+    return MoleculeIntegrals(baseline, m.guess(baseline, xc, params), m.overlap, m.dipole_ao, m.nuclear_charges,
+                             m.ao_offsets)

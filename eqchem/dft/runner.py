@@ -99,6 +99,15 @@ def make_scf(mol, settings: DFTSettings, restricted_open: bool = False):
     return mf
 
 
+def kohn_sham_of_density(mol, density: np.ndarray, xc: str, grid_level: int, label: str = "") -> np.ndarray:
+    """The restricted Kohn–Sham matrix F[P] (nao, nao) Eh of a closed-shell AO density (nao, nao) on the
+    data's grid (what a density-matrix model's prediction becomes before diagonalisation)."""
+    if mol.spin:
+        raise InputError(f"{label or 'structure'}: density-matrix models predict closed shells only (spin 0)")
+    mf = make_scf(mol, DFTSettings(xc=xc, grid_level=grid_level))
+    return np.asarray(mf.get_fock(dm=density))
+
+
 class _CycleCounter:
     def __init__(self):
         self.cycles = 0

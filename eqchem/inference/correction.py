@@ -11,8 +11,8 @@ def filter_correction(correction: np.ndarray, overlap: np.ndarray, cutoff: float
     """``P C P`` with ``P`` the projector on the eigenvectors of ``overlap`` with eigenvalues > ``cutoff``.
 
     Why: in the generalized eigenproblem H C = S C ε an error δH along a near-null direction of S
-    (eigenvalue s) enters the orthogonalized matrix as δH / s; QM9 def2-SVP overlaps reach s ~ 3e-4, so
-    ~1 mEh of network error there becomes Eh-sized spurious orbital energies. Projecting those directions
+    (eigenvalue s) enters the orthogonalized matrix as δH / s; near-linear-dependent bases (small s) turn
+    small network errors there into large spurious orbital energies. Projecting those directions
     out of the learned correction leaves the guess (a physical operator, consistent with S) in charge
     of them. P is a spectral projector of S, so the filter keeps exact equivariance. Shapes (nao, nao).
     """
@@ -29,9 +29,9 @@ def pair_switch(distances: np.ndarray, cutoff: float, width: float = 1.0) -> np.
     """Weights (E,) of atom-pair corrections at ``distances`` (E,) Å: 1 below ``cutoff - width``, 0 beyond
     ``cutoff``, a cosine step between (smooth, so predicted matrices stay continuous in the geometry).
 
-    Why: far apart, the minao Fock matrix is already close to the SCF one (QM9 validation: ~50 µEh MAE
-    at 5–7 Å) while an unconstrained pair head adds errors of a few hundred µEh there; leaving distant
-    pairs to the guess is more accurate. A function of distance only, so equivariance is kept.
+    Why: far apart, the guess is already close to the SCF matrix while an unconstrained pair head adds
+    errors there; leaving distant pairs to the guess is more accurate where validation says so (the cutoff
+    is chosen on validation molecules, ``datasets/qm9/tune_prediction.py``). A function of distance only, so equivariance is kept.
     ``cutoff <= 0`` keeps every pair.
     """
     d = np.asarray(distances, dtype=float)

@@ -32,17 +32,13 @@ def _geometry_key(numbers: np.ndarray, positions: np.ndarray, n_electrons: int) 
             int(n_electrons))
 
 
-def _compute(basis: str, xc: str, baseline: str, density_fits: dict | None, params: dict | None,
+def _compute(basis: str, xc: str, baseline: str, params: dict | None,
              molecules: list[tuple[np.ndarray, np.ndarray, int]]) -> tuple[dict[int, tuple[int, ...]], list]:
     """In the helper: each element's shell layout and each molecule's integrals ((numbers, positions Å,
     electrons) in, the same order out)."""
     from ..basis import element_shells
     from ..dft.molecule_integrals import molecule_integrals
 
-    if density_fits:
-        from ..dft.atomic_density import use_density_fits
-
-        use_density_fits(basis, density_fits)
     elements = sorted({int(z) for numbers, _, _ in molecules for z in numbers})
     shells = {z: element_shells(basis, z) for z in elements}
     return shells, [molecule_integrals(z, r, basis, xc, baseline, n, params) for z, r, n in molecules]
@@ -54,24 +50,23 @@ class IntegralsAhead:
     def __init__(self, pool, future, keys: list[tuple], basis: str):
         self._pool, self._future, self._keys, self.basis = pool, future, keys, basis
         self._by_key: dict[tuple, "MoleculeIntegrals"] | None = None
+        self._shells: dict[int, tuple[int, ...]] = {}
 
     def _collect(self) -> dict[tuple, "MoleculeIntegrals"]:
         if self._by_key is None:
             try:
-                shells, integrals = self._future.result()
+                self._shells, integrals = self._future.result()
             except Exception:  # noqa: BLE001 - a failed helper only means this process computes them itself
-                shells, integrals = {}, []
-            if shells:
-                from ..basis import remember_element_shells
-
-                remember_element_shells(self.basis, shells)
+                self._shells, integrals = {}, []
             self._by_key = dict(zip(self._keys, integrals))
             self.close()
         return self._by_key
 
-    def wait(self) -> None:
-        """Wait for the helper and record its shell layouts for :func:`eqchem.basis.element_shells`."""
+    def shells(self) -> dict[int, tuple[int, ...]]:
+        """{Z: shell l's} of the basis as PySCF gave them in the helper (waits for it; empty if it failed):
+        the basis check of this process needs no PySCF then."""
         self._collect()
+        return dict(self._shells)
 
     def integrals(self, numbers: np.ndarray, positions: np.ndarray, n_electrons: int) -> "MoleculeIntegrals | None":
         """The helper's integrals of this geometry and electron count, or None (not among its structures)."""
@@ -90,7 +85,7 @@ def start_integrals_ahead(model: str | Path | None, structures: Sequence["Struct
     cannot start: fewer than two cores, a model file whose header does not read (loading it says why)."""
     from ..cpu import available_cores
     from ..errors import EqchemError
-    from .model_header import model_path, read_header
+    from ..model.file import model_path, read_header
 
     if available_cores() < 2 or not structures:
         return None
@@ -100,8 +95,7 @@ def start_integrals_ahead(model: str | Path | None, structures: Sequence["Struct
         return None
     if header is None:
         return None
-    config, metadata = header.get("model_config") or {}, header.get("metadata") or {}
-    basis, xc = (header.get("layout") or {}).get("basis"), metadata.get("xc")
+    basis, xc = header.basis, header.xc
     if not basis or not xc:
         return None
     molecules = [(np.asarray(s.numbers, dtype=np.int64), np.asarray(s.positions, dtype=np.float64), s.n_electrons)
@@ -113,6 +107,5 @@ def start_integrals_ahead(model: str | Path | None, structures: Sequence["Struct
 
     pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
     with spawn_environment(1):
-        future = pool.submit(_compute, basis, xc, config.get("baseline", "none"),
-                             metadata.get("core_j_density_fits"), metadata.get("baseline_params"), molecules)
+        future = pool.submit(_compute, basis, xc, header.config.baseline, header.card.baseline_params, molecules)
     return IntegralsAhead(pool, future, [_geometry_key(*m) for m in molecules], basis)

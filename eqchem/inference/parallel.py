@@ -6,7 +6,7 @@ PySCF's OpenMP, NumPy's OpenBLAS) on the same cores get in each other's way. So
 :func:`parallel_predictions` starts helper processes (``spawn``, with one thread for every library:
 safe whatever this process has imported), each loading the same model file, hands each a batch at a
 time and yields their :class:`~eqchem.inference.result.OrbitalResult` objects in input order, so a
-caller writes them as they come. Every helper runs :meth:`PredictionPipeline.results`: the same
+caller writes them as they come. Every helper runs :meth:`~eqchem.inference.pipeline.PredictionPipeline.results`: the same
 numbers as one process gives, up to the float32 network's round-off under another thread count
 (tests/test_parallel_predict.py bounds the difference).
 
@@ -18,31 +18,33 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 if TYPE_CHECKING:
     from ..io.structure import Structure
-    from .pipeline import PredictionPipeline
+    from .model_file import EqchemModel
+    from .pipeline import StageTimings
     from .result import OrbitalResult
 
 _HELPER: dict = {}  # in a helper process: its pipeline
 
 
-def _start_helper(model_path: str, batch_size: int, fock_step: bool) -> None:
-    """Helper initializer: the model loaded from its file, one torch thread."""
+def _start_helper(model_path: str, batch_size: int, fock_step: bool, settings: dict) -> None:
+    """Helper initializer: the model loaded from its file with the caller's prediction settings, one torch
+    thread."""
     import torch
 
     from .model_file import load_model
     from .pipeline import PredictionPipeline
 
     torch.set_num_threads(1)
-    _HELPER["pipeline"] = PredictionPipeline(load_model(model_path), batch_size=batch_size, fock_step=fock_step)
+    _HELPER["pipeline"] = PredictionPipeline(load_model(model_path).with_settings(**settings), batch_size=batch_size, fock_step=fock_step)
 
 
-def _helper_results(structures, found) -> tuple[list, dict[str, float], int]:
+def _helper_results(structures, found) -> tuple[list, "StageTimings"]:
     """In a helper: the results of one batch and the stage seconds they took."""
     from .pipeline import StageTimings
 
     pipeline = _HELPER["pipeline"]
     pipeline.timings = StageTimings()
     results = pipeline.results(structures, found)
-    return results, pipeline.timings.seconds, pipeline.timings.molecules
+    return results, pipeline.timings
 
 
 def helper_processes(n_structures: int, batch_size: int, workers: int, device: str, model_path) -> int:
@@ -53,29 +55,28 @@ def helper_processes(n_structures: int, batch_size: int, workers: int, device: s
     return min(workers, -(-n_structures // batch_size))
 
 
-def parallel_predictions(pipeline: "PredictionPipeline", structures: Sequence["Structure"],
-                         found: Sequence[list[str]], workers: int) -> Iterator["OrbitalResult"]:
-    """The results of ``pipeline.results`` for every structure, in input order, from ``workers`` helper
-    processes (at most one per batch). Needs ``pipeline.model.path``: helpers load the model from it."""
+def parallel_predictions(model: "EqchemModel", structures: Sequence["Structure"], found: Sequence[list[str]],
+                         batch_size: int, fock_step: bool, workers: int,
+                         timings: "StageTimings") -> Iterator["OrbitalResult"]:
+    """The pipeline's results for every structure (checked; ``found``: their warnings), in input order, from
+    ``workers`` helper processes (at most one per batch) that load ``model.path``; their stage seconds are
+    added to ``timings``."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from ..cpu import spawn_environment
 
-    size = pipeline.batch_size
-    batches = [range(i, min(i + size, len(structures))) for i in range(0, len(structures), size)]
-    helpers = max(1, helper_processes(len(structures), size, workers, "cpu", pipeline.model.path))
+    batches = [range(i, min(i + batch_size, len(structures))) for i in range(0, len(structures), batch_size)]
+    helpers = max(1, helper_processes(len(structures), batch_size, workers, "cpu", model.path))
     pool = ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_helper,
-                               initargs=(str(pipeline.model.path), size, pipeline.fock_step))
+                               initargs=(str(model.path), batch_size, fock_step, model.settings.to_dict()))
     try:
         with spawn_environment(1):  # the pool starts its processes as the first batches arrive
             futures = [pool.submit(_helper_results, [structures[i] for i in b], [list(found[i]) for i in b])
                        for b in batches]
         for future in futures:
-            results, seconds, molecules = future.result()
-            for k, v in seconds.items():
-                pipeline.timings.seconds[k] += v
-            pipeline.timings.molecules += molecules
+            results, seconds = future.result()
+            timings.add(seconds)
             yield from results
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -1,32 +1,19 @@
-"""Prediction as one pipeline of named, timed stages: structures in, Kohn–Sham matrices and orbitals out.
+"""Prediction of one batch of checked structures, as named, timed stages in one direction.
 
-Stages, in order (:data:`STAGES`):
-
-``structures``
-    reading and checking the structures (elements the model covers, basis, charge/spin coverage), the
-    pair lists of the network (:func:`eqchem.model.graph.local_pairs`) and the batched input arrays.
-``network``
-    the torch forward pass, ``batch_size`` molecules per call, and its blocks back to NumPy (float64).
-``blocks``
-    one molecule's network blocks -> (nao, nao) matrix (``model.converter.to_matrix``); a Δ-model's pair
-    switch (:func:`eqchem.inference.correction.pair_switch`) first.
-``baseline``
-    Δ-models only: the guess Hamiltonian (:func:`eqchem.dft.guess.guess_and_overlap`) plus the filtered
-    correction (:func:`eqchem.inference.correction.filter_correction`).
-``fock_step``
-    the model's optional damped Fock step (:func:`eqchem.dft.fock_step.fock_step`).
-``result``
-    :class:`~eqchem.inference.result.OrbitalResult`: overlap, diagonalisation and properties.
+The road of ``eqchem.predict(path)``: :mod:`~eqchem.inference.inputs` (anything -> Structures) ->
+:mod:`~eqchem.inference.checks` (elements, basis, charge/spin coverage: refusals and warnings, all
+before any work) -> :mod:`~eqchem.inference.predict` (batches, in this process or in helper processes,
+:mod:`~eqchem.inference.parallel`) -> this pipeline, whose stages run in order for each batch:
+``structures`` (pair lists, batched arrays) -> ``network`` (torch forward pass, blocks back to float64)
+-> ``blocks`` (each molecule's (nao, nao) matrix; a Δ-model's pair switch) -> ``baseline`` (Δ-models:
+guess + filtered correction) -> ``fock_step`` (the damped Fock step, if the model takes one) ->
+``result`` (:class:`~eqchem.inference.result.OrbitalResult`: diagonalisation and properties).
+Each molecule's PySCF objects (Mole, frame, overlap, guess) live in one
+:class:`~eqchem.dft.molecule.MoleculeContext` that the stages share, built on first use and seeded by
+integrals computed ahead (:mod:`~eqchem.inference.integrals_ahead`); no stage calls back up the road.
 
 Every stage's wall time (``time.perf_counter``, seconds) accumulates in a :class:`StageTimings`; a stage
-that does not apply (``baseline`` of a model without one, ``fock_step`` without a step) records 0 s.
-PySCF and torch are imported only when a stage runs.
-
-Example::
-
-    run = PredictionPipeline(model).run("mols.xyz")
-    run.results          # [OrbitalResult, ...]
-    run.timings.seconds  # {"structures": 0.01, "network": 0.2, ..., "result": 0.05}  (s)
+that does not apply records 0 s. PySCF and torch are imported only when a stage runs.
 """
 from __future__ import annotations
 
@@ -37,9 +24,10 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
+from ..dft.molecule import MoleculeContext
+
 if TYPE_CHECKING:
     from ..io.structure import Structure
-    from ..dft.molecule_integrals import MoleculeIntegrals
     from .integrals_ahead import IntegralsAhead
     from .model_file import EqchemModel
     from .result import OrbitalResult
@@ -74,6 +62,12 @@ class StageTimings:
         finally:
             self.seconds[name] += time.perf_counter() - t0
 
+    def add(self, other: "StageTimings") -> None:
+        """Add another run's seconds and molecules (a helper process's)."""
+        for k, v in other.seconds.items():
+            self.seconds[k] += v
+        self.molecules += other.molecules
+
     @property
     def total(self) -> float:
         """Seconds in all stages together."""
@@ -91,14 +85,6 @@ class StageTimings:
 
 
 @dataclass
-class PredictionRun:
-    """What :meth:`PredictionPipeline.run` returns: the results in input order and the stage timings."""
-
-    results: list["OrbitalResult"]
-    timings: StageTimings
-
-
-@dataclass
 class _Batch:
     """The network input of up to ``batch_size`` molecules (atoms of all molecules concatenated)."""
 
@@ -109,86 +95,47 @@ class _Batch:
 
 
 class PredictionPipeline:
-    """The one owner of prediction with a loaded :class:`~eqchem.inference.model_file.EqchemModel`.
+    """The stages of prediction with a loaded :class:`~eqchem.inference.model_file.EqchemModel`.
 
     ``batch_size`` molecules per network call on ``device``; ``fock_step=False`` skips the model's damped
-    Fock step. ``timings`` (default: a new :class:`StageTimings`) accumulates the stage wall times; the
-    model's config is read on every call, so edits of ``model.net.config`` take effect at once.
-    ``workers`` > 1: runs of more than one batch on the CPU go, batch by batch, to up to ``workers``
-    helper processes that load the model from its file (:mod:`eqchem.inference.parallel`; the same
-    results, one thread per process). ``integrals_ahead``: PySCF integrals of some structures computed
-    by a helper while this process started (:mod:`eqchem.inference.integrals_ahead`), taken where they fit.
+    Fock step; the model's :class:`~eqchem.model.settings.PredictionSettings` say how the rest runs.
+    ``baseline_stage=False`` skips a Δ-model's baseline stage: its correction as the network gives it.
+    ``timings`` (default: a new :class:`StageTimings`) accumulates the stage wall times.
+    ``integrals_ahead``: PySCF integrals of some structures computed by a helper while this process
+    started (:mod:`eqchem.inference.integrals_ahead`), taken where they fit.
     """
 
     def __init__(self, model: "EqchemModel", batch_size: int = 16, device: str = "cpu", fock_step: bool = True,
-                 timings: StageTimings | None = None, workers: int = 1,
-                 integrals_ahead: "IntegralsAhead | None" = None):
+                 timings: StageTimings | None = None, integrals_ahead: "IntegralsAhead | None" = None,
+                 baseline_stage: bool = True):
         self.model = model
+        self.baseline_stage = baseline_stage
         self.batch_size = batch_size
         self.device = device
         self.fock_step = fock_step
         self.timings = timings if timings is not None else StageTimings()
-        self.workers = max(1, int(workers))
         self.integrals_ahead = integrals_ahead
-        self._moles: dict[tuple, object] | None = None  # during results(): the baseline stage's Moles, for reuse
 
-    # -- whole runs --------------------------------------------------------------------------
-    def run(self, source, extrapolate: bool = False) -> PredictionRun:
-        """Anything :func:`eqchem.inference.predict.as_structures` reads -> every result and the timings.
-
-        Refuses (ModelError, BasisError, ...) before any prediction when a structure cannot be predicted;
-        ``extrapolate`` allows charges and spins outside the model's training data.
-        """
-        from .predict import as_structures
-
-        with self.timings.stage("structures"):
-            structures = as_structures(source)
-        found = self.check(structures, extrapolate)
-        return PredictionRun(list(self.predictions(structures, found)), self.timings)
-
-    def check(self, structures: Sequence["Structure"], extrapolate: bool = False) -> list[list[str]]:
-        """Timed :func:`~eqchem.inference.predict.check_structures`: each structure's extrapolation warnings."""
-        from .predict import check_structures
-
-        with self.timings.stage("structures"):
-            return check_structures(self.model, structures, extrapolate)
-
-    def predictions(self, structures: Sequence["Structure"], found: Sequence[list[str]]) -> Iterator["OrbitalResult"]:
-        """Results one structure at a time, ``batch_size`` per network call (``found``: their warnings)."""
-        from .parallel import helper_processes
-
-        if helper_processes(len(structures), self.batch_size, self.workers, self.device, self.model.path):
-            from .parallel import parallel_predictions
-
-            yield from parallel_predictions(self, structures, found, self.workers)
-            return
-        for start in range(0, len(structures), self.batch_size):
-            yield from self.results(structures[start:start + self.batch_size], found[start:start + self.batch_size])
-
+    # -- entry points --------------------------------------------------------------------------
     def results(self, structures: Sequence["Structure"], found: Sequence[list[str]]) -> list["OrbitalResult"]:
-        """One :class:`OrbitalResult` per structure (already checked; ``found``: their warnings).
+        """One :class:`OrbitalResult` per structure, already checked (``found``: their warnings).
 
         ``result.seconds``: the batch's matrix time shared out per structure plus its own ``result`` stage.
         """
         t0 = time.perf_counter()
-        self._moles = {}
-        try:
-            mats = self.matrices([(s.numbers, s.positions) for s in structures],
-                                 charges=[s.charge for s in structures], spins=[int(s.spin or 0) for s in structures])
-            t_net = (time.perf_counter() - t0) / max(1, len(structures))
-            out = []
-            for s, m, warned in zip(structures, mats, found):
-                t1 = time.perf_counter()
-                with self.timings.stage("result"):
-                    res = self._result(s, m)
-                res.warnings = list(warned)
-                res.seconds = t_net + time.perf_counter() - t1
-                out.append(res)
-        finally:
-            self._moles = None
+        molecules = [self._molecule(s.numbers, s.positions, s.charge, int(s.spin or 0)) for s in structures]
+        mats = self._matrices(molecules)
+        t_net = (time.perf_counter() - t0) / max(1, len(structures))
+        out = []
+        for s, molecule, m, warned in zip(structures, molecules, mats, found):
+            t1 = time.perf_counter()
+            with self.timings.stage("result"):
+                res = self._result(s, molecule, m)
+            res.warnings = list(warned)
+            res.seconds = t_net + time.perf_counter() - t1
+            out.append(res)
         return out
 
-    # -- matrices ----------------------------------------------------------------------------
     def matrices(self, molecules: Sequence[tuple[np.ndarray, np.ndarray]], charges: Sequence[int] | None = None,
                  spins: Sequence[int] | None = None) -> list[np.ndarray]:
         """(numbers (n,), positions (n, 3) Å) pairs -> (nao, nao) float64 matrices in PySCF AO order.
@@ -196,35 +143,50 @@ class PredictionPipeline:
         ``charges`` (default neutral) and ``spins`` (2S, default 0) set the electron count of a Δ-model's
         guess and the occupations of the Fock step. Stages ``structures`` to ``fock_step``.
         """
+        contexts = [self._molecule(z, r, int(charges[i]) if charges is not None else 0,
+                                   int(spins[i]) if spins is not None else 0)
+                    for i, (z, r) in enumerate(molecules)]
+        return self._matrices(contexts)
+
+    # -- stages --------------------------------------------------------------------------------
+    def _molecule(self, numbers, positions, charge: int, spin: int) -> MoleculeContext:
+        """The molecule's context, seeded with the helper's integrals of it where it computed them."""
+        numbers = np.asarray(numbers, dtype=np.int64)
+        positions = np.asarray(positions, dtype=np.float64)
+        seed = None
+        if self.integrals_ahead is not None:
+            seed = self.integrals_ahead.integrals(numbers, positions, int(numbers.sum()) - int(charge))
+        return MoleculeContext(numbers, positions, self.model.basis, charge, spin, seed)
+
+    def _matrices(self, molecules: Sequence[MoleculeContext]) -> list[np.ndarray]:
         with self.timings.stage("network"):
             net = self.model.net.to(self.device)
             dtype = next(net.parameters()).dtype
         out: list[np.ndarray] = []
         for start in range(0, len(molecules), self.batch_size):
+            chunk = molecules[start:start + self.batch_size]
             with self.timings.stage("structures"):
-                batch = self._batch(molecules[start:start + self.batch_size], self._pair_cutoff())
+                batch = self._batch([(m.numbers, m.positions) for m in chunk], self._pair_cutoff())
             with self.timings.stage("network"):
                 diag, offd = self._network(net, batch, dtype)
             a0 = e0 = 0
-            for z, r, p in zip(batch.numbers, batch.positions, batch.pairs):
-                n, e = len(z), p.shape[1]
-                charge = int(charges[len(out)]) if charges is not None else 0
-                spin = int(spins[len(out)]) if spins is not None else 0
+            for molecule, p in zip(chunk, batch.pairs):
+                n, e = len(molecule.numbers), p.shape[1]
                 with self.timings.stage("blocks"):
-                    m = self._blocks(z, r, diag[a0:a0 + n], offd[e0:e0 + e], p - a0)
-                out.append(self._finish(z, r, m, charge, spin))
+                    m = self._blocks(molecule.numbers, molecule.positions, diag[a0:a0 + n], offd[e0:e0 + e], p - a0)
+                out.append(self._finish(molecule, m))
                 a0 += n
                 e0 += e
-            self.timings.molecules += len(batch.numbers)
+            self.timings.molecules += len(chunk)
         return out
 
     def _pair_cutoff(self) -> float:
         """Distance (Å) within which the network predicts atom-pair blocks: the model's pair cutoff, or the
         shorter ``correction_pair_cutoff`` of a Δ-model, beyond which :meth:`_blocks` would zero them anyway."""
-        cfg = self.model.net.config
-        if cfg.baseline != "none" and cfg.correction_pair_cutoff > 0:
-            return min(cfg.pair_cutoff, cfg.correction_pair_cutoff)
-        return cfg.pair_cutoff
+        cutoff, switch = self.model.config.pair_cutoff, self.model.settings.correction_pair_cutoff
+        if self.model.baseline.is_delta and switch > 0:
+            return min(cutoff, switch)
+        return cutoff
 
     def _batch(self, chunk: Sequence[tuple[np.ndarray, np.ndarray]], pair_cutoff: float) -> _Batch:
         """Stage ``structures``: check the elements and build the pair lists of one network call."""
@@ -233,8 +195,6 @@ class PredictionPipeline:
         numbers, pos, batch, pairs = [], [], [], []
         offset = 0
         for b, (z, r) in enumerate(chunk):
-            z = np.asarray(z, dtype=np.int64)
-            r = np.asarray(r, dtype=np.float64)
             self.model.check_covers(z)
             p = local_pairs(r, pair_cutoff)
             numbers.append(z)
@@ -260,120 +220,41 @@ class PredictionPipeline:
                 pairs: np.ndarray) -> np.ndarray:
         """Stage ``blocks``: one molecule's blocks (n, P, P), (E, P, P) on ``pairs`` (2, E) -> (nao, nao);
         a Δ-model's atom-pair corrections fade out towards ``correction_pair_cutoff`` (Å)."""
-        cfg = self.model.net.config
-        if cfg.baseline != "none" and cfg.correction_pair_cutoff > 0:
+        switch = self.model.settings.correction_pair_cutoff
+        if self.model.baseline.is_delta and switch > 0:
             from .correction import pair_switch
 
             dist = np.linalg.norm(r[pairs[1]] - r[pairs[0]], axis=1)
-            pair_blocks = pair_blocks * pair_switch(dist, cfg.correction_pair_cutoff)[:, None, None]
+            pair_blocks = pair_blocks * pair_switch(dist, switch)[:, None, None]
         return self.model.converter.to_matrix(diag, pair_blocks, z, pairs)
 
-    def _finish(self, z: np.ndarray, r: np.ndarray, m: np.ndarray, charge: int, spin: int) -> np.ndarray:
+    def _finish(self, molecule: MoleculeContext, m: np.ndarray) -> np.ndarray:
         """Stages ``baseline`` and ``fock_step`` of one molecule's (nao, nao) network matrix ``m`` (Eh)."""
-        cfg = self.model.net.config
-        step = self.fock_step and self.model.fock_mixing > 0
-        if cfg.baseline == "none" and not step:
-            return m
-        n_electrons = int(z.sum()) - charge
-        frame = overlap = None
-        if cfg.baseline != "none":
+        model = self.model
+        if model.baseline.is_delta and self.baseline_stage:
             with self.timings.stage("baseline"):
-                m, frame, overlap = self._add_baseline(z, r, m, n_electrons)
-        if step:
+                from .correction import filter_correction
+
+                guess = molecule.guess(model.baseline.name, model.xc, model.baseline_params)
+                m = guess + filter_correction(m, molecule.overlap, model.settings.correction_overlap_cutoff)
+        if self.fock_step and model.fock_mixing > 0:
             with self.timings.stage("fock_step"):
-                m = self._fock_step(z, r, m, n_electrons, spin, frame, overlap)
+                from ..dft.fock_step import fock_step
+
+                m = fock_step(molecule.numbers, molecule.positions, m, molecule.overlap, molecule.n_electrons,
+                              model.basis, model.xc, model.fock_mixing, molecule.frame, molecule.spin)
         return m
 
-    def _add_baseline(self, z: np.ndarray, r: np.ndarray, correction: np.ndarray, n_electrons: int):
-        """Stage ``baseline``: guess + filtered correction (nao, nao), the principal-axes frame (shared with
-        the Fock step) and the overlap (nao, nao)."""
-        from ..dft.frame import canonical_mole
-        from ..dft.guess import ANALYTIC_BASELINES, analytic_guess, guess_and_overlap
-        from ..model.config import FOCK_BUILD_BASELINES
-        from .correction import filter_correction
-
-        model, cfg = self.model, self.model.net.config
-        step = self.fock_step and model.fock_mixing > 0
-        # one principal-axes Mole for the guess and the Fock step; analytic guesses alone need none
-        needs_frame = cfg.baseline in FOCK_BUILD_BASELINES or step
-        ahead = self._integrals_ahead(z, r, n_electrons)
-        if ahead is not None and ahead.guess is not None:  # the helper built the guess: a frame for the step only
-            guess, overlap = ahead.guess, ahead.overlap
-            frame = canonical_mole(z, r, model.basis) if step else None
-        elif cfg.baseline in ANALYTIC_BASELINES and not needs_frame:  # the input's own Mole, kept for the result
-            from ..dft.runner import build_mole
-            from ..io.structure import Structure
-
-            frame = None
-            mol = build_mole(Structure(z, r), model.basis, spin=int(z.sum()) % 2)
-            if self._moles is not None:
-                self._moles[_geometry(z, r)] = mol
-            guess = analytic_guess(mol, model.basis, cfg.baseline, n_electrons, model.baseline_params)
-            overlap = mol.intor_symmetric("int1e_ovlp")
-        else:
-            frame = canonical_mole(z, r, model.basis) if needs_frame else None
-            guess, overlap = guess_and_overlap(z, r, model.basis, model.xc, cfg.baseline, frame, n_electrons,
-                                               model.baseline_params)
-        return guess + filter_correction(correction, overlap, cfg.correction_overlap_cutoff), frame, overlap
-
-    def _fock_step(self, z: np.ndarray, r: np.ndarray, m: np.ndarray, n_electrons: int, spin: int, frame,
-                   overlap: np.ndarray | None) -> np.ndarray:
-        """Stage ``fock_step``: H + mixing (F[P(H)] - H), (nao, nao) Eh; builds the frame and overlap when no
-        baseline stage did."""
-        from ..dft.fock_step import fock_step as damped_fock_step
-
-        model = self.model
-        if frame is None:
-            from ..dft.frame import canonical_mole
-            from ..dft.guess import guess_and_overlap
-
-            frame = canonical_mole(z, r, model.basis)
-            overlap = guess_and_overlap(z, r, model.basis, model.xc, model.net.config.baseline, frame,
-                                        n_electrons, model.baseline_params)[1]
-        return damped_fock_step(z, r, m, overlap, n_electrons, model.basis, model.xc, model.fock_mixing, frame, spin)
-
-    def _integrals_ahead(self, z: np.ndarray, r: np.ndarray, n_electrons: int) -> "MoleculeIntegrals | None":
-        """The helper's integrals of this molecule, if one computed them."""
-        if self.integrals_ahead is None:
-            return None
-        return self.integrals_ahead.integrals(z, r, n_electrons)
-
-    # -- results -----------------------------------------------------------------------------
-    def _result(self, s: "Structure", m: np.ndarray) -> "OrbitalResult":
+    def _result(self, s: "Structure", molecule: MoleculeContext, m: np.ndarray) -> "OrbitalResult":
         """Stage ``result``: the predicted matrix ``m`` (nao, nao) of ``s`` -> its OrbitalResult (a density-
         matrix model's prediction becomes its Kohn–Sham matrix first)."""
-        from ..dft.runner import build_mole
-        from ..errors import ModelError
         from .result import from_matrix
 
         model = self.model
-        settings = {k: model.metadata.get(k) for k in ("grids_level", "conv_tol")}
-        name = model.metadata.get("name") or (model.path.name if model.path else "model")
-        spin = int(s.spin or 0)
-        ahead = None
-        if model.target == "hamiltonian":
-            ahead = self._integrals_ahead(s.numbers, s.positions, s.n_electrons)
-        if ahead is not None:  # overlap, dipole integrals and AO offsets from the helper; the Mole on demand
-            return from_matrix(s.name, s.numbers, s.positions, m, ahead.overlap, model.basis, model.xc, s.charge,
-                               name, settings, spin=spin, integrals=ahead)
-        mol = self._moles.pop(_geometry(s.numbers, s.positions), None) if self._moles is not None else None
-        if mol is None:
-            mol = build_mole(s, model.basis, spin=spin)
-        else:  # the baseline stage's: the same atoms and basis; this structure's charge and spin
-            mol.charge, mol.spin = int(s.charge), spin
-        s_ao = mol.intor_symmetric("int1e_ovlp")
+        settings = {"grids_level": model.card.grids_level, "conv_tol": model.card.conv_tol}
         if model.target == "density_matrix":
-            from ..dft.runner import DFTSettings, make_scf
+            from ..dft.runner import kohn_sham_of_density
 
-            if spin:
-                raise ModelError(f"{s.label}: density-matrix models predict closed shells only (spin 0)")
-            mf = make_scf(mol, DFTSettings(xc=model.xc, basis=model.basis,
-                                           grid_level=int(settings["grids_level"] or 3)))
-            m = np.asarray(mf.get_fock(dm=m))
-        return from_matrix(s.name, s.numbers, s.positions, m, s_ao, model.basis, model.xc, s.charge, name,
-                           settings, mole=mol, spin=spin)
-
-
-def _geometry(numbers: np.ndarray, positions: np.ndarray) -> tuple:
-    """A structure's atoms and positions as a dictionary key."""
-    return np.asarray(numbers, dtype=np.int64).tobytes(), np.asarray(positions, dtype=np.float64).tobytes()
+            m = kohn_sham_of_density(molecule.mole, m, model.xc, int(settings["grids_level"] or 3), s.label)
+        return from_matrix(s.name, s.numbers, s.positions, m, molecule.overlap, model.basis, model.xc, s.charge,
+                           model.name, settings, spin=molecule.spin, molecule=molecule)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import orbitals
-from ..units import HARTREE_EV
+from ..units import ANGSTROM_BOHR, HARTREE_EV
 
 
 @dataclass
@@ -140,6 +140,12 @@ class OrbitalResult:
         res.settings = {**self.settings, "converged": bool(mf.converged), "energy": float(mf.e_tot)}
         return res, cycles
 
+    def minao_scf_cycles(self) -> int:
+        """SCF cycles PySCF takes from its own minao guess at the same settings (what :meth:`refine` saves)."""
+        from ..dft.runner import run_scf
+
+        return run_scf(self._scf())
+
     # -- summaries ---------------------------------------------------------------------------
     def summary(self) -> dict:
         """JSON-able record (energies in eV and Hartree, dipole in Debye)."""
@@ -168,11 +174,14 @@ class OrbitalResult:
 
 def from_matrix(name, numbers, positions, hamiltonian, overlap, basis, xc, charge=0, model="", settings=None,
                 mole=None, threshold: float = orbitals.DEFAULT_LINDEP_THRESHOLD, spin: int = 0,
-                integrals=None) -> OrbitalResult:
+                molecule=None) -> OrbitalResult:
     """Diagonalize a Hamiltonian (with its overlap) into an :class:`OrbitalResult` (``spin`` = 2S: aufbau
     occupations 2/1/0 of its orbitals, restricted open shell). The dipole and Mulliken charges come from
-    ``integrals`` (:class:`~eqchem.dft.molecule_integrals.MoleculeIntegrals` of this molecule) when given,
-    else from the Mole (``mole``, or built from ``basis``)."""
+    ``molecule`` (a :class:`~eqchem.dft.molecule.MoleculeContext` of this molecule: its dipole integrals,
+    nuclear charges and AO offsets, and its Mole if it built one) when given, else from the Mole (``mole``,
+    or built from ``basis``)."""
+    from ..dft.runner import dipole_from_integrals
+
     numbers = np.asarray(numbers)
     nelec = int(numbers.sum()) - int(charge)
     e, c = orbitals.solve_generalized(hamiltonian, overlap, threshold)
@@ -180,6 +189,8 @@ def from_matrix(name, numbers, positions, hamiltonian, overlap, basis, xc, charg
     nocc = int(np.count_nonzero(occ))
     dm = orbitals.density_from_occupations(c, occ)
     homo, lumo, gap = orbitals.frontier(e, nocc)
+    if molecule is not None and mole is None and molecule.has_mole():
+        mole = molecule.mole
     res = OrbitalResult(
         name=name, numbers=numbers, positions=np.asarray(positions, dtype=float), basis=basis, xc=xc,
         hamiltonian=hamiltonian, overlap=overlap, orbital_energies=e, orbital_coefficients=c,
@@ -188,13 +199,10 @@ def from_matrix(name, numbers, positions, hamiltonian, overlap, basis, xc, charg
         settings=dict(settings or {}),
         _mole=mole,
     )
-    if integrals is not None:
-        from ..dft.runner import dipole_from_integrals
-        from ..units import ANGSTROM_BOHR
-
-        res.dipole = dipole_from_integrals(integrals.dipole_ao, integrals.nuclear_charges,
+    if molecule is not None:
+        res.dipole = dipole_from_integrals(molecule.dipole_ao, molecule.nuclear_charges,
                                            res.positions * ANGSTROM_BOHR, dm)
-        offsets = integrals.ao_offsets
+        offsets = molecule.ao_offsets
     else:
         from ..basis import mole_ao_offsets
         from ..dft.runner import dipole_from_density

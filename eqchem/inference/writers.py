@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import __version__, keys
+from .. import keys
+from ..version import __version__
 from .result import OrbitalResult
 
 if TYPE_CHECKING:  # h5py and the store are imported where HDF5 is written (a JSON run needs neither)

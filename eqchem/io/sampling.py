@@ -127,7 +127,7 @@ def _gradient_function(mol, label: str) -> tuple[Callable[[np.ndarray], np.ndarr
     """(gradient(positions (n, 3) Å) -> (3n,) kcal/mol/Å, force-field name): MMFF94, else UFF.
 
     Inter-fragment terms are kept. A fresh force field is built per call: RDKit's ``ForceField.CalcGrad``
-    returns wrong gradients when called repeatedly on one object, and setup is cheap (~0.1 ms).
+    returns wrong gradients when called repeatedly on one object, and setup is cheap.
     """
     from rdkit import Chem
     from rdkit.Chem import AllChem

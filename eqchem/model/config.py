@@ -1,16 +1,13 @@
-"""Hyper-parameters of the Hamiltonian model (a typed config, stored in every model file)."""
+"""Hyper-parameters of the Hamiltonian model (a typed config, stored in every model file).
+
+How a trained model's predictions run (correction filters, the Fock step) is apart from it:
+:class:`eqchem.model.settings.PredictionSettings`.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-BASELINES = ("none", "minao-fock", "core", "core-j", "core-jx")
-"""Guess Hamiltonians a model can correct (``ModelConfig.baseline``; computed by eqchem.dft.guess)."""
-FOCK_BUILD_BASELINES = ("minao-fock",)
-"""The baselines that cost a Kohn–Sham matrix build (grid, density fitting); ``core``, ``core-j`` and
-``core-jx`` are analytic (one- and three-centre integrals)."""
-
-PREDICTION_ONLY = ("correction_overlap_cutoff", "correction_pair_cutoff", "fock_mixing")
-"""ModelConfig fields used only at prediction time: changing them needs no retraining."""
+from ..dft.baselines import get_baseline
 
 
 @dataclass
@@ -35,13 +32,7 @@ class ModelConfig:
     radial: str = "gaussian"          # gaussian | log_gaussian | bessel (eqchem.model.radial)
     pair_num_basis: int = 0           # radial functions of the pair head; 0: 2 * num_basis
     target: str = "hamiltonian"
-    baseline: str = "none"            # none | minao-fock | core | core-j | core-jx: Δ-model of target - guess (eqchem.dft.guess)
-    correction_overlap_cutoff: float = 0.0  # Δ-models: predicted corrections are projected onto overlap
-                                            # eigenvectors with eigenvalue > this (eqchem.inference.correction.filter_correction)
-    correction_pair_cutoff: float = 0.0     # Δ-models: atom-pair corrections fade out smoothly over the last Å
-                                            # before this distance (Å; eqchem.inference.correction.pair_switch); 0: never
-    fock_mixing: float = 0.0                # Hamiltonian models: one damped Fock step after the network,
-                                            # H <- H + α (F[P(H)] - H) (eqchem.dft.fock_step); 0: none
+    baseline: str = "none"            # a kind of eqchem.dft.baselines: Δ-model of target - guess
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,8 +44,5 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
         cfg = cls(**d)
-        if cfg.baseline not in BASELINES:
-            from ..errors import EqchemError
-
-            raise EqchemError(f"unknown model baseline '{cfg.baseline}' ({' or '.join(BASELINES)})")
+        get_baseline(cfg.baseline)  # an unknown kind: one line naming the known ones
         return cfg

@@ -8,7 +8,7 @@ eqchem never runs these modules under ``torch.compile``, so:
 
 - :func:`import_e3nn` imports e3nn with ``torch.compiler.disable`` replaced by the identity for the
   duration of the import (restored afterwards): e3nn's functions are then plain functions, which only
-  matters to ``torch.compile`` (not used by eqchem). It also defers e3nn's one import of sympy (~0.3 s):
+  matters to ``torch.compile`` (not used by eqchem). It also defers e3nn's one import of sympy:
   ``e3nn.o3._angular_spherical_harmonics`` takes seven sympy names at import time but uses them only in
   its two Legendre-polynomial builders (``Legendre``, ``SphericalHarmonicsAlphaBeta``, which eqchem does
   not use); those two functions import sympy and bind the real names on their first call;
@@ -16,9 +16,8 @@ eqchem never runs these modules under ``torch.compile``, so:
   already normalized (the same seeded samples give the same constant) and, unless ``einsum_search`` is set,
   skips the einsum-order search (the same contractions in the order e3nn writes them: results equal to
   float32 round-off). Without the search a model builds in a fraction of the time but each forward pass is
-  slower: torch then searches a contraction order on every einsum call (measured on the shipped fast model,
-  one QM9 molecule per call on one core: ~1.8× the network time, against ~2.3 s more to build; see
-  :func:`eqchem.inference.model_file.load_model`'s ``quick``). Inference builds models in it; training keeps
+  slower: torch then searches a contraction order on every einsum call (``bench/einsum_search.py`` measures
+  both on the shipped fast model; see :func:`eqchem.inference.model_file.load_model`'s ``quick``). Inference builds models in it; training keeps
   e3nn's defaults.
 """
 from __future__ import annotations

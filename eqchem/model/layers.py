@@ -27,10 +27,6 @@ def irreps_from_muls(muls: str | list[int], both_parities: bool = True) -> o3.Ir
     return o3.Irreps(out).sort().irreps.simplify()
 
 
-def tp_path_exists(irreps_in1: o3.Irreps, irreps_in2: o3.Irreps, ir_out: o3.Irrep) -> bool:
-    return any(ir_out in ir1 * ir2 for _, ir1 in irreps_in1 for _, ir2 in irreps_in2)
-
-
 def edge_tensor_product(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, targets: o3.Irreps) -> o3.TensorProduct:
     """Channel-wise ("uvu") tensor product of features with spherical harmonics, keeping only output
     irreps present in ``targets``; weights are given per edge (``weight_numel`` of them)."""

@@ -1,5 +1,11 @@
 """Training configuration: dataclasses + YAML; CLI flags override the file; the run writes the result
-(``run_dir/train_config.yaml``) and prints it on request (``--show-config``)."""
+(``run_dir/train_config.yaml``) and prints it on request (``--show-config``).
+
+Three sections: ``model:`` (the network's architecture, :class:`~eqchem.model.config.ModelConfig`),
+``prediction:`` (how the trained model's predictions run, :class:`~eqchem.model.settings.PredictionSettings`,
+stored in the model file; changing them needs no retraining) and the training settings at the top level.
+Configs written before ``prediction:`` existed kept its keys under ``model:``; they are read the same way.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
@@ -9,6 +15,7 @@ import yaml
 
 from ..errors import EqchemError
 from ..model.config import ModelConfig
+from ..model.settings import PredictionSettings, split_settings
 
 
 @dataclass
@@ -16,6 +23,7 @@ class TrainConfig:
     """Everything a training run needs besides the data files. Energies in Eh, times in seconds."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
+    prediction: PredictionSettings = field(default_factory=PredictionSettings)
     max_epochs: int = 100
     max_time_minutes: float | None = None
     batch_size: int = 8
@@ -68,12 +76,17 @@ class TrainConfig:
         unknown = set(d) - names
         if unknown:
             raise EqchemError(f"unknown training config keys: {sorted(unknown)}")
-        model = ModelConfig.from_dict(d.pop("model", {}) or {})
-        return cls(model=model, **d)
+        arch, legacy = split_settings(dict(d.pop("model", {}) or {}))  # older configs: prediction keys under model
+        try:
+            prediction = PredictionSettings.from_dict({**legacy, **(d.pop("prediction", {}) or {})})
+        except (TypeError, ValueError) as exc:
+            raise EqchemError(f"bad prediction settings: {exc}") from None
+        return cls(model=ModelConfig.from_dict(arch), prediction=prediction, **d)
 
     @classmethod
     def load(cls, path: str | Path | None, overrides: dict | None = None) -> "TrainConfig":
-        """YAML file (optional) then overrides (None values ignored; 'model.x' keys go to the model)."""
+        """YAML file (optional) then overrides (None values ignored; 'model.x' / 'prediction.x' keys go to
+        that section)."""
         base: dict = {}
         if path is not None:
             try:
@@ -82,12 +95,12 @@ class TrainConfig:
                 raise EqchemError(f"config file not found: {path}") from None
             except yaml.YAMLError as exc:
                 raise EqchemError(f"config file {path} is not valid YAML ({exc})") from None
-        base.setdefault("model", {})
         for k, v in (overrides or {}).items():
             if v is None:
                 continue
-            if k.startswith("model."):
-                base["model"][k[6:]] = v
+            section, dot, name = k.partition(".")
+            if dot and section in ("model", "prediction"):
+                base[section] = {**(base.get(section) or {}), name: v}
             else:
                 base[k] = v
         try:
@@ -97,11 +110,10 @@ class TrainConfig:
 
     @staticmethod
     def training_part(d: dict) -> dict:
-        """A copy of a config dict without the prediction-only model settings (model.PREDICTION_ONLY)."""
-        from ..model.config import PREDICTION_ONLY
-
-        out = dict(d)
-        out["model"] = {k: v for k, v in (d.get("model") or {}).items() if k not in PREDICTION_ONLY}
+        """A copy of a config dict without its prediction settings (the ``prediction`` section, and the same
+        keys under ``model`` in configs written before that section existed)."""
+        out = {k: v for k, v in d.items() if k != "prediction"}
+        out["model"] = split_settings(dict(d.get("model") or {}))[0]
         return out
 
     def dump(self) -> str:

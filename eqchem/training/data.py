@@ -128,7 +128,8 @@ def target_matrix(record: Record, target: str) -> np.ndarray:
 @dataclass(frozen=True)
 class SpectralSettings:
     """What the orbital-energy loss needs: virtual orbitals beyond the occupied ones and the overlap
-    cutoff of the correction projector (``ModelConfig.correction_overlap_cutoff``)."""
+    cutoff of the correction projector (``PredictionSettings.correction_overlap_cutoff``, the config's
+    ``prediction:`` section)."""
 
     n_virtual: int = 1
     overlap_cutoff: float = 0.0

@@ -2,8 +2,8 @@
 over the data.
 
 Splitting by molecule needs every structure's identity (QM9 index, SMILES or formula), its atomic
-numbers, charge and spin: one HDF5 group and a few attributes per structure, ~0.5–1 ms each, so a minute
-for 10^5 structures. :func:`load_index` reads them once and caches them in ``<data>.index.npz`` next to the
+numbers, charge and spin: one HDF5 group and a few attributes per structure, which adds up for 10^5
+structures. :func:`load_index` reads them once and caches them in ``<data>.index.npz`` next to the
 data file (or, where that folder is not writable, in ``<run dir>/data_index/``). The cache records the
 data file's size, modification time and inode and is rebuilt when any of them changes (``eqchem
 generate`` and ``eqchem merge`` replace files atomically, so every rewrite invalidates it).

@@ -1,18 +1,19 @@
-"""The LightningModule: loss on orbital blocks, AdamW with warm-up + cosine/plateau, EMA weights."""
+"""The LightningModule: loss on orbital blocks, AdamW with warm-up + cosine (by step count,
+:mod:`eqchem.training.schedule`) or plateau, EMA weights."""
 from __future__ import annotations
 
-import math
+import contextlib
 import time
 
 import lightning as L
 import torch
-import contextlib
 
 from ..basis import BasisLayout
 from ..model.config import ModelConfig
 from ..model.hamiltonian import build_model
 from ..units import MICRO_HARTREE
 from .config import TrainConfig
+from .schedule import CHECKPOINT_KEY as SCHEDULE_KEY, lr_factor
 from .spectral import orbital_energy_errors
 
 
@@ -137,11 +138,13 @@ class HamiltonianTask(L.LightningModule):
             checkpoint["ema"] = self.ema.state_dict()
         started = getattr(self, "_fit_started", None)
         checkpoint["train_seconds"] = self.resumed_train_seconds + (time.monotonic() - started if started else 0.0)
+        checkpoint[SCHEDULE_KEY] = self.schedule_steps
 
     def on_load_checkpoint(self, checkpoint):
         if self.ema is not None and "ema" in checkpoint:
             self.ema.load_state_dict(checkpoint["ema"])
         self.resumed_train_seconds = float(checkpoint.get("train_seconds", 0.0))
+        self.schedule_steps = checkpoint.get(SCHEDULE_KEY)  # --resume continues the schedule the budget fixed
 
     def validation_step(self, batch, batch_idx):
         err = block_errors(self(batch), batch)
@@ -172,34 +175,27 @@ class HamiltonianTask(L.LightningModule):
         if c.schedule == "plateau":
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=5, min_lr=c.min_lr)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}
-        steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs)))
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warm = c.warmup_epochs * steps_per_epoch
-        floor = c.min_lr / c.lr
-        budget = 60.0 * c.max_time_minutes if c.max_time_minutes else None
-        start = time.monotonic()
-        from lightning.pytorch.callbacks import Timer
-
-        timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
-
-        def elapsed() -> float:
-            """Training seconds so far; Lightning's Timer carries them across --resume."""
-            if timer is not None:
-                return float(timer.time_elapsed("train") or 0.0)
-            return time.monotonic() - start
+        # by step count only (eqchem.training.schedule): a time budget fixes schedule_steps once
+        self.steps_per_epoch = max(1, int(self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs)))
+        self.epoch_schedule_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        warm, floor = c.warmup_epochs * self.steps_per_epoch, c.min_lr / c.lr
 
         def factor(step):
-            if step < warm:
-                return (step + 1) / warm
-            t = (step - warm) / max(1, total - warm)
-            if budget:  # a wall-time budget: anneal over whichever runs out first, epochs or time
-                # (the training time the run's budget leaves, eqchem.training.budget, where it is known)
-                t = max(t, elapsed() / (getattr(self, "time_budget", None) or budget))
-            t = min(1.0, t)
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+            return lr_factor(step, warm, self.lr_schedule_steps, floor)
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    schedule_steps: int | None = None
+    """Optimizer steps the cosine schedule spans when a time budget fixed them (:mod:`.schedule`; kept in
+    checkpoints); None: ``epoch_schedule_steps``, the ``max_epochs`` count."""
+    epoch_schedule_steps: int = 1
+    steps_per_epoch: int = 1
+
+    @property
+    def lr_schedule_steps(self) -> int:
+        """The optimizer steps the cosine schedule spans."""
+        return self.schedule_steps or self.epoch_schedule_steps
 
     def inference_model(self) -> torch.nn.Module:
         """A fresh copy of the network holding the weights to ship (EMA if used)."""

@@ -12,6 +12,7 @@ import torch
 
 from ..basis import BasisLayout
 from ..model.blocks import block_irreps
+from .data import bounded_sample
 
 
 class OutputStatistics:
@@ -97,3 +98,27 @@ class OutputStatistics:
         model.diag_scale.copy_(self._rms(resid_sq, int(self.count.sum())).to(dtype))
         if self.n_offd:
             model.offd_scale.copy_(self._rms(self.offd_sq, self.n_offd).to(dtype))
+
+
+def _as_list(samples):
+    """collate_fn that keeps a batch a list of samples (statistics pass in worker processes)."""
+    return samples
+
+
+def training_statistics(train_ds, layout: BasisLayout, cutoff: float, max_structures: int, seed: int,
+                        num_workers: int = 0) -> OutputStatistics:
+    """Output statistics from one pass over at most ``max_structures`` training structures (a seeded sample
+    of ``train_ds``, a :class:`~eqchem.training.data.BlockDataset`; converted in DataLoader workers when
+    ``num_workers > 0``)."""
+    stats = OutputStatistics(layout, cutoff)
+    idx = bounded_sample(len(train_ds), max_structures, seed)
+    if num_workers > 0:
+        own_rng = torch.Generator().manual_seed(seed)  # leaves the global RNG (epoch shuffles) untouched
+        samples = (s for b in torch.utils.data.DataLoader(torch.utils.data.Subset(train_ds, idx.tolist()),
+                                                          batch_size=8, collate_fn=_as_list, generator=own_rng,
+                                                          num_workers=num_workers) for s in b)
+    else:
+        samples = (train_ds[int(i)] for i in idx)
+    for s in samples:
+        stats.add(s)
+    return stats

@@ -1,0 +1,103 @@
+"""A loaded model described for people: the lines of ``eqchem info model.pt`` (units: one per quantity)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..dft.baselines import get_baseline
+from ..io.elements import symbol
+from ..units import HARTREE_EV, MICRO_HARTREE
+
+if TYPE_CHECKING:
+    from .model_file import EqchemModel
+
+
+def describe(model: "EqchemModel") -> dict:
+    """Label -> value of everything a model file says about itself."""
+    c = model.card
+    stages = c.training_stages or [c.to_dict()]  # a fine-tuned default lists its stages; else this one run
+    return {
+        "path": str(model.path) if model.path else "(in memory)",
+        "target": model.target,
+        "baseline": baseline_text(model.config.baseline, c.baseline_params),
+        "mode": c.mode or "-",
+        "PySCF Fock builds per prediction": model.fock_builds(),
+        "Fock step after the network": (f"H + {model.fock_mixing:g} (F[P(H)] - H): one cheap Fock build"
+                                        if model.fock_mixing > 0 else "none"),
+        "prediction settings": ", ".join(f"{k}={v:g}" for k, v in model.settings.to_dict().items()),
+        "level of theory": f"PySCF RKS {model.xc} / {model.basis} (grid {c.grids_level if c.grids_level is not None else '?'}, "
+                           f"conv_tol {c.conv_tol if c.conv_tol is not None else '?'})",
+        "functional (parsed)": c.xc_description or "not recorded",
+        "functional note": functional_note(model.xc, c.xc_description),
+        "charge / spin coverage": model.coverage_text,
+        "PySCF version of the data": c.pyscf_version or "?",
+        "elements": " ".join(symbol(z) for z in model.elements),
+        "atoms per training structure": c.atoms_range or "?",
+        "training molecules / structures": f"{_or_unknown(c.n_train_molecules)} / {_or_unknown(c.n_train_structures)}",
+        "validation structures": _or_unknown(c.n_val_structures),
+        "parameters": sum(p.numel() for p in model.net.parameters()),
+        "architecture": ", ".join(f"{k}={v}" for k, v in model.config.to_dict().items()),
+        "training data hash": c.data_hash or "?",
+        "trained with eqchem": c.eqchem_version or "?",
+        "training runs / hours (wall clock)": f"{len(stages)} / "
+                                              f"{sum(float(st.get('train_seconds') or 0) for st in stages) / 3600:.2f}",
+        "trained on": hardware_text(c.train_hardware),
+        "off-equilibrium geometries": "?" if c.off_equilibrium_geometries is None else c.off_equilibrium_geometries,
+        "data recipe": c.data_recipe or "?",
+        "peers": "; ".join(f"{k}: " + ", ".join(f"{a} {b}" for a, b in v.items()) for k, v in c.peers.items()) or "-",
+        "notes": c.notes,
+        "metrics": card_metrics(c.metrics),
+    }
+
+
+def _or_unknown(value) -> object:
+    return "?" if value is None else value
+
+
+def baseline_text(baseline: str, params: dict | None = None) -> str:
+    """The card's line for a model's baseline (``params``: its fitted parts, if any)."""
+    kind = get_baseline(baseline)
+    if not kind.is_delta:
+        return kind.summary
+    how = ("one cheap PySCF Fock build" if kind.fock_builds else
+           "analytic PySCF integrals, no DFT grid, no density fitting")
+    text = f"{baseline}: a Δ-model; predictions add this guess Hamiltonian ({how})"
+    fit = (params or {}).get("fit")
+    if (params or {}).get("atomic_potentials"):
+        elements = " ".join(symbol(int(z)) for z in sorted(params["atomic_potentials"], key=int))
+        text += f"; effective atomic potentials of {elements} fitted"
+        if fit:
+            text += (f" on {fit['structures']} training structures (their guess MAE {fit['mae_before_uEh']:,.0f} "
+                     f"µEh without them, {fit['mae_after_uEh']:,.0f} µEh with them)")
+    return text
+
+
+def card_metrics(metrics: dict) -> dict:
+    """The metrics with one unit per quantity: H and orbital energies in µEh, HOMO/LUMO/gap in eV (training
+    logs the gap loss in µEh; the card shows it in eV like the test metrics)."""
+    out = {}
+    for k, v in metrics.items():
+        if k.endswith("_uEh") and any(t in k for t in ("gap", "homo", "lumo")) and isinstance(v, (int, float)):
+            k, v = k[: -len("_uEh")] + "_ev", float(v) / MICRO_HARTREE * HARTREE_EV
+        out[k] = v
+    return out
+
+
+def functional_note(xc: str, description: str) -> str:
+    """What a short functional name means here, with the QH9 caveat for B3LYP's VWN variant."""
+    name = xc.lower().replace("-", "")
+    if name == "b3lyp" and "402" in description:
+        return ("B3LYP with VWN-RPA (libxc 402, Gaussian's; PySCF >= 2.3). QH9 was computed with PySCF 2.2.1, "
+                "whose 'b3lyp' was B3LYP with VWN5 ('b3lyp5' today), so compare with QH9 only with that in mind "
+                "(bench/b3lyp_vwn.py measures how far the two Fock matrices differ; "
+                "eqchem generate --xc b3lyp5 gives QH9's functional)")
+    if name == "b3lyp5":
+        return "B3LYP with VWN5 (QH9's functional: PySCF 2.2.1's 'b3lyp')"
+    return "-"
+
+
+def hardware_text(hw) -> str:
+    """The card's line for ``train_hardware``: a dict recorded by training, or a shipping script's text."""
+    if isinstance(hw, dict):
+        return (f"{hw.get('accelerator', '?')}, {hw.get('processes', '?')} process(es), "
+                f"{hw.get('torch_threads', '?')} torch threads, {hw.get('cpu_cores', '?')} cores")
+    return str(hw) if hw else "not recorded"
