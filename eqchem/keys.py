@@ -15,6 +15,8 @@ AO_CONVENTION = "ao_convention"         # str, always "pyscf" (real spherical AO
 GRIDS_LEVEL = "grids_level"             # int
 CONV_TOL = "conv_tol"                   # float, Eh
 DENSITY_FIT = "density_fit"             # bool
+AUXBASIS = "auxbasis"                   # str, density-fitting basis (PySCF name, canonical: "def2-svp-jkfit" -> "def2-universal-jkfit"); "" without density fitting
+LABEL_PRESET = "label_preset"           # str, the `eqchem generate --preset` whose numerical settings the data has ("fast-labels", "reference"), "" for none
 EQCHEM_VERSION = "eqchem_version"       # str
 AO_CHANGE_OF_BASIS = "ao_change_of_basis"  # str, JSON {l: (2l+1, 2l+1) rows}: M_l with Y_pyscf = M_l @ Y_e3nn
 

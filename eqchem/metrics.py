@@ -45,3 +45,31 @@ def aggregate(per_molecule: list[dict[str, float]]) -> dict[str, float]:
         return {}
     keys = [k for k in per_molecule[0] if isinstance(per_molecule[0][k], (int, float))]
     return {k: float(np.nanmean([m[k] for m in per_molecule])) for k in keys}
+
+
+GROUPED_ELEMENTS = {16: "S", 17: "Cl", 35: "Br"}
+"""Elements whose molecules the grouped metrics report apart (the drug-like chemistry beyond QM9)."""
+SIZE_GROUPS = ((9, "≤ 9 heavy atoms"), (12, "10–12 heavy atoms"), (10 ** 9, "> 12 heavy atoms"))
+"""Heavy-atom bins of the grouped metrics: (largest count in the bin, label)."""
+
+
+def chemistry_groups(key: str, numbers) -> list[str]:
+    """The groups a molecule counts in: ``all``; its source by key (``qm9`` for ``qm9_*``, ``fragments`` for
+    ``frag_*``, else ``other``); ``with S`` / ``with Cl`` / ``with Br`` (each it contains) or ``without S, Cl,
+    Br``; and its heavy-atom bin (:data:`SIZE_GROUPS`)."""
+    z = [int(x) for x in numbers]
+    source = "qm9" if key.startswith("qm9_") else "fragments" if key.startswith("frag_") else "other"
+    rare = [f"with {sym}" for el, sym in GROUPED_ELEMENTS.items() if el in z]
+    heavy = sum(1 for x in z if x > 1)
+    size = next(label for top, label in SIZE_GROUPS if heavy <= top)
+    return ["all", source, *(rare or ["without S, Cl, Br"]), size]
+
+
+def grouped_aggregate(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """:func:`aggregate` of the rows in each of their ``groups`` (rows carry ``groups``, a list of labels),
+    with ``n_molecules`` per group; groups in the order first met."""
+    by_group: dict[str, list[dict]] = {}
+    for row in rows:
+        for g in row["groups"]:
+            by_group.setdefault(g, []).append({k: v for k, v in row.items() if k not in ("key", "groups")})
+    return {g: {**aggregate(rs), "n_molecules": len(rs)} for g, rs in by_group.items()}

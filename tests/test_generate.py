@@ -273,3 +273,97 @@ def test_cli_version_and_help(run_cli):
     for cmd in ("generate", "train", "predict", "diagonalize", "evaluate", "merge", "info"):
         code, out = run_cli(cmd, "--help")
         assert code == 0 and "Usage" in out, cmd
+
+
+def _root(path: Path) -> dict:
+    with h5py.File(path, "r") as f:
+        return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+
+
+def _hamiltonian(path: Path, key: str = "water") -> np.ndarray:
+    with h5py.File(path, "r") as f:
+        return f[f"{keys.MOLECULES}/{key}/{keys.HAMILTONIAN}"][()]
+
+
+def test_fast_labels_preset_is_its_flags_and_the_shared_data_recipe(tmp_path, run_cli):
+    from pyscf import dft, gto
+
+    xyz = write(tmp_path / "water.xyz", WATER_XYZ)
+    level = ("--xc", "b3lyp", "--basis", "sto-3g")
+    code, out = run_cli("generate", xyz, "--out", tmp_path / "preset.h5", *level, "--preset", "fast-labels")
+    assert code == 0 and "fast-labels label settings" in out, out
+    # the flags the shared data's README names (PySCF's default auxiliary basis: def2-universal-jkfit here)
+    code, out = run_cli("generate", xyz, "--out", tmp_path / "flags.h5", *level, "--density-fit", "--grid-level", "1",
+                        "--conv-tol", "1e-8")
+    assert code == 0, out
+    h = _hamiltonian(tmp_path / "preset.h5")
+    assert np.array_equal(h, _hamiltonian(tmp_path / "flags.h5"))  # bit for bit
+    for path in ("preset.h5", "flags.h5"):  # the preset's name is recorded either way
+        attrs = _root(tmp_path / path)
+        assert attrs[keys.LABEL_PRESET] == "fast-labels" and attrs[keys.AUXBASIS] == "def2-universal-jkfit"
+        assert attrs[keys.GRIDS_LEVEL] == 1 and attrs[keys.CONV_TOL] == 1e-8 and attrs[keys.DENSITY_FIT]
+    mol = gto.M(atom=[[z, r] for z, r in zip(*WATER)], basis="sto-3g", unit="Angstrom", verbose=0)
+    mf = dft.RKS(mol).density_fit(auxbasis="def2-universal-jkfit")
+    mf.xc, mf.grids.level, mf.conv_tol, mf.max_cycle = "b3lyp", 1, 1e-8, 100
+    mf.kernel()
+    assert np.abs(h - mf.get_fock()).max() < 1e-7
+
+
+def test_label_preset_of_data_written_without_one(tmp_path, run_cli):
+    xyz = write(tmp_path / "water.xyz", WATER_XYZ)
+    assert run_cli("generate", xyz, "--out", tmp_path / "default.h5", "--xc", "pbe", "--basis", "sto-3g")[0] == 0
+    assert run_cli("generate", xyz, "--out", tmp_path / "custom.h5", *WATER_LEVEL)[0] == 0
+    assert _root(tmp_path / "default.h5")[keys.LABEL_PRESET] == "reference"  # the defaults are the reference preset
+    assert _root(tmp_path / "default.h5")[keys.AUXBASIS] == ""
+    assert _root(tmp_path / "custom.h5")[keys.LABEL_PRESET] == ""
+    # --preset reference and its flags restated add to the default file: the same settings
+    code, out = run_cli("generate", xyz, "--out", tmp_path / "default.h5", "--xc", "pbe", "--basis", "sto-3g",
+                        "--preset", "reference", "--grid-level", "3")
+    assert code == 0 and _summary(out)["already"] == 1, out
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (("--preset", "fast-labels", "--grid-level", "3"), "--preset fast-labels sets --grid-level 1, which --grid-level 3"),
+    (("--preset", "fast-labels", "--conv-tol", "1e-10"), "--preset fast-labels sets --conv-tol 1e-08"),
+    (("--preset", "fast-labels", "--auxbasis", "def2-universal-jfit"), "--auxbasis def2-universal-jfit contradicts"),
+    (("--preset", "reference", "--density-fit"), "--preset reference sets no density fitting, which --density-fit"),
+    (("--preset", "reference", "--auxbasis", "weigend"), "--auxbasis weigend contradicts"),
+    (("--preset", "fast"), "unknown --preset 'fast' (known: fast-labels, reference)"),
+    (("--auxbasis", "weigend"), "--auxbasis weigend needs --density-fit"),
+])
+def test_flags_contradicting_a_preset_are_one_clear_line(tmp_path, run_cli, flags, needle):
+    xyz = write(tmp_path / "water.xyz", WATER_XYZ)
+    code, out = run_cli("generate", xyz, "--out", tmp_path / "o.h5", "--basis", "sto-3g", *flags)
+    assert code == 2 and needle in re.sub(r"\s+", " ", out), out
+    assert len(out.strip().splitlines()) == 1 and not (tmp_path / "o.h5").exists()
+
+
+def test_unknown_auxiliary_basis_is_one_clear_line(tmp_path, run_cli):
+    xyz = write(tmp_path / "w.xyz", WATER_XYZ)
+    code, out = run_cli("generate", xyz, "--out", tmp_path / "o.h5", "--basis", "sto-3g", "--density-fit",
+                        "--auxbasis", "no-such-jkfit")
+    assert code == 2 and "unknown basis set 'no-such-jkfit'" in out and "Traceback" not in out
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_other_label_settings_are_not_added_to_a_file(tmp_path, run_cli):
+    xyz = write(tmp_path / "water.xyz", WATER_XYZ)
+    level = ("--xc", "pbe", "--basis", "sto-3g")
+    assert run_cli("generate", xyz, "--out", tmp_path / "fast.h5", *level, "--preset", "fast-labels")[0] == 0
+    # the same grid, conv_tol and density fitting, another auxiliary basis: refused by generate
+    code, out = run_cli("generate", xyz, "--out", tmp_path / "fast.h5", *level, "--density-fit", "--auxbasis",
+                        "weigend", "--grid-level", "1", "--conv-tol", "1e-8")
+    assert code == 2 and "auxbasis='def2-universal-jkfit'" in out and "auxbasis='def2-universal-jfit'" in out, out
+    # and the reference preset's file is not merged with the fast one
+    assert run_cli("generate", xyz, "--out", tmp_path / "ref.h5", *level, "--preset", "reference")[0] == 0
+    code, out = run_cli("merge", tmp_path / "fast.h5", tmp_path / "ref.h5", "--out", tmp_path / "m.h5")
+    assert code == 2 and not (tmp_path / "m.h5").exists(), out
+
+
+def test_merge_refuses_another_auxiliary_basis(tmp_path, run_cli):
+    xyz = write(tmp_path / "water.xyz", WATER_XYZ)
+    level = ("--xc", "pbe", "--basis", "sto-3g", "--density-fit", "--grid-level", "1", "--conv-tol", "1e-8")
+    assert run_cli("generate", xyz, "--out", tmp_path / "a.h5", *level, "--auxbasis", "def2-universal-jkfit")[0] == 0
+    assert run_cli("generate", xyz, "--out", tmp_path / "b.h5", *level, "--auxbasis", "weigend")[0] == 0
+    code, out = run_cli("merge", tmp_path / "a.h5", tmp_path / "b.h5", "--out", tmp_path / "m.h5")
+    assert code == 2 and "auxbasis" in out

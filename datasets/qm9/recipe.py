@@ -136,8 +136,6 @@ def write_xyz(out: Path, limit: int | None, skip: list[str], splits: set[str]) -
 
 def write_split(data: list[str], out: Path) -> dict:
     """JSON {train, val, test: [keys]} for the QM9 keys found in ``data`` (split from the index)."""
-    import json
-
     import h5py
 
     split: dict[str, list[str]] = {"train": [], "val": [], "test": []}
@@ -146,10 +144,17 @@ def write_split(data: list[str], out: Path) -> dict:
             for k in f.get("molecules", {}):
                 if k.startswith("qm9_"):
                     split[split_of(int(k[4:]))].append(k)
-    split = {k: sorted(set(v)) for k, v in split.items()}
-    out.write_text(json.dumps(split, indent=0))
-    print(f"wrote {out}: " + ", ".join(f"{k} {len(v)}" for k, v in split.items()))
-    return split
+    return save_split(split, out)
+
+
+def save_split(split: dict, out: Path) -> dict:
+    """Write {train, val, test: keys} as the JSON ``eqchem train --split-file`` reads (sorted, unique)."""
+    import json
+
+    result = {k: sorted(set(v)) for k, v in split.items()}
+    out.write_text(json.dumps(result, indent=0))
+    print(f"wrote {out}: " + ", ".join(f"{k} {len(v)}" for k, v in result.items()))
+    return result
 
 
 def main() -> None:

@@ -13,16 +13,23 @@ from .app import app
 @app.command()
 @user_errors
 def generate(
+    ctx: typer.Context,
     inputs: List[str] = typer.Argument(..., help="xyz / multi-frame xyz / extxyz / SDF / .smi files, or SMILES strings."),
     out: Path = typer.Option(..., "--out", "-o", help="HDF5 file to create or extend (resumable)."),
     xc: str = typer.Option("b3lyp", help="Exchange-correlation functional (PySCF string)."),
     basis: str = typer.Option("def2-svp", help="AO basis set (any basis PySCF knows)."),
     workers: int = typer.Option(1, "--workers", "-j", help="Parallel processes (one structure each)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Threads per worker (default: usable cores // workers)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Named label settings: fast-labels (--density-fit "
+                                         "--auxbasis def2-universal-jkfit --grid-level 1 --conv-tol 1e-8, the shared "
+                                         "data's cheap part) or reference (the defaults: grid 3, conv_tol 1e-10, no "
+                                         "density fitting). A flag that contradicts it is refused; xc and basis stay apart."),
     grid_level: int = typer.Option(3, help="PySCF DFT grid level."),
     conv_tol: float = typer.Option(1e-10, help="SCF energy convergence threshold (Eh)."),
     max_cycles: int = typer.Option(100, help="Maximum SCF cycles; unconverged structures go to /failures."),
     density_fit: bool = typer.Option(False, "--density-fit", help="Density fitting for J/K."),
+    auxbasis: Optional[str] = typer.Option(None, help="Auxiliary basis of --density-fit (default: PySCF's for the "
+                                           "basis and functional, def2-universal-jkfit for def2-SVP and B3LYP)."),
     charge: Optional[int] = typer.Option(None, help="Total charge (overrides the file)."),
     spin: Optional[int] = typer.Option(None, help="2S = N_alpha - N_beta; > 0 runs UKS."),
     conformers: int = typer.Option(1, help="Conformers per SMILES (RDKit ETKDG + MMFF)."),
@@ -37,10 +44,14 @@ def generate(
 ):
     """Run PySCF DFT on structures and store H, S, P, orbitals and energies in HDF5."""
     from ..dft.generate import generate as run_generate
-    from ..dft.runner import DFTSettings
+    from ..dft.runner import preset_settings
     from ..io.readers import read_structures
     from ..io.sampling import gaussian_jitter, normal_mode_samples
 
+    given = {f: v for f, v in (("grid_level", grid_level), ("conv_tol", conv_tol), ("density_fit", density_fit),
+                               ("auxbasis", auxbasis)) if ctx.get_parameter_source(f).name != "DEFAULT"}
+    settings = preset_settings(preset, given, xc=xc, basis=basis, max_cycles=max_cycles, forces=forces,
+                               density_coefficients=density_coefficients)  # checked before reading the inputs
     structures = []
     for inp in inputs:
         structures.extend(read_structures(inp, charge=charge, spin=spin, n_conformers=conformers, seed=seed))
@@ -52,13 +63,12 @@ def generate(
             if thermal > 0:
                 extra.extend(normal_mode_samples(s, thermal, samples, seed + k))
         structures.extend(extra)
-    settings = DFTSettings(xc=xc, basis=basis, grid_level=grid_level, conv_tol=conv_tol, max_cycles=max_cycles,
-                           density_fit=density_fit, forces=forces, density_coefficients=density_coefficients)
     reporter: dict = {}
 
     def on_start(n_todo, n_skipped):
         console.print(f"{len(structures)} structures read; {n_skipped} already in {out}; computing {n_todo} "
-                      f"({xc}/{basis}, {workers} worker(s))", highlight=False)
+                      f"({xc}/{basis}, {settings.label_preset() or 'custom'} label settings, {workers} worker(s))",
+                      highlight=False)
         reporter["bar"] = ProgressReporter("DFT", n_todo).__enter__()
 
     def on_result(key, status, reason, secs):

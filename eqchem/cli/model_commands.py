@@ -310,8 +310,12 @@ def evaluate(
     for k, v in res["summary"].items():
         table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
     print_table(table)
+    if len(res["groups"]) > 3:  # more than all / one source / one size bin: the metrics by chemistry and size
+        from .report import groups_table
+
+        print_table(groups_table(res["groups"]))
     if out is not None:
-        writers.write_json(out, [{"summary": res["summary"], "molecules": res["molecules"],
+        writers.write_json(out, [{"summary": res["summary"], "groups": res["groups"], "molecules": res["molecules"],
                                   "model": str(m.path), "data": str(data)}])
         console.print(f"wrote {out}", highlight=False)
     if plot is not None:

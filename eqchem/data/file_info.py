@@ -35,11 +35,22 @@ def root_attrs(out: Path) -> dict:
 
 
 def check_compatible(existing: dict, wanted: dict, what: str) -> None:
-    """Refuse to mix data of different levels of theory (xc, basis, grid, conv_tol, density fitting)."""
-    for k in (keys.XC, keys.BASIS, keys.GRIDS_LEVEL, keys.CONV_TOL, keys.DENSITY_FIT):
+    """Refuse to mix data of different levels of theory (xc, basis, grid, conv_tol, density fitting and its
+    auxiliary basis, label preset)."""
+    for k in (keys.XC, keys.BASIS, keys.GRIDS_LEVEL, keys.CONV_TOL, keys.DENSITY_FIT, keys.AUXBASIS, keys.LABEL_PRESET):
         if k in existing and k in wanted and str(existing[k]).lower() != str(wanted[k]).lower():
             raise DataError(f"{what} has {k}={existing[k]!r} but this run uses {k}={wanted[k]!r}; "
                             f"write to another file")
+
+
+def check_same_theory(existing: dict, wanted: dict, what: str) -> None:
+    """Refuse to train on data of different functionals or bases together; numerical settings (grid,
+    conv_tol, density fitting) may differ between files, as labels at the reference settings and at the
+    cheap label settings agree to µEh (``bench/label_preset.py``)."""
+    for k in (keys.XC, keys.BASIS):
+        if k in existing and k in wanted and str(existing[k]).lower() != str(wanted[k]).lower():
+            raise DataError(f"{what} has {k}={wanted[k]!r} but the first data file has {k}={existing[k]!r}; "
+                            f"train on data of one functional and basis")
 
 
 def merged_attrs(existing: dict, attrs: dict) -> dict:

@@ -116,13 +116,17 @@ def generate(
 
     out = Path(out)
     t_start = time.perf_counter()
-    check_basis_name(settings.basis)
+    for name in (settings.basis, settings.auxbasis):
+        if name:
+            check_basis_name(name)
     attrs = store.default_root_attrs(settings.to_attrs(), xc_description(settings.xc), pyscf_version)
+    attrs.update(label_attrs(settings))
     if out.exists():
         try:
-            store.check_compatible(store.root_attrs(out), attrs, str(out))
+            existing = store.root_attrs(out)
         except OSError:
             raise EqchemError(f"{out} exists but is not a readable HDF5 file; move it away") from None
+        store.check_compatible(existing, attrs, str(out))
     out.parent.mkdir(parents=True, exist_ok=True)
     _update_layout(out, structures, settings, attrs)
     store.consolidate(out, attrs)  # absorb what an interrupted run left in the journal
@@ -170,6 +174,12 @@ def generate(
         appender.close()
     report.seconds = time.perf_counter() - t_start
     return report
+
+
+def label_attrs(settings: DFTSettings) -> dict:
+    """Root attributes naming how the labels were computed beyond the level of theory: the auxiliary basis
+    of density-fitted J/K (canonical name, ``""`` without) and the preset the settings equal (``""``: none)."""
+    return {keys.AUXBASIS: settings.resolved_auxbasis(), keys.LABEL_PRESET: settings.label_preset()}
 
 
 def _update_layout(out: Path, structures: Sequence[Structure], settings: DFTSettings, attrs: dict) -> None:

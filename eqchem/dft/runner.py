@@ -12,6 +12,21 @@ from ..io.structure import Structure
 from ..units import AU_DEBYE
 
 
+LABEL_PRESETS: dict[str, dict] = {
+    "fast-labels": {"grid_level": 1, "conv_tol": 1e-8, "density_fit": True, "auxbasis": "def2-universal-jkfit"},
+    "reference": {"grid_level": 3, "conv_tol": 1e-10, "density_fit": False, "auxbasis": None},
+}
+"""Named numerical label settings (``eqchem generate --preset NAME``); the level of theory (xc, basis) stays
+apart. ``fast-labels``: the shared data's cheap part (density-fitted J/K on def2-universal-jkfit, grid level 1,
+conv_tol 1e-8); ``reference``: eqchem's defaults, those of the shared data's QM9 parts."""
+
+PRESET_FIELDS = ("grid_level", "conv_tol", "density_fit", "auxbasis")
+"""The settings a preset fixes, in the order its conflicts are reported."""
+
+_FLAGS = {"grid_level": "--grid-level", "conv_tol": "--conv-tol", "density_fit": "--density-fit",
+          "auxbasis": "--auxbasis"}
+
+
 @dataclass(frozen=True)
 class DFTSettings:
     """Level of theory and numerical settings of a dataset (stored as root attributes)."""
@@ -25,11 +40,97 @@ class DFTSettings:
     forces: bool = False
     density_coefficients: str | None = None
     """Auxiliary basis name (e.g. ``def2-universal-jkfit``) to fit the density on, or None."""
+    auxbasis: str | None = None
+    """Auxiliary basis of density-fitted J/K (with ``density_fit``); None: PySCF's default for the basis and
+    functional (def2-universal-jkfit for def2-SVP and a hybrid such as B3LYP, def2-universal-jfit for PBE)."""
 
     def to_attrs(self) -> dict:
         d = asdict(self)
         d["density_coefficients"] = d["density_coefficients"] or ""
+        d["auxbasis"] = d["auxbasis"] or ""
         return d
+
+    def resolved_auxbasis(self) -> str:
+        """The auxiliary basis density-fitted J/K use, by its canonical PySCF name (``""`` without density
+        fitting): ``auxbasis`` or the one PySCF picks for the basis and functional."""
+        if not self.density_fit:
+            return ""
+        if self.auxbasis:
+            return canonical_basis_name(self.auxbasis)
+        from pyscf import dft, gto
+        from pyscf.df.addons import make_auxbasis
+
+        mol = gto.M(atom="H 0 0 0", basis=self.basis, spin=1, verbose=0)
+        mf = dft.UKS(mol)
+        mf.xc = self.xc
+        name = mf.density_fit().with_df.auxbasis  # None: PySCF picks per element when the DF object builds
+        if name is None:
+            name = make_auxbasis(mol).get("H")
+        return canonical_basis_name(name) if isinstance(name, str) else "even-tempered (PySCF default)"
+
+    def label_preset(self) -> str:
+        """The name of the preset (:data:`LABEL_PRESETS`) whose numerical settings these are, else ``""``."""
+        for name, preset in LABEL_PRESETS.items():
+            if (self.grid_level == preset["grid_level"] and self.conv_tol == preset["conv_tol"]
+                    and self.density_fit == preset["density_fit"]
+                    and (not self.density_fit or self.resolved_auxbasis() == canonical_basis_name(preset["auxbasis"]))):
+                return name
+        return ""
+
+
+def canonical_basis_name(name: str) -> str:
+    """A basis name as the PySCF basis file it loads (``def2-svp-jkfit`` and ``weigendjkfit`` are both
+    ``def2-universal-jkfit``), lower case; names PySCF has no alias for unchanged (lower case)."""
+    import os
+
+    from pyscf.gto import basis as pyscf_basis
+
+    alias = pyscf_basis.ALIAS.get(name.lower().replace("-", "").replace("_", "").replace(" ", ""))
+    if isinstance(alias, str) and alias.endswith(".dat"):
+        return os.path.basename(alias)[:-4].lower()
+    return name.lower()
+
+
+def preset_settings(preset: str | None, given: dict, **other) -> DFTSettings:
+    """DFTSettings of the preset named ``preset`` (None: the defaults, :class:`DFTSettings`'s) with the numerical
+    settings ``given`` explicitly ({field of :data:`PRESET_FIELDS`: value}) and the ``other`` fields (xc,
+    basis, max_cycles...), which no preset fixes.
+
+    An explicit setting that contradicts the preset is refused (InputError, one line): a preset's settings
+    are never overridden, so data labelled with a preset's name has its settings. Explicit settings equal
+    to the preset's are accepted; so is ``auxbasis`` naming the same basis file. ``auxbasis`` needs
+    density fitting.
+    """
+    unknown = set(given) - set(PRESET_FIELDS)
+    if unknown:
+        raise ValueError(f"not a preset setting: {sorted(unknown)}")
+    if preset is None:
+        values = {**{f: v for f, v in asdict(DFTSettings()).items() if f in PRESET_FIELDS}, **given}
+    elif preset not in LABEL_PRESETS:
+        raise InputError(f"unknown --preset '{preset}' (known: {', '.join(LABEL_PRESETS)})")
+    else:
+        values = dict(LABEL_PRESETS[preset])
+        for field in PRESET_FIELDS:
+            if field in given and not _same_setting(field, given[field], values[field]):
+                raise InputError(f"--preset {preset} sets {_describe(field, values[field])}, which "
+                                 f"{_describe(field, given[field])} contradicts: drop one of them")
+    if values["auxbasis"] and not values["density_fit"]:
+        raise InputError(f"--auxbasis {values['auxbasis']} needs --density-fit")
+    return DFTSettings(**other, **values)
+
+
+def _same_setting(field: str, a, b) -> bool:
+    if field == "auxbasis":
+        return (canonical_basis_name(a) if a else None) == (canonical_basis_name(b) if b else None)
+    return a == b
+
+
+def _describe(field: str, value) -> str:
+    if field == "density_fit":
+        return "--density-fit" if value else "no density fitting"
+    if field == "auxbasis":
+        return f"--auxbasis {value}" if value else "no density fitting"  # a preset with it names its basis
+    return f"{_FLAGS[field]} {value:g}"
 
 
 def build_mole(structure: Structure, basis: str, spin: int | None = None):
@@ -95,7 +196,7 @@ def make_scf(mol, settings: DFTSettings, restricted_open: bool = False):
     mf.conv_tol = settings.conv_tol
     mf.max_cycle = settings.max_cycles
     if settings.density_fit:
-        mf = mf.density_fit()
+        mf = mf.density_fit(auxbasis=settings.auxbasis)
     return mf
 
 

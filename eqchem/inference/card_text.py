@@ -26,6 +26,7 @@ def describe(model: "EqchemModel") -> dict:
         "prediction settings": ", ".join(f"{k}={v:g}" for k, v in model.settings.to_dict().items()),
         "level of theory": f"PySCF RKS {model.xc} / {model.basis} (grid {c.grids_level if c.grids_level is not None else '?'}, "
                            f"conv_tol {c.conv_tol if c.conv_tol is not None else '?'})",
+        "label settings": "; ".join(_label_text(x) for x in c.label_settings) or "as the level of theory says",
         "functional (parsed)": c.xc_description or "not recorded",
         "functional note": functional_note(model.xc, c.xc_description),
         "charge / spin coverage": model.coverage_text,
@@ -46,7 +47,21 @@ def describe(model: "EqchemModel") -> dict:
         "peers": "; ".join(f"{k}: " + ", ".join(f"{a} {b}" for a, b in v.items()) for k, v in c.peers.items()) or "-",
         "notes": c.notes,
         "metrics": card_metrics(c.metrics),
+        "test metrics by group": {g: {k: v for k, v in m.items() if k in GROUP_METRICS}
+                                  for g, m in c.test_metrics_by_group.items()},
     }
+
+
+GROUP_METRICS = ("n_molecules", "h_mae_uEh", "h_mae_diag_uEh", "h_mae_offd_uEh", "eps_occ_mae_uEh", "homo_mae_ev",
+                 "lumo_mae_ev", "gap_mae_ev", "psi_cos_pct", "dipole_mae_debye")
+"""What the card shows of each group's test metrics."""
+
+
+def _label_text(x: dict) -> str:
+    """One training file's label settings in words."""
+    how = x.get("label_preset") or "custom"
+    fit = f", density fitting on {x['auxbasis']}" if x.get("density_fit") and x.get("auxbasis") else ""
+    return f"{x.get('file', '?').rsplit('/', 1)[-1]}: {how} (grid {x.get('grids_level')}, conv_tol {x.get('conv_tol')}{fit})"
 
 
 def _or_unknown(value) -> object:

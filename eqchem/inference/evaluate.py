@@ -7,7 +7,7 @@ import numpy as np
 
 from ..data.reader import H5Dataset, atom_ao_offsets
 from ..errors import BasisError
-from ..metrics import aggregate, molecule_metrics
+from ..metrics import aggregate, chemistry_groups, grouped_aggregate, molecule_metrics
 from .model_file import EqchemModel
 from .pipeline import PredictionPipeline, StageTimings
 
@@ -37,8 +37,9 @@ def evaluate(ds: H5Dataset, model: EqchemModel, scf: bool = False, batch_size: i
     The matrices come from :class:`~eqchem.inference.pipeline.PredictionPipeline`; ``timings``
     (:class:`~eqchem.inference.pipeline.StageTimings`) gets the wall time (s) of its stages added.
 
-    Returns ``{"summary": {...}, "molecules": [{key, metrics...}], "parity": {"ref": [...], "pred": [...]}}``
-    (parity holds a sample of H elements for a plot).
+    Returns ``{"summary": {...}, "groups": {group: {...}}, "molecules": [{key, metrics..., groups}], "parity":
+    {"ref": [...], "pred": [...]}}`` (groups: :func:`eqchem.metrics.chemistry_groups`, chemistry and size;
+    parity holds a sample of H elements for a plot).
     """
     check_level_of_theory(ds, model)
     keys = ds.keys()[:limit] if limit else ds.keys()
@@ -60,17 +61,19 @@ def evaluate(ds: H5Dataset, model: EqchemModel, scf: bool = False, batch_size: i
                     m["dipole_mae_debye"] = dipole_error(r, h, ds.basis)
                 if scf:
                     m.update(scf_acceleration(r, h, ds, model.fock_builds(fock_step)))
-            rows.append({"key": r.key, "n_atoms": int(len(r.numbers)), **m})
+            rows.append({"key": r.key, "n_atoms": int(len(r.numbers)), **m,
+                         "groups": chemistry_groups(r.key, r.numbers)})
             idx = rng.choice(ref.size, size=min(2000, ref.size), replace=False)
             ref_sample.extend(ref.reshape(-1)[idx].tolist())
             pred_sample.extend(h.reshape(-1)[idx].tolist())
             if on_molecule:
                 on_molecule(r.key)
-    summary = aggregate([{k: v for k, v in row.items() if k not in ("key",)} for row in rows])
+    summary = aggregate([{k: v for k, v in row.items() if k not in ("key", "groups")} for row in rows])
     if scf and rows and "scf_cycles_pred" in rows[0]:
         summary.update(scf_ratios(rows))
     summary["n_molecules"] = len(rows)
-    return {"summary": summary, "molecules": rows, "parity": {"ref": ref_sample, "pred": pred_sample}}
+    return {"summary": summary, "groups": grouped_aggregate(rows), "molecules": rows,
+            "parity": {"ref": ref_sample, "pred": pred_sample}}
 
 
 def dipole_error(record, h_pred: np.ndarray, basis: str) -> float:

@@ -23,6 +23,8 @@ class ModelCard:
     conv_tol: float | None = None
     # the training data
     data_files: list = field(default_factory=list)
+    label_settings: list = field(default_factory=list)  # per data file: its label preset, grid, conv_tol,
+                                                        # density fitting (files may differ in these)
     data_hash: str = ""
     data_recipe: str = ""
     n_train_structures: int | None = None
@@ -53,6 +55,8 @@ class ModelCard:
     peers: dict = field(default_factory=dict)   # {benchmark: {model: figure}}
     test_metrics: dict = field(default_factory=dict)
     test_metrics_network_only: dict = field(default_factory=dict)
+    test_metrics_by_group: dict = field(default_factory=dict)  # {group: metrics} by chemistry and size
+                                                               # (eqchem.metrics.chemistry_groups)
     extra: dict = field(default_factory=dict)   # keys unknown to this eqchem, kept as they were
 
     def to_dict(self) -> dict:

@@ -103,6 +103,7 @@ def model_card(data, trainer, metrics: dict, shipped_label: str, stop_reason: st
         pyscf_version=dss[0].attrs.get(keys.PYSCF_VERSION, ""),
         grids_level=dss[0].attrs.get(keys.GRIDS_LEVEL), conv_tol=dss[0].attrs.get(keys.CONV_TOL),
         data_files=[str(p) for p in data.paths], data_hash=data_hash(index, train_keys),
+        label_settings=[label_settings(ds) for ds in dss],
         n_train_structures=len(data.train_ds), n_val_structures=len(data.val_ds), n_train_molecules=data.n_molecules,
         charges=sorted({index.charge(k) for k in train_keys}),  # total charges / 2S the training data covered
         spins=sorted({index.spin(k) for k in train_keys}),
@@ -113,6 +114,17 @@ def model_card(data, trainer, metrics: dict, shipped_label: str, stop_reason: st
         train_hardware={"accelerator": type(trainer.accelerator).__name__, "processes": int(trainer.world_size),
                         "torch_threads": torch.get_num_threads(), "cpu_cores": available_cores()},
     )))
+
+
+def label_settings(ds) -> dict:
+    """How a data file's labels were computed: its label preset (``eqchem generate --preset``; "" where its
+    settings match none, absent in files written before presets) and the numerical settings themselves."""
+    a = ds.attrs
+    out = {"file": str(ds.path), "grids_level": a.get(keys.GRIDS_LEVEL), "conv_tol": a.get(keys.CONV_TOL),
+           "density_fit": bool(a.get(keys.DENSITY_FIT, False)), "auxbasis": str(a.get(keys.AUXBASIS, "") or "")}
+    if keys.LABEL_PRESET in a:
+        out["label_preset"] = str(a[keys.LABEL_PRESET])
+    return out
 
 
 def data_hash(index: DataIndex, keys_used: Sequence[str]) -> str:

@@ -51,19 +51,46 @@ def record_config(run_dir: Path, cfg: TrainConfig) -> None:
     (run_dir / "train_config.yaml").write_text(cfg.dump())
 
 
-def init_from_model(task, layout: BasisLayout, cfg: TrainConfig) -> None:
-    """Start from the weights of the trained model file ``cfg.init_model`` (fine-tuning): same basis layout
-    and network architecture (its prediction settings do not matter)."""
+def init_from_model(task, layout: BasisLayout, cfg: TrainConfig) -> str:
+    """Start from the weights of the trained model file ``cfg.init_model`` (fine-tuning): the same network
+    architecture (its prediction settings do not matter) and basis layout, or a layout that adds elements
+    to the source's (same basis, the shared elements' shells unchanged). Then every parameter whose shape is
+    unchanged is taken (the body: embeddings of the shared elements, interaction layers, radial networks),
+    and what depends on the elements present (their embeddings, the heads' element-typed inputs and
+    readouts, the output statistics) starts afresh. Returns one line saying what was taken."""
+    import torch
+
     from ..model.file import read_model_file
     from ..model.hamiltonian import load_portable_state_dict
 
     src = read_model_file(cfg.init_model)
-    if src.layout.to_dict() != layout.to_dict():
-        raise DataError(f"--init model {cfg.init_model} covers a different basis layout (elements "
-                        f"{list(src.layout.elements)}) than this training data ({list(layout.elements)})")
     changed = changed_keys(src.config.to_dict(), cfg.model.to_dict())
     if changed:
         raise DataError(f"--init model {cfg.init_model} has a different network ({', '.join(changed)})")
     dtype = next(task.model.parameters()).dtype
-    load_portable_state_dict(task.model, {k: v.to(dtype) if v.is_floating_point() else v
-                                          for k, v in src.state_dict.items()})
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in src.state_dict.items()}
+    if src.layout.to_dict() == layout.to_dict():
+        load_portable_state_dict(task.model, state)
+        return f"weights initialized from {cfg.init_model}"
+    old, new = src.layout, layout
+    if old.basis != new.basis or not set(old.elements) <= set(new.elements) or any(
+            tuple(old.shells[z]) != tuple(new.shells[z]) for z in old.elements):
+        raise DataError(f"--init model {cfg.init_model} covers a different basis layout ({old.basis}, elements "
+                        f"{list(old.elements)}) than this training data ({new.basis}, {list(new.elements)}): "
+                        f"an --init model must share the basis and may only lack elements")
+    taken, fresh = 0, []
+    with torch.no_grad():
+        for name, p in task.model.named_parameters():
+            v = state.get(name)
+            if name == "embedding.weight" and v is not None:  # rows follow the sorted elements
+                rows = [new.elements.index(z) for z in old.elements]
+                p[rows] = v
+                taken += 1
+            elif v is not None and tuple(v.shape) == tuple(p.shape):
+                p.copy_(v)
+                taken += 1
+            else:
+                fresh.append(name)
+    added = sorted(set(new.elements) - set(old.elements))
+    return (f"weights initialized from {cfg.init_model} for its elements {list(old.elements)}: {taken} parameter "
+            f"tensors taken, {len(fresh)} that depend on the elements present start afresh (new elements {added})")

@@ -15,7 +15,6 @@ from typing import Sequence
 import torch
 
 from ..basis import BasisLayout
-from ..data import store
 from ..data.reader import H5Dataset
 from ..errors import DataError
 from .budget import run_budget
@@ -106,12 +105,15 @@ class PreparedData:
 
 
 def open_datasets(paths: Sequence[str | Path]) -> list[H5Dataset]:
-    """Open data files and check they share one level of theory."""
+    """Open data files and check they share one functional and basis (their numerical settings may differ:
+    reference labels and cheap labels train together)."""
+    from ..data.file_info import check_same_theory
+
     if not paths:
         raise DataError("no data files given")
     dss = [H5Dataset(p) for p in paths]
     for ds in dss[1:]:
-        store.check_compatible(dss[0].attrs, ds.attrs, str(ds.path))
+        check_same_theory(dss[0].attrs, ds.attrs, str(ds.path))
     return dss
 
 
@@ -225,8 +227,7 @@ def build_task(data: PreparedData, log=print):
     task = HamiltonianTask(data.layout.to_dict(), cfg.to_dict(), stats.avg_neighbors)
     stats.apply(task.model)
     if cfg.init_model:
-        init_from_model(task, data.layout, cfg)
-        log(f"weights initialized from {cfg.init_model}")
+        log(init_from_model(task, data.layout, cfg))
     if task.ema is not None:
         task.ema.reset(task.model)
     task.refit_data = data.refit_loader if len(data.refit_idx) < len(data.train_ds) else None
