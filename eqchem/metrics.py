@@ -67,9 +67,13 @@ def chemistry_groups(key: str, numbers) -> list[str]:
 
 def grouped_aggregate(rows: list[dict]) -> dict[str, dict[str, float]]:
     """:func:`aggregate` of the rows in each of their ``groups`` (rows carry ``groups``, a list of labels),
-    with ``n_molecules`` per group; groups in the order first met."""
+    with ``n_molecules`` per group; groups ordered by their place in those lists (all, sources, chemistries,
+    sizes), then as first met."""
     by_group: dict[str, list[dict]] = {}
+    place: dict[str, int] = {}  # the position a group takes in chemistry_groups' lists: source, chemistry, size
     for row in rows:
-        for g in row["groups"]:
+        for i, g in enumerate(row["groups"]):
             by_group.setdefault(g, []).append({k: v for k, v in row.items() if k not in ("key", "groups")})
-    return {g: {**aggregate(rs), "n_molecules": len(rs)} for g, rs in by_group.items()}
+            place[g] = min(place.get(g, i), i)
+    order = sorted(by_group, key=lambda g: (place[g], list(by_group).index(g)))
+    return {g: {**aggregate(by_group[g]), "n_molecules": len(by_group[g])} for g in order}

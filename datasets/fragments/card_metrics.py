@@ -49,7 +49,7 @@ def main() -> None:
     lines = ["| group | " + " | ".join(cols) + " | gap errors > 0.5 eV |", "|---" * (len(cols) + 2) + "|"]
     for g, m in groups.items():
         wrong = sum(1 for r in rows if g in r["groups"] and r["gap_mae_ev"] > 0.5)
-        lines.append(f"| {g} | " + " | ".join(f"{m.get(c, float('nan')):,.3g}" for c in cols) + f" | {wrong} |")
+        lines.append(f"| {g} | " + " | ".join(_cell(c, m.get(c, float("nan"))) for c in cols) + f" | {wrong} |")
     footer = (f"Model {a.model} on the test keys of {a.split.name} ({len(rows)} molecules; MAE per molecule, "
               f"mean over the group); {processor_name()}, {time.perf_counter() - t0:.0f} s.")
     print("\n".join(lines) + "\n\n" + footer)
@@ -62,6 +62,14 @@ def main() -> None:
         save_model(a.model, model.net, model.card.replace(test_metrics_by_group=groups), model.settings,
                    model.change_of_basis)
         print(f"wrote the groups into {a.model}'s card")
+
+
+def _cell(metric: str, value: float) -> str:
+    """µEh as whole numbers, eV to 3 decimals, % and counts plainly, Debye to 2 decimals."""
+    if metric == "n_molecules":
+        return f"{int(value)}"
+    fmt = ",.0f" if metric.endswith("_uEh") else ".3f" if metric.endswith("_ev") else ".1f" if metric.endswith("_pct") else ".2f"
+    return format(value, fmt)
 
 
 if __name__ == "__main__":
