@@ -40,16 +40,16 @@ class EqchemModel:
     def with_settings(self, **changes) -> "EqchemModel":
         """The same network with other prediction settings (:class:`PredictionSettings` names); this model
         is left as it is."""
-        other = EqchemModel.__new__(EqchemModel)
-        other.__dict__.update(self.__dict__)
-        other.settings = self.settings.replace(**changes)
-        return other
+        return self._sharing_network(settings=self.settings.replace(**changes))
 
     def with_card(self, **changes) -> "EqchemModel":
         """The same network with card fields changed (a shipping script's test metrics, notes, ...)."""
+        return self._sharing_network(card=replace(self.card, **changes))
+
+    def _sharing_network(self, **attributes) -> "EqchemModel":
+        """A shallow copy (the same network, layout and converter) with ``attributes`` set."""
         other = EqchemModel.__new__(EqchemModel)
-        other.__dict__.update(self.__dict__)
-        other.card = replace(self.card, **changes)
+        other.__dict__.update(self.__dict__, **attributes)
         return other
 
     # -- description ------------------------------------------------------------------------
