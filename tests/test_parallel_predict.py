@@ -66,3 +66,67 @@ def test_spawn_environment_hides_main_and_fixes_threads_then_restores_both(monke
         assert sys.modules["__main__"] is not main and not hasattr(sys.modules["__main__"], "__file__")
         assert all(os.environ[k] == "1" for k in THREAD_VARIABLES)
     assert sys.modules["__main__"] is main and os.environ["OMP_NUM_THREADS"] == "7"
+
+
+def test_cli_prediction_runs_with_the_thread_policy(run_cli, monkeypatch, tmp_path):
+    import os
+
+    from eqchem import cpu
+    from eqchem.inference.pipeline import PredictionPipeline
+
+    seen = []  # every loaded library's threads as the pipeline finishes a batch
+
+    def results(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        seen.append(cpu.thread_counts())
+        return out
+
+    original = PredictionPipeline.results
+    monkeypatch.setattr(PredictionPipeline, "results", results)
+    (tmp_path / "w.xyz").write_text("3\nname=w\nO 0 0 0.1173\nH 0 0.7572 -0.4692\nH 0 -0.7572 -0.4692\n")
+    with cpu.limit_threads(2):  # two threads everywhere to start from; all restored afterwards, environment too
+        for k in cpu.THREAD_VARIABLES:
+            os.environ.pop(k, None)
+        code, out = run_cli("predict", tmp_path / "w.xyz")  # the user chose nothing: one thread everywhere
+        assert code == 0, out
+        assert seen[-1]["torch"] == 1 and set(seen[-1].values()) == {1}, seen
+        code, out = run_cli("predict", tmp_path / "w.xyz", "--threads", "2")
+        assert code == 0 and seen[-1]["torch"] == 2, seen
+        cpu.use_inference_threads(2)
+        code, out = run_cli("predict", tmp_path / "w.xyz")  # OMP_NUM_THREADS=2 set: left as it is
+        assert os.environ["OMP_NUM_THREADS"] == "2" and code == 0 and seen[-1]["torch"] == 2, seen
+        code, out = run_cli("predict", tmp_path / "w.xyz", "--threads", "0")
+        assert code != 0 and "--threads" in out
+    assert len(seen) == 3 and len(seen[0]) > 1, seen  # torch and at least one BLAS checked
+
+
+def test_python_prediction_runs_with_one_thread_and_restores_the_callers(monkeypatch):
+    import os
+
+    import numpy as np
+    import torch
+
+    import eqchem
+    from eqchem import cpu
+    from eqchem.inference.pipeline import PredictionPipeline
+
+    seen = []
+
+    def results(self, *args, **kwargs):
+        seen.append(cpu.thread_counts())
+        return original(self, *args, **kwargs)
+
+    original = PredictionPipeline.results
+    monkeypatch.setattr(PredictionPipeline, "results", results)
+    water = (np.array([8, 1, 1]), np.array([[0, 0, 0.1173], [0, 0.7572, -0.4692], [0, -0.7572, -0.4692]]))
+    before = os.environ.get("OMP_NUM_THREADS")
+    with cpu.limit_threads(2):
+        for k in cpu.THREAD_VARIABLES:
+            monkeypatch.delenv(k, raising=False)
+        eqchem.predict(water, model="fast")
+        assert seen[-1]["torch"] == 1 and set(seen[-1].values()) == {1}, seen
+        assert torch.get_num_threads() == 2  # the caller's count back afterwards
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        eqchem.predict(water, model="fast")
+        assert seen[-1]["torch"] == 2, seen
+    assert os.environ.get("OMP_NUM_THREADS") == before

@@ -35,6 +35,8 @@ def test_train_writes_a_self_describing_model(water_data, run_cli):
     meta = m.metadata
     for k in ("data_hash", "metrics", "train_keys", "val_keys", "eqchem_version", "pyscf_version", "atoms_range"):
         assert k in meta, k
+    assert meta["atoms_range"] == [3, 3] and meta["heavy_atoms_range"] == [1, 1]  # water: one heavy atom
+    assert m.describe()["coverage"].startswith("H O; 1 heavy atom, 3 atoms per training structure; ")
     assert "exact exchange" in meta["xc_description"]  # the parsed functional travels with the model
     assert meta["train_hardware"]["processes"] == 1 and meta["train_hardware"]["torch_threads"] >= 1
     assert meta["n_train_structures"] == 13 and meta["n_val_structures"] == 3

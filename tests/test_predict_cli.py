@@ -76,6 +76,39 @@ def test_extrapolation_on_request_records_charge_spin_and_warning(run_cli, tmp_p
         assert occ.sum() == pytest.approx(10) and (occ == 1).sum() == 2
 
 
+def test_molecule_larger_than_any_training_molecule_warns_in_every_output(model, run_cli, tmp_path):
+    import h5py
+
+    import eqchem
+    from eqchem.inference.checks import ExtrapolationWarning, coverage_warnings
+    from eqchem.io.readers import read_structures
+    from eqchem.model.file import save_model
+
+    small = model.with_card(heavy_atoms_range=[1, 2])  # as if trained on molecules of 1-2 heavy atoms
+    ethanol, water = (read_structures(EXAMPLES / f"{name}.xyz")[0] for name in ("ethanol", "water"))
+    warning = "3 heavy atoms, more than the largest training molecule (2)"
+    assert coverage_warnings(small, ethanol) == [warning]
+    assert coverage_warnings(small, water) == []  # inside the range (and smaller molecules are not warned)
+    assert coverage_warnings(model.with_card(heavy_atoms_range=None), ethanol) == []  # files without the field
+    with pytest.warns(ExtrapolationWarning, match="3 heavy atoms"):
+        res = eqchem.predict(ethanol, model=small)
+    assert res.warnings == [warning] and res.summary()["extrapolation"] is True
+
+    path = save_model(tmp_path / "small.pt", small.net, small.card, small.settings, small.change_of_basis)
+    for out in (tmp_path / "r.json", tmp_path / "r.h5"):
+        code, text = run_cli("predict", EXAMPLES / "ethanol.xyz", EXAMPLES / "water.xyz", "--model", path,
+                             "--out", out)
+        assert code == 0, text
+        assert f"warning: ethanol: {warning}" in " ".join(text.split()) and "ethanol *" in text
+        assert "water *" not in text
+    recs = {r["name"]: r for r in json.loads((tmp_path / "r.json").read_text())}
+    assert recs["ethanol"]["warnings"] == [warning] and recs["ethanol"]["extrapolation"] is True
+    assert recs["water"]["warnings"] == [] and recs["water"]["extrapolation"] is False
+    with h5py.File(tmp_path / "r.h5") as f:
+        assert f["molecules/ethanol"].attrs["warnings"] == warning and f["molecules/ethanol"].attrs["extrapolation"]
+        assert not f["molecules/water"].attrs["extrapolation"]
+
+
 def test_cli_charge_override_and_open_shell_message(run_cli, tmp_path):
     (tmp_path / "hydronium.xyz").write_text(H3O_XYZ)
     code, text = run_cli("predict", tmp_path / "hydronium.xyz", "--charge", "0")

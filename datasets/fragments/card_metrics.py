@@ -6,7 +6,9 @@ per heavy-atom count (≤ 9, 10–12, > 12), on the held-out test keys of a spli
 
 Every group's mean H MAE (all / diagonal / off-diagonal), occupied ε, HOMO, LUMO, gap, ψ cosine and |μ| errors
 come from ``eqchem.inference.evaluate`` (groups: ``eqchem.metrics.chemistry_groups``); ``--write`` stores them
-in the model file's card (``test_metrics_by_group``), which ``eqchem info`` prints.
+in the model file's card (``test_metrics_by_group``), which ``eqchem info`` prints, and fills the card's
+``heavy_atoms_range`` where it is missing (files trained before eqchem recorded it) from its ``train_keys`` in the
+data files, if they hold every one (``datasets/qm9/card_sizes.py`` does only that).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ def main() -> None:
     from eqchem.inference.model_file import load_model
     from eqchem.metrics import grouped_aggregate
     from eqchem.model.file import save_model
+    from eqchem.training.index import size_ranges_in
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path)
@@ -59,8 +62,13 @@ def main() -> None:
                                                              "molecules": rows}, indent=1))
         (a.out / "card_metrics.md").write_text("\n".join(lines) + "\n\n" + footer + "\n")
     if a.write:
-        save_model(a.model, model.net, model.card.replace(test_metrics_by_group=groups), model.settings,
-                   model.change_of_basis)
+        card = model.card.replace(test_metrics_by_group=groups)
+        if card.heavy_atoms_range is None:
+            _, heavy, found = size_ranges_in(a.data, card.train_keys)
+            print(f"heavy atoms per training structure: {heavy} ({found} of {len(card.train_keys)} training keys "
+                  f"in the data{'' if heavy else ': not written'})")
+            card = card.replace(heavy_atoms_range=heavy)
+        save_model(a.model, model.net, card, model.settings, model.change_of_basis)
         print(f"wrote the groups into {a.model}'s card")
 
 

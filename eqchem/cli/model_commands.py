@@ -58,15 +58,28 @@ def predict(
                                           "(default: every usable core once there are 4 batches or more, else 1)."),
     timings: bool = typer.Option(False, "--timings", help="After the results, print the wall time of every "
                                  "prediction stage (s): total and per molecule (summed over processes)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads of this process for torch, PySCF and "
+                                          "BLAS (default: 1, or OMP_NUM_THREADS where set; more cores: --workers)."),
 ):
-    """Predict Hamiltonians, orbitals, HOMO/LUMO, dipoles and charges of molecules."""
+    """Predict Hamiltonians, orbitals, HOMO/LUMO, dipoles and charges of molecules.
+
+    Threads: this process predicts with one thread per library (torch, PySCF, BLAS) unless --threads or
+    OMP_NUM_THREADS says otherwise: a small molecule gains little from a second thread and, on cores shared
+    with other busy processes, loses much (bench/shared_machine.py); many molecules use the cores through
+    --workers processes of one thread each.
+    """
     import time
 
+    from ..cpu import use_inference_threads
     from ..errors import InputError
+
+    t0 = time.perf_counter()
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads must be at least 1, got {threads}")
+    use_inference_threads(threads)  # before torch, PySCF and NumPy start their thread pools
     from ..inference import writers
     from ..io.readers import read_structures
 
-    t0 = time.perf_counter()
     if out is not None and out.suffix not in (".json", ".h5", ".hdf5"):
         raise InputError(f"--out must end in .json or .h5, got '{out.name}'")
     kinds = [k.strip() for k in cube.split(",")] if cube else []

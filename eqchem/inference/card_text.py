@@ -29,6 +29,7 @@ def describe(model: "EqchemModel") -> dict:
         "label settings": "; ".join(_label_text(x) for x in c.label_settings) or "as the level of theory says",
         "functional (parsed)": c.xc_description or "not recorded",
         "functional note": functional_note(model.xc, c.xc_description),
+        "coverage": coverage_line(model),
         "charge / spin coverage": model.coverage_text,
         "PySCF version of the data": c.pyscf_version or "?",
         "elements": " ".join(symbol(z) for z in model.elements),
@@ -55,6 +56,20 @@ def describe(model: "EqchemModel") -> dict:
 GROUP_METRICS = ("n_molecules", "h_mae_uEh", "h_mae_diag_uEh", "h_mae_offd_uEh", "eps_occ_mae_uEh", "homo_mae_ev",
                  "lumo_mae_ev", "gap_mae_ev", "psi_cos_pct", "dipole_mae_debye")
 """What the card shows of each group's test metrics."""
+
+
+def coverage_line(model: "EqchemModel") -> str:
+    """What the model was trained on, in one line: its elements; the fewest–most heavy atoms and atoms of a
+    training structure ("not recorded" where the card lacks them); its charges and spins."""
+    c = model.card
+    sizes = [f"{_span(c.heavy_atoms_range, 'heavy atom')}" if c.heavy_atoms_range else "heavy atoms not recorded",
+             f"{_span(c.atoms_range, 'atom')} per training structure" if c.atoms_range else "atoms not recorded"]
+    return f"{' '.join(symbol(z) for z in model.elements)}; {', '.join(sizes)}; {model.coverage_text}"
+
+
+def _span(rng, noun: str) -> str:
+    """[lo, hi] counts of ``noun`` as "lo–hi nouns" (one number where they agree)."""
+    return f"{rng[0]} {noun}" + ("" if rng[1] == 1 else "s") if rng[0] == rng[1] else f"{rng[0]}–{rng[1]} {noun}s"
 
 
 def _label_text(x: dict) -> str:

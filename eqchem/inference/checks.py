@@ -33,7 +33,8 @@ def _check_given_basis(model: "EqchemModel", s: Structure) -> None:
 
 
 def coverage_warnings(model: "EqchemModel", s: Structure) -> list[str]:
-    """Why a prediction of ``s`` would extrapolate the model: charge, spin, size (empty list: it does not)."""
+    """Why a prediction of ``s`` would extrapolate the model: charge, spin, size (atoms; heavy atoms where the card
+    records their range) beyond the training structures' (empty list: it does not)."""
     out = []
     spin = int(s.spin or 0)
     if int(s.charge) not in model.charges:
@@ -44,6 +45,9 @@ def coverage_warnings(model: "EqchemModel", s: Structure) -> list[str]:
     rng = model.card.atoms_range
     if rng and s.n_atoms > rng[1]:
         out.append(f"{s.n_atoms} atoms, more than the largest training structure ({rng[1]})")
+    heavy = model.card.heavy_atoms_range
+    if heavy and s.n_heavy_atoms > heavy[1]:
+        out.append(f"{s.n_heavy_atoms} heavy atoms, more than the largest training molecule ({heavy[1]})")
     return out
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+from ..cpu import inference_threads, limit_threads
 from ..io.structure import Structure
 from .checks import check_structures
 from .inputs import as_structures
@@ -59,8 +60,9 @@ def run_predictions(source, model: EqchemModel, batch_size: int = 16, device: st
     with timings.stage("structures"):
         structures = as_structures(source)
         found = check_structures(model, structures, extrapolate)
-    results = list(iter_predictions(structures, model, batch_size, device, fock_step, checked=found,
-                                    timings=timings, workers=workers))
+    with limit_threads(inference_threads()):  # one thread per library unless OMP_NUM_THREADS says otherwise
+        results = list(iter_predictions(structures, model, batch_size, device, fock_step, checked=found,
+                                        timings=timings, workers=workers))
     return PredictionRun(results, timings)
 
 

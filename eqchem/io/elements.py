@@ -26,6 +26,11 @@ def atomic_number(sym: str) -> int:
     raise InputError(f"unknown element symbol '{sym}'")
 
 
+def heavy_atoms(numbers) -> int:
+    """Non-hydrogen atoms (Z > 1) among ``numbers`` (atomic numbers)."""
+    return sum(1 for z in numbers if int(z) > 1)
+
+
 def symbol(z: int) -> str:
     if not 1 <= int(z) <= MAX_Z:
         raise InputError(f"unknown atomic number {z}")

@@ -48,6 +48,13 @@ class Structure:
         return len(self.numbers)
 
     @property
+    def n_heavy_atoms(self) -> int:
+        """Non-hydrogen atoms."""
+        from .elements import heavy_atoms
+
+        return heavy_atoms(self.numbers)
+
+    @property
     def n_electrons(self) -> int:
         return int(self.numbers.sum()) - int(self.charge)
 

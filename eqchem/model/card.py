@@ -33,6 +33,7 @@ class ModelCard:
     charges: list = field(default_factory=list)  # total charges (e) the training structures cover
     spins: list = field(default_factory=list)    # 2S values the training structures cover
     atoms_range: list | None = None             # [fewest, most] atoms of a training structure
+    heavy_atoms_range: list | None = None       # [fewest, most] non-hydrogen atoms of a training structure
     train_keys: list = field(default_factory=list)
     val_keys: list = field(default_factory=list)
     off_equilibrium_geometries: bool | None = None

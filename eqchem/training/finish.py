@@ -96,7 +96,7 @@ def shipped_network(fitted, data):
 def model_card(data, trainer, metrics: dict, shipped_label: str, stop_reason: str, seconds: float) -> ModelCard:
     """The card of a model trained on ``data`` (PreparedData) by ``trainer``."""
     dss, index, train_keys = data.datasets, data.index, data.train_keys
-    natoms = [index.n_atoms(k) for k in train_keys]
+    atoms_range, heavy_atoms_range = index.size_ranges(train_keys)
     return ModelCard(**_plain(dict(
         xc=dss[0].xc, basis=data.layout.basis,
         xc_description=next((d.attrs[keys.XC_DESCRIPTION] for d in dss if d.attrs.get(keys.XC_DESCRIPTION)), ""),
@@ -107,7 +107,7 @@ def model_card(data, trainer, metrics: dict, shipped_label: str, stop_reason: st
         n_train_structures=len(data.train_ds), n_val_structures=len(data.val_ds), n_train_molecules=data.n_molecules,
         charges=sorted({index.charge(k) for k in train_keys}),  # total charges / 2S the training data covered
         spins=sorted({index.spin(k) for k in train_keys}),
-        atoms_range=[int(min(natoms)), int(max(natoms))] if natoms else None,
+        atoms_range=atoms_range, heavy_atoms_range=heavy_atoms_range,
         train_keys=sorted(train_keys), val_keys=sorted(data.val_keys), baseline_params=data.baseline_params,
         train_config=data.cfg.to_dict(), metrics=metrics, shipped_model=shipped_label, stop_reason=stop_reason,
         eqchem_version=__version__, epochs=int(trainer.current_epoch), train_seconds=seconds,

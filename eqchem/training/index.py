@@ -16,11 +16,13 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from .. import keys
 from ..data.reader import H5Dataset
+from ..io.elements import heavy_atoms
 
 INDEX_VERSION = 1
 INDEX_SUFFIX = keys.INDEX_SUFFIX
@@ -179,3 +181,21 @@ class DataIndex:
     def name(self, key: str) -> str:
         f, row = self._file(key)
         return str(f.name[row])
+
+    def size_ranges(self, keys_used: Sequence[str]) -> tuple[list[int] | None, list[int] | None]:
+        """([fewest, most] atoms, [fewest, most] heavy atoms (Z > 1)) of the structures ``keys_used``
+        (None, None without any): a model card's ``atoms_range`` and ``heavy_atoms_range``."""
+        if not keys_used:
+            return None, None
+        atoms = [self.n_atoms(k) for k in keys_used]
+        heavy = [heavy_atoms(self.numbers(k)) for k in keys_used]
+        return [int(min(atoms)), int(max(atoms))], [int(min(heavy)), int(max(heavy))]
+
+
+def size_ranges_in(paths: Sequence[str | Path], keys_used: Sequence[str]) -> tuple[list | None, list | None, int]:
+    """:meth:`DataIndex.size_ranges` of ``keys_used`` read from the data files ``paths``, and how many of the keys
+    the files hold: the ranges are None unless they hold every key (a range of some keys is not the card's)."""
+    index = DataIndex([H5Dataset(p) for p in paths])
+    found = [k for k in keys_used if k in index.where]
+    atoms, heavy = index.size_ranges(found) if len(found) == len(keys_used) else (None, None)
+    return atoms, heavy, len(found)
