@@ -47,14 +47,17 @@ def one_thread():
 
 
 def test_every_stage_is_timed_and_the_stages_add_up_to_the_total():
-    model = tiny_model("minao-fock", fock_mixing=0.3, correction_pair_cutoff=1.45)
+    from .test_uncertainty import with_estimates
+
+    model = with_estimates(tiny_model("minao-fock", fock_mixing=0.3, correction_pair_cutoff=1.45), WATER_MOLS)
     timings = StageTimings()
     t0 = time.perf_counter()
-    run = run_predictions(WATER_MOLS, model, batch_size=2, timings=timings)
+    run = run_predictions(WATER_MOLS, model, batch_size=2, timings=timings, check=True)
     wall = time.perf_counter() - t0
     t = run.timings
     assert t is timings and len(run.results) == 2 and t.molecules == 2
-    assert tuple(t.seconds) == STAGES == ("structures", "network", "blocks", "baseline", "fock_step", "result")
+    assert tuple(t.seconds) == STAGES == ("structures", "network", "blocks", "baseline", "fock_step", "result",
+                                          "uncertainty", "check")
     assert all(s > 0 for s in t.seconds.values()), t.seconds
     assert t.total == pytest.approx(sum(t.seconds.values()))
     assert 0.9 * wall <= t.total <= wall  # nothing of note happens outside a stage
@@ -100,9 +103,9 @@ def test_predict_matrices_and_predict_delegate_to_the_pipeline(monkeypatch):
     from eqchem.inference.model_file import EqchemModel
 
     calls = []
-    matrices = PredictionPipeline._matrices
-    monkeypatch.setattr(PredictionPipeline, "_matrices",
-                        lambda self, *a, **k: calls.append(type(self)) or matrices(self, *a, **k))
+    predicted = PredictionPipeline._predict
+    monkeypatch.setattr(PredictionPipeline, "_predict",
+                        lambda self, *a, **k: calls.append(type(self)) or predicted(self, *a, **k))
     model = tiny_model()
     model.predict_matrices(WATER_MOLS)
     eqchem.predict(WATER_MOLS, model=model)
@@ -241,7 +244,7 @@ def test_pairs_beyond_the_correction_pair_cutoff_are_not_computed_and_nothing_ch
 
     monkeypatch.setattr(PredictionPipeline, "_batch", recording)
     fewer = pipeline.matrices(mols)
-    monkeypatch.setattr(PredictionPipeline, "_pair_cutoff", lambda self: self.model.net.config.pair_cutoff)
+    monkeypatch.setattr(PredictionPipeline, "pair_cutoff", property(lambda self: self.model.net.config.pair_cutoff))
     every = pipeline.matrices(mols)
     assert seen[0] < seen[1]  # the water dimer's far pairs were left out
     for a, b in zip(fewer, every):

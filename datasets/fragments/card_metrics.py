@@ -68,7 +68,7 @@ def main() -> None:
             print(f"heavy atoms per training structure: {heavy} ({found} of {len(card.train_keys)} training keys "
                   f"in the data{'' if heavy else ': not written'})")
             card = card.replace(heavy_atoms_range=heavy)
-        save_model(a.model, model.net, card, model.settings, model.change_of_basis)
+        save_model(a.model, model.net, card, model.settings, model.change_of_basis, model.uncertainty)
         print(f"wrote the groups into {a.model}'s card")
 
 

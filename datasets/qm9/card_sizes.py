@@ -40,7 +40,7 @@ def main() -> None:
         raise SystemExit(f"not written: the data give atoms_range {atoms}, the card says {model.card.atoms_range} "
                          f"(other data than the model's?)")
     card = model.with_card(heavy_atoms_range=heavy, atoms_range=atoms).card
-    save_model(model.path, model.net, card, model.settings, model.change_of_basis)
+    save_model(model.path, model.net, card, model.settings, model.change_of_basis, model.uncertainty)
     print(f"wrote {model.path}")
 
 

@@ -140,7 +140,7 @@ def main() -> None:
     meta["train_hardware"] = a.train_hardware or "; ".join(sorted(hardware)) or "not recorded"
     meta["data_recipe"] = "datasets/qm9/recipe.py (QM9 geometries from qm9pack; split by QM9 index)"
     out = a.out or default_model_path(a.mode)
-    save_model(out, model.net, ModelCard.from_dict(meta), model.settings)
+    save_model(out, model.net, ModelCard.from_dict(meta), model.settings, model.change_of_basis, model.uncertainty)
 
     # the exact training set: QM9 index and canonical SMILES
     from rdkit import Chem

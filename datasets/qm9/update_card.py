@@ -72,7 +72,7 @@ def main() -> None:
     if network_only is not None:
         metrics["test_network_only_dipole_mae_debye"] = network_only
     card = model.card.replace(charges=charges, spins=spins, metrics=metrics)
-    save_model(a.model, model.net, card, model.settings)
+    save_model(a.model, model.net, card, model.settings, model.change_of_basis, model.uncertainty)
     print(f"wrote {a.model}")
 
 

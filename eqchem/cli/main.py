@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import data_commands, model_commands, train_command  # noqa: F401  (each registers its commands on app)
+from . import calibrate_command, data_commands, model_commands, train_command  # noqa: F401  (each registers its commands on app)
 from .app import app
 
 

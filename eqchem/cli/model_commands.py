@@ -60,8 +60,15 @@ def predict(
                                  "prediction stage (s): total and per molecule (summed over processes)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Threads of this process for torch, PySCF and "
                                           "BLAS (default: 1, or OMP_NUM_THREADS where set; more cores: --workers)."),
+    check: bool = typer.Option(False, "--check", help="Check each prediction's self-consistency with one cheap "
+                               "Fock build from its density (the accurate mode's own Fock step where it takes one); "
+                               "flag those whose frontier orbitals it moves by more than the model's threshold."),
 ):
     """Predict Hamiltonians, orbitals, HOMO/LUMO, dipoles and charges of molecules.
+
+    With a model that carries error estimates (the shipped ones), every result gives its estimated 1σ errors
+    (gap 7.21 ± 0.08 eV in the table; all of them in the JSON/HDF5 output) and says when the molecule lies
+    outside the training data (out of domain, with the reason) or, with --check, when it is flagged.
 
     Threads: this process predicts with one thread per library (torch, PySCF, BLAS) unless --threads or
     OMP_NUM_THREADS says otherwise: a small molecule gains little from a second thread and, on cores shared
@@ -110,14 +117,15 @@ def predict(
         # a few batches here: the quick build; helper processes (many batches) build their own, optimized
         m = _load_model_for_cli(model, mode, quick=in_process and len(structures) <= QUICK_BUILD_STRUCTURES)
         _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine, fock_step, device, batch_size,
-                         allow_extrapolation, t0, timings, workers, ahead)
+                         allow_extrapolation, t0, timings, workers, ahead, check)
     finally:
         if ahead is not None:
             ahead.close()
 
 
 def _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine, fock_step, device, batch_size,
-                     allow_extrapolation, t0, timings: bool = False, workers: int = 1, ahead=None) -> None:
+                     allow_extrapolation, t0, timings: bool = False, workers: int = 1, ahead=None,
+                     check: bool = False) -> None:
     """Predict, post-process and write each structure as it finishes; the table at the end (also on Ctrl-C),
     then with ``timings`` the table of stage wall times. ``ahead``: an
     :class:`~eqchem.inference.integrals_ahead.IntegralsAhead` of the first structures, or None."""
@@ -149,10 +157,12 @@ def _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine
         with ProgressReporter("predict", len(structures), interval=10.0) as bar:
             for r in iter_predictions(structures, m, batch_size=batch_size, device=device, fock_step=fock_step,
                                       checked=checked, timings=stage_times, workers=workers,
-                                      integrals_ahead=ahead):
+                                      integrals_ahead=ahead, check=check):
                 rec = _finish_prediction(r, energy, refine, molden, kinds, cube_dir)
                 for w in r.warnings:
                     bar.log(f"[yellow]warning:[/] {r.name}: {w}: the prediction is an extrapolation")
+                for line in _trust_lines(r):
+                    bar.log(line)
                 if stream:
                     stream.add(r, rec)
                 rows.append((r, rec))
@@ -202,6 +212,9 @@ def _prediction_table(rows, m, energy: bool, refine: bool):
     title = f"eqchem predict ({m.path.name if m.path else 'model'}: {m.xc}/{m.basis})"
     if any(r.warnings for r, _ in rows):
         title += "  * = extrapolation (see warnings)"
+    uncertain = any(r.uncertainty is not None for r, _ in rows)
+    if uncertain:
+        title += "  ± = estimated 1σ error; trust: ok, out of domain (see notes), flagged (--check)"
     table = Table(title=title)
     cols = ["name", "formula", "atoms"]
     if any(r.charge or r.spin for r, _ in rows):
@@ -209,6 +222,7 @@ def _prediction_table(rows, m, energy: bool, refine: bool):
     cols += ["HOMO eV", "LUMO eV", "gap eV", "dipole D"]
     cols += ["E Eh"] if energy else []
     cols += ["SCF cycles (minao)", "E_SCF Eh", "gap_SCF eV"] if refine else []
+    cols += ["trust"] if uncertain else []
     cols += ["ms"]
     for col in cols:
         table.add_column(col, justify="left" if col in ("name", "formula") else "right", no_wrap=col == "name")
@@ -218,6 +232,15 @@ def _prediction_table(rows, m, energy: bool, refine: bool):
                  "HOMO eV": f"{rec['homo_ev']:.3f}", "LUMO eV": f"{rec['lumo_ev']:.3f}",
                  "gap eV": f"{rec['gap_ev']:.3f}", "dipole D": f"{rec['dipole_norm_debye']:.3f}",
                  "ms": f"{r.seconds * 1e3:.1f}"}
+        u = r.uncertainty
+        if u is not None:
+            cells["HOMO eV"] += f" ± {u.homo_ev:.2f}"
+            cells["LUMO eV"] += f" ± {u.lumo_ev:.2f}"
+            cells["gap eV"] += f" ± {u.gap_ev:.2f}"
+            cells["dipole D"] += f" ± {u.dipole_debye:.2f}"
+            cells["trust"] = "flagged" if u.flagged else "out of domain" if not u.in_domain else "ok"
+        elif uncertain:
+            cells["trust"] = "-"
         if energy:
             cells["E Eh"] = f"{rec['energy_hartree']:.6f}"
         if refine:
@@ -226,6 +249,19 @@ def _prediction_table(rows, m, energy: bool, refine: bool):
             cells["gap_SCF eV"] = f"{rec['refined_gap_ev']:.3f}"
         table.add_row(*(cells[c] for c in cols))
     return table
+
+
+def _trust_lines(r) -> list[str]:
+    """The notes a prediction's estimates give: why it is out of domain, and the check's verdict."""
+    u = r.uncertainty
+    if u is None:
+        return []
+    out = [f"[yellow]out of domain:[/] {r.name}: {why}" for why in u.reasons]
+    if u.flagged:
+        out.append(f"[red]flagged:[/] {r.name}: one Fock build from the predicted density moves the gap by "
+                   f"{u.check_gap_shift_ev:+.2f} eV (residual {u.residual_uEh:.0f} µEh): its frontier orbitals are "
+                   "likely wrong; run the SCF (--refine)")
+    return out
 
 
 def _timings_table(timings):
@@ -302,8 +338,13 @@ def evaluate(
     batch_size: int = typer.Option(16, "--batch-size"),
     fock_step: bool = typer.Option(True, "--fock-step/--no-fock-step",
                                    help="Apply the model's damped Fock step (if it has one) after the network."),
+    check: bool = typer.Option(False, "--check", help="Also run the self-consistency check of every prediction "
+                               "(one cheap Fock build each) and report how well it flags gap errors above 0.3 eV."),
+    reliability_plot: Optional[Path] = typer.Option(None, "--reliability-plot",
+                                                    help="Reliability plot (png) of the error estimates."),
 ):
-    """Model accuracy on reference data: H MAE (all/diag/off-diag), ε, ψ, HOMO/LUMO/gap, SCF ratio."""
+    """Model accuracy on reference data: H MAE (all/diag/off-diag), ε, ψ, HOMO/LUMO/gap, SCF ratio; for a model
+    with error estimates, their calibration (coverage, reliability, rank correlation, --check AUC)."""
     from rich.table import Table
 
     from ..data.reader import H5Dataset
@@ -316,7 +357,7 @@ def evaluate(
     n = min(limit, len(ds)) if limit else len(ds)
     with ProgressReporter("evaluate", n) as bar:
         res = run_eval(ds, m, scf=scf, batch_size=batch_size, limit=limit, on_molecule=lambda k: bar.advance(k),
-                       fock_step=fock_step)
+                       fock_step=fock_step, check=check)
     table = Table(title=f"{data.name}: {res['summary'].get('n_molecules', 0)} structures, model {m.path.name}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -327,10 +368,24 @@ def evaluate(
         from .report import groups_table
 
         print_table(groups_table(res["groups"]))
+    if "calibration" in res:
+        from ..calibration_metrics import calibration_lines
+
+        for line in calibration_lines(res["calibration"]):
+            console.print(line, highlight=False)
+    elif reliability_plot is not None or check:
+        console.print(f"{m.path.name}: this model file carries no error estimates (eqchem calibrate adds them)",
+                      highlight=False)
     if out is not None:
+        extra = {k: res[k] for k in ("calibration", "uncertainty") if k in res}
         writers.write_json(out, [{"summary": res["summary"], "groups": res["groups"], "molecules": res["molecules"],
-                                  "model": str(m.path), "data": str(data)}])
+                                  **extra, "model": str(m.path), "data": str(data)}])
         console.print(f"wrote {out}", highlight=False)
+    if reliability_plot is not None and "calibration" in res:
+        from ..calibration_metrics import plot_reliability
+
+        plot_reliability(res["calibration"], reliability_plot)
+        console.print(f"wrote {reliability_plot}", highlight=False)
     if plot is not None:
         from ..plots import parity_plot
 

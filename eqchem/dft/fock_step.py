@@ -35,6 +35,14 @@ def fock_step(numbers, positions, hamiltonian: np.ndarray, overlap: np.ndarray, 
     SCF; equivariant because the Fock build is (``fock_of_density``) and the mixing is a scalar.
     ``frame``: the molecule's :class:`~eqchem.dft.frame.CanonicalFrame` when the caller built it already.
     """
+    fock = fock_of_prediction(numbers, positions, hamiltonian, overlap, n_electrons, basis, xc, frame, spin)
+    return hamiltonian + mixing * (fock - hamiltonian)
+
+
+def fock_of_prediction(numbers, positions, hamiltonian: np.ndarray, overlap: np.ndarray, n_electrons: int,
+                       basis: str, xc: str, frame=None, spin: int = 0) -> np.ndarray:
+    """F[P(H)] (nao, nao) Eh: one cheap Fock build (:func:`fock_of_density`) from the aufbau density of the
+    predicted ``hamiltonian`` (H C = S C ε, ``n_electrons`` electrons, ``spin`` = 2S singly occupied orbitals)."""
     from ..orbitals import density_from_occupations, occupations, solve_generalized
 
     e, c = solve_generalized(hamiltonian, overlap)
@@ -42,5 +50,4 @@ def fock_step(numbers, positions, hamiltonian: np.ndarray, overlap: np.ndarray, 
         occ = occupations(len(e), n_electrons, spin)
     except ValueError as exc:
         raise InputError(f"Fock step: {exc}") from None
-    fock = fock_of_density(numbers, positions, density_from_occupations(c, occ), basis, xc, frame)
-    return hamiltonian + mixing * (fock - hamiltonian)
+    return fock_of_density(numbers, positions, density_from_occupations(c, occ), basis, xc, frame)

@@ -50,7 +50,30 @@ def describe(model: "EqchemModel") -> dict:
         "metrics": card_metrics(c.metrics),
         "test metrics by group": {g: {k: v for k, v in m.items() if k in GROUP_METRICS}
                                   for g, m in c.test_metrics_by_group.items()},
+        "error estimates": uncertainty_text(model),
     }
+
+
+def uncertainty_text(model: "EqchemModel") -> str:
+    """Whether predictions carry error estimates, what calibrated them, and how they did on test molecules."""
+    u = model.uncertainty
+    if u is None:
+        return "none (eqchem calibrate adds them)"
+    cal = u.calibration
+    text = (f"readout posterior of {u.posterior.n_molecules} training molecules, calibrated on {cal.n_molecules} "
+            f"validation molecules; --check flags a gap shift beyond {cal.check_threshold_ev:.2f} eV")
+    test = (model.card.uncertainty_metrics or {}).get("test", {}).get("all")
+    if test:
+        def pct(q):
+            v = (test.get(q) or {}).get("coverage_1sigma")
+            return f"{100 * v:.0f} %" if v is not None else "n/a"
+        auc = next((v for k, v in (test.get("check") or {}).items() if k.startswith("auc")), None)
+        rho = test.get("h_mae_spearman")
+        text += (f"; on {test.get('n_molecules')} test molecules: H MAE rank correlation "
+                 + (f"{rho:.2f}" if rho is not None else "n/a"))
+        text += (f", 1σ coverage HOMO {pct('homo')}, LUMO {pct('lumo')}, gap {pct('gap')}"
+                 + (f", check AUC {auc:.2f}" if auc is not None else ""))
+    return text
 
 
 GROUP_METRICS = ("n_molecules", "h_mae_uEh", "h_mae_diag_uEh", "h_mae_offd_uEh", "eps_occ_mae_uEh", "homo_mae_ev",

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..data.reader import H5Dataset, atom_ao_offsets
 from ..errors import BasisError
+from ..calibration_metrics import calibration_report
 from ..metrics import aggregate, chemistry_groups, grouped_aggregate, molecule_metrics
 from .model_file import EqchemModel
 from .pipeline import PredictionPipeline, StageTimings
@@ -25,7 +26,7 @@ def check_level_of_theory(ds: H5Dataset, model: EqchemModel) -> None:
 
 def evaluate(ds: H5Dataset, model: EqchemModel, scf: bool = False, batch_size: int = 16, limit: int | None = None,
              on_molecule: Callable[[str], None] | None = None, fock_step: bool = True,
-             timings: StageTimings | None = None) -> dict:
+             timings: StageTimings | None = None, check: bool = False) -> dict:
     """Per-molecule metrics and their means; with ``scf`` the SCF cycle ratio vs PySCF's minao guess.
 
     Records with a reference dipole also get ``dipole_mae_debye`` (error of |μ|, Debye).
@@ -39,18 +40,24 @@ def evaluate(ds: H5Dataset, model: EqchemModel, scf: bool = False, batch_size: i
 
     Returns ``{"summary": {...}, "groups": {group: {...}}, "molecules": [{key, metrics..., groups}], "parity":
     {"ref": [...], "pred": [...]}}`` (groups: :func:`eqchem.metrics.chemistry_groups`, chemistry and size;
-    parity holds a sample of H elements for a plot).
+    parity holds a sample of H elements for a plot). A model with error estimates also gets ``"calibration"``
+    (:func:`eqchem.calibration_metrics.calibration_report`: coverage, reliability, rank correlation, and with
+    ``check`` the AUC of the self-consistency check) and ``"uncertainty"``, the per-molecule estimates and
+    signed errors it was computed from.
     """
     check_level_of_theory(ds, model)
     keys = ds.keys()[:limit] if limit else ds.keys()
     shells = ds.basis_shells()
     rows, ref_sample, pred_sample = [], [], []
     rng = np.random.default_rng(0)
-    pipeline = PredictionPipeline(model, batch_size=batch_size, fock_step=fock_step, timings=timings)
+    pipeline = PredictionPipeline(model, batch_size=batch_size, fock_step=fock_step, timings=timings, check=check)
+    uncertainty_rows = []
     for start in range(0, len(keys), batch_size):
         recs = [ds[k] for k in keys[start:start + batch_size]]
-        preds = pipeline.matrices([(r.numbers, r.positions) for r in recs], charges=[r.charge for r in recs])
-        for r, h in zip(recs, preds):
+        preds = pipeline.estimates([(r.numbers, r.positions) for r in recs], charges=[r.charge for r in recs])
+        for r, (h, unc) in zip(recs, preds):
+            if unc is not None and model.target != "density_matrix":
+                uncertainty_rows.append(uncertainty_row(r, h, unc, ds.basis))
             if model.target == "density_matrix":
                 ref = r.ensure_orbitals().density_matrix
                 m = {"p_mae_uEh": float(np.abs(h - ref).mean() * 1e6)}
@@ -72,8 +79,38 @@ def evaluate(ds: H5Dataset, model: EqchemModel, scf: bool = False, batch_size: i
     if scf and rows and "scf_cycles_pred" in rows[0]:
         summary.update(scf_ratios(rows))
     summary["n_molecules"] = len(rows)
-    return {"summary": summary, "groups": grouped_aggregate(rows), "molecules": rows,
-            "parity": {"ref": ref_sample, "pred": pred_sample}}
+    out = {"summary": summary, "groups": grouped_aggregate(rows), "molecules": rows,
+           "parity": {"ref": ref_sample, "pred": pred_sample}}
+    if uncertainty_rows:
+        out["calibration"] = calibration_report(uncertainty_rows)
+        out["uncertainty"] = uncertainty_rows
+    return out
+
+
+def uncertainty_row(record, h_pred: np.ndarray, unc, basis: str) -> dict:
+    """One molecule's estimates beside its signed errors (keys of :mod:`eqchem.calibration_metrics`)."""
+    from .. import orbitals
+    from ..units import HARTREE_EV, MICRO_HARTREE
+
+    e_p = orbitals.solve_generalized(h_pred, record.overlap)[0]
+    e_r = orbitals.solve_generalized(record.hamiltonian, record.overlap)[0]
+    (hp, lp, gp), (hr, lr, gr) = orbitals.frontier(e_p, record.nocc), orbitals.frontier(e_r, record.nocc)
+    return {"key": record.key, "n_atoms": int(len(record.numbers)),
+            "h_mae_uEh": float(np.abs(h_pred - record.hamiltonian).mean() * MICRO_HARTREE),
+            "homo_error_ev": float((hp - hr) * HARTREE_EV), "lumo_error_ev": float((lp - lr) * HARTREE_EV),
+            "gap_error_ev": float((gp - gr) * HARTREE_EV),
+            "dipole_error_debye": dipole_error(record, h_pred, basis) if record.dipole is not None else None,
+            **estimate_fields(unc)}
+
+
+def estimate_fields(unc) -> dict:
+    """An :class:`~eqchem.inference.uncertainty.Uncertainty` as the estimate fields of an evaluation row."""
+    return {"uncertainty_h_mae_uEh": unc.h_mae_uEh, "uncertainty_homo_ev": unc.homo_ev,
+            "uncertainty_lumo_ev": unc.lumo_ev, "uncertainty_gap_ev": unc.gap_ev,
+            "uncertainty_dipole_debye": unc.dipole_debye, "in_domain": unc.in_domain, "reasons": list(unc.reasons),
+            "leverage_mean": unc.leverage_mean, "leverage_max": unc.leverage_max,
+            "check_score_ev": abs(unc.check_gap_shift_ev) if unc.check_gap_shift_ev is not None else None,
+            "flagged": unc.flagged, "seconds": unc.seconds}
 
 
 def dipole_error(record, h_pred: np.ndarray, basis: str) -> float:

@@ -16,6 +16,7 @@ from ..basis import BasisLayout
 from ..dft.baselines import Baseline, get_baseline
 from ..errors import BasisError
 from ..model.blocks import AOConverter
+from ..model.calibration import ModelUncertainty
 from ..model.card import ModelCard
 from ..model.config import ModelConfig
 from ..model.file import read_model_file
@@ -28,8 +29,9 @@ class EqchemModel:
     from the file (None: computed with PySCF)."""
 
     def __init__(self, net, card: ModelCard, settings: PredictionSettings, path: Path | None,
-                 change_of_basis=None):
+                 change_of_basis=None, uncertainty: ModelUncertainty | None = None):
         self.net = net.eval()
+        self.uncertainty = uncertainty  # error estimates of each prediction (None: this file has none)
         self.card = card
         self.settings = settings
         self.path = path
@@ -45,6 +47,16 @@ class EqchemModel:
     def with_card(self, **changes) -> "EqchemModel":
         """The same network with card fields changed (a shipping script's test metrics, notes, ...)."""
         return self._sharing_network(card=replace(self.card, **changes))
+
+    def with_uncertainty(self, uncertainty: ModelUncertainty | None) -> "EqchemModel":
+        """The same network with other error estimates (:func:`eqchem.inference.calibrate.calibrate`)."""
+        return self._sharing_network(uncertainty=uncertainty)
+
+    def save(self, path: str | Path) -> Path:
+        """Write this model (network, card, settings, error estimates) to ``path``."""
+        from ..model.file import save_model
+
+        return save_model(path, self.net, self.card, self.settings, self.change_of_basis, self.uncertainty)
 
     def _sharing_network(self, **attributes) -> "EqchemModel":
         """A shallow copy (the same network, layout and converter) with ``attributes`` set."""
@@ -170,4 +182,4 @@ def load_model(path: str | Path | None = None, dtype=None, quick: bool = False) 
     pass slower (see :mod:`eqchem.model.e3nn_setup`): for a process that predicts a few structures and exits
     (``eqchem predict`` of one or a few batches); the default suits a model loaded once for many predictions."""
     f = read_model_file(path)
-    return EqchemModel(f.network(dtype, quick), f.card, f.settings, f.path, f.change_of_basis)
+    return EqchemModel(f.network(dtype, quick), f.card, f.settings, f.path, f.change_of_basis, f.uncertainty)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 _HELPER: dict = {}  # in a helper process: its pipeline
 
 
-def _start_helper(model_path: str, batch_size: int, fock_step: bool, settings: dict) -> None:
+def _start_helper(model_path: str, batch_size: int, fock_step: bool, settings: dict, check: bool = False) -> None:
     """Helper initializer: the model loaded from its file with the caller's prediction settings, one torch
     thread."""
     import torch
@@ -34,7 +34,8 @@ def _start_helper(model_path: str, batch_size: int, fock_step: bool, settings: d
     from .pipeline import PredictionPipeline
 
     torch.set_num_threads(1)
-    _HELPER["pipeline"] = PredictionPipeline(load_model(model_path).with_settings(**settings), batch_size=batch_size, fock_step=fock_step)
+    _HELPER["pipeline"] = PredictionPipeline(load_model(model_path).with_settings(**settings), batch_size=batch_size,
+                                             fock_step=fock_step, check=check)
 
 
 def _helper_results(structures, found) -> tuple[list, "StageTimings"]:
@@ -57,7 +58,7 @@ def helper_processes(n_structures: int, batch_size: int, workers: int, device: s
 
 def parallel_predictions(model: "EqchemModel", structures: Sequence["Structure"], found: Sequence[list[str]],
                          batch_size: int, fock_step: bool, workers: int,
-                         timings: "StageTimings") -> Iterator["OrbitalResult"]:
+                         timings: "StageTimings", check: bool = False) -> Iterator["OrbitalResult"]:
     """The pipeline's results for every structure (checked; ``found``: their warnings), in input order, from
     ``workers`` helper processes (at most one per batch) that load ``model.path``; their stage seconds are
     added to ``timings``."""
@@ -69,7 +70,7 @@ def parallel_predictions(model: "EqchemModel", structures: Sequence["Structure"]
     batches = [range(i, min(i + batch_size, len(structures))) for i in range(0, len(structures), batch_size)]
     helpers = max(1, helper_processes(len(structures), batch_size, workers, "cpu", model.path))
     pool = ProcessPoolExecutor(helpers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_helper,
-                               initargs=(str(model.path), batch_size, fock_step, model.settings.to_dict()))
+                               initargs=(str(model.path), batch_size, fock_step, model.settings.to_dict(), check))
     try:
         with spawn_environment(1):  # the pool starts its processes as the first batches arrive
             futures = [pool.submit(_helper_results, [structures[i] for i in b], [list(found[i]) for i in b])

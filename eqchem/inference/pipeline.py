@@ -7,7 +7,10 @@ before any work) -> :mod:`~eqchem.inference.predict` (batches, in this process o
 ``structures`` (pair lists, batched arrays) -> ``network`` (torch forward pass, blocks back to float64)
 -> ``blocks`` (each molecule's (nao, nao) matrix; a Δ-model's pair switch) -> ``baseline`` (Δ-models:
 guess + filtered correction) -> ``fock_step`` (the damped Fock step, if the model takes one) ->
-``result`` (:class:`~eqchem.inference.result.OrbitalResult`: diagonalisation and properties).
+``result`` (:class:`~eqchem.inference.result.OrbitalResult`: diagonalisation and properties) ->
+``uncertainty`` (calibrated error estimates where the model file has them, from the readouts' leverages the
+``network`` stage computed: :mod:`~eqchem.inference.uncertainty`) -> ``check`` (``check=True`` only: one cheap
+Fock build from the predicted density, or the Fock step's own, and the flag it gives).
 Each molecule's PySCF objects (Mole, frame, overlap, guess) live in one
 :class:`~eqchem.dft.molecule.MoleculeContext` that the stages share, built on first use and seeded by
 integrals computed ahead (:mod:`~eqchem.inference.integrals_ahead`); no stage calls back up the road.
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
@@ -28,11 +31,12 @@ from ..dft.molecule import MoleculeContext
 
 if TYPE_CHECKING:
     from ..io.structure import Structure
+    from .uncertainty import Uncertainty
     from .integrals_ahead import IntegralsAhead
     from .model_file import EqchemModel
     from .result import OrbitalResult
 
-STAGES = ("structures", "network", "blocks", "baseline", "fock_step", "result")
+STAGES = ("structures", "network", "blocks", "baseline", "fock_step", "result", "uncertainty", "check")
 """The pipeline's stages in the order they run."""
 
 
@@ -85,6 +89,18 @@ class StageTimings:
 
 
 @dataclass
+class Predicted:
+    """One molecule's predicted matrix and what its error estimates need."""
+
+    matrix: np.ndarray                  # (nao, nao) Eh, after the baseline and the Fock step
+    network_matrix: np.ndarray          # (nao, nao) Eh, before the Fock step (the same array without one)
+    fock: np.ndarray | None             # F[P(network_matrix)] where the Fock step built it
+    atom_leverage: np.ndarray | None    # (n,) readout leverage of each atom (None: the model has no posterior)
+    pair_leverage: np.ndarray | None    # (E,) of each listed atom pair
+    pairs: np.ndarray                   # (2, E) atom indices of the pairs within the molecule
+
+
+@dataclass
 class _Batch:
     """The network input of up to ``batch_size`` molecules (atoms of all molecules concatenated)."""
 
@@ -103,12 +119,15 @@ class PredictionPipeline:
     ``timings`` (default: a new :class:`StageTimings`) accumulates the stage wall times.
     ``integrals_ahead``: PySCF integrals of some structures computed by a helper while this process
     started (:mod:`eqchem.inference.integrals_ahead`), taken where they fit.
+    ``check``: the self-consistency check of every prediction (one cheap Fock build where the model takes no
+    Fock step), in ``result.uncertainty``.
     """
 
     def __init__(self, model: "EqchemModel", batch_size: int = 16, device: str = "cpu", fock_step: bool = True,
                  timings: StageTimings | None = None, integrals_ahead: "IntegralsAhead | None" = None,
-                 baseline_stage: bool = True):
+                 baseline_stage: bool = True, check: bool = False):
         self.model = model
+        self.check = check
         self.baseline_stage = baseline_stage
         self.batch_size = batch_size
         self.device = device
@@ -124,13 +143,14 @@ class PredictionPipeline:
         """
         t0 = time.perf_counter()
         molecules = [self._molecule(s.numbers, s.positions, s.charge, int(s.spin or 0)) for s in structures]
-        mats = self._matrices(molecules)
+        predicted = self._predict(molecules)
         t_net = (time.perf_counter() - t0) / max(1, len(structures))
         out = []
-        for s, molecule, m, warned in zip(structures, molecules, mats, found):
+        for s, molecule, pred, warned in zip(structures, molecules, predicted, found):
             t1 = time.perf_counter()
             with self.timings.stage("result"):
-                res = self._result(s, molecule, m)
+                res = self._result(s, molecule, pred.matrix)
+            res.uncertainty = self._uncertainty(molecule, pred, res.orbital_coefficients, res.nocc)
             res.warnings = list(warned)
             res.seconds = t_net + time.perf_counter() - t1
             out.append(res)
@@ -143,10 +163,29 @@ class PredictionPipeline:
         ``charges`` (default neutral) and ``spins`` (2S, default 0) set the electron count of a Δ-model's
         guess and the occupations of the Fock step. Stages ``structures`` to ``fock_step``.
         """
-        contexts = [self._molecule(z, r, int(charges[i]) if charges is not None else 0,
-                                   int(spins[i]) if spins is not None else 0)
-                    for i, (z, r) in enumerate(molecules)]
-        return self._matrices(contexts)
+        return [p.matrix for p in self._predict(self._contexts(molecules, charges, spins))]
+
+    def estimates(self, molecules: Sequence[tuple[np.ndarray, np.ndarray]], charges: Sequence[int] | None = None
+                  ) -> list[tuple[np.ndarray, "Uncertainty | None"]]:
+        """:meth:`matrices` with each one's error estimates (None where the model file has none; the check too
+        where the pipeline was made with ``check=True``): for evaluations against reference data."""
+        from ..orbitals import occupations, solve_generalized
+
+        contexts = self._contexts(molecules, charges, None)
+        out = []
+        for molecule, pred in zip(contexts, self._predict(contexts)):
+            unc = None
+            if self.model.uncertainty is not None:
+                _, c = solve_generalized(pred.matrix, molecule.overlap)
+                nocc = int(np.count_nonzero(occupations(c.shape[1], molecule.n_electrons, molecule.spin)))
+                unc = self._uncertainty(molecule, pred, c, nocc)
+            out.append((pred.matrix, unc))
+        return out
+
+    def _contexts(self, molecules, charges, spins) -> list[MoleculeContext]:
+        return [self._molecule(z, r, int(charges[i]) if charges is not None else 0,
+                               int(spins[i]) if spins is not None else 0)
+                for i, (z, r) in enumerate(molecules)]
 
     # -- stages --------------------------------------------------------------------------------
     def _molecule(self, numbers, positions, charge: int, spin: int) -> MoleculeContext:
@@ -158,29 +197,35 @@ class PredictionPipeline:
             seed = self.integrals_ahead.integrals(numbers, positions, int(numbers.sum()) - int(charge))
         return MoleculeContext(numbers, positions, self.model.basis, charge, spin, seed)
 
-    def _matrices(self, molecules: Sequence[MoleculeContext]) -> list[np.ndarray]:
+    def _predict(self, molecules: Sequence[MoleculeContext]) -> list[Predicted]:
         with self.timings.stage("network"):
             net = self.model.net.to(self.device)
             dtype = next(net.parameters()).dtype
-        out: list[np.ndarray] = []
+        out: list[Predicted] = []
         for start in range(0, len(molecules), self.batch_size):
             chunk = molecules[start:start + self.batch_size]
             with self.timings.stage("structures"):
-                batch = self._batch([(m.numbers, m.positions) for m in chunk], self._pair_cutoff())
+                batch = self._batch([(m.numbers, m.positions) for m in chunk], self.pair_cutoff)
             with self.timings.stage("network"):
-                diag, offd = self._network(net, batch, dtype)
+                diag, offd, features = self._network(net, batch, dtype)
+            with self.timings.stage("uncertainty"):
+                atom_lev, pair_lev = self._leverages(net, features)
             a0 = e0 = 0
             for molecule, p in zip(chunk, batch.pairs):
                 n, e = len(molecule.numbers), p.shape[1]
                 with self.timings.stage("blocks"):
                     m = self._blocks(molecule.numbers, molecule.positions, diag[a0:a0 + n], offd[e0:e0 + e], p - a0)
-                out.append(self._finish(molecule, m))
+                matrix, network_matrix, fock = self._finish(molecule, m)
+                out.append(Predicted(matrix, network_matrix, fock,
+                                     None if atom_lev is None else atom_lev[a0:a0 + n],
+                                     None if pair_lev is None else pair_lev[e0:e0 + e], p - a0))
                 a0 += n
                 e0 += e
             self.timings.molecules += len(chunk)
         return out
 
-    def _pair_cutoff(self) -> float:
+    @property
+    def pair_cutoff(self) -> float:
         """Distance (Å) within which the network predicts atom-pair blocks: the model's pair cutoff, or the
         shorter ``correction_pair_cutoff`` of a Δ-model, beyond which :meth:`_blocks` would zero them anyway."""
         cutoff, switch = self.model.config.pair_cutoff, self.model.settings.correction_pair_cutoff
@@ -204,17 +249,27 @@ class PredictionPipeline:
             offset += len(z)
         return _Batch(numbers, pos, pairs, np.concatenate(batch))
 
-    def _network(self, net, batch: _Batch, dtype) -> tuple[np.ndarray, np.ndarray]:
-        """Stage ``network``: on-site blocks (N, P, P) and pair blocks (E, P, P), float64 NumPy."""
+    def _network(self, net, batch: _Batch, dtype) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Stage ``network``: on-site blocks (N, P, P) and pair blocks (E, P, P), float64 NumPy, and the
+        readouts' input features (:meth:`HamiltonianModel.head_features`)."""
         import torch
 
         device = self.device
         with torch.no_grad():
-            res = net(torch.from_numpy(np.concatenate(batch.numbers)).to(device),
-                      torch.from_numpy(np.concatenate(batch.positions)).to(device=device, dtype=dtype),
-                      torch.from_numpy(batch.batch).to(device),
-                      torch.from_numpy(np.concatenate(batch.pairs, axis=1)).to(device))
-            return res["diag"].double().cpu().numpy(), res["offd"].double().cpu().numpy()
+            features = net.head_features(torch.from_numpy(np.concatenate(batch.numbers)).to(device),
+                                         torch.from_numpy(np.concatenate(batch.positions)).to(device=device, dtype=dtype),
+                                         torch.from_numpy(batch.batch).to(device),
+                                         torch.from_numpy(np.concatenate(batch.pairs, axis=1)).to(device))
+            res = net.readout_blocks(features)
+            return res["diag"].double().cpu().numpy(), res["offd"].double().cpu().numpy(), features
+
+    def _leverages(self, net, features: dict) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Stage ``uncertainty`` (its first part): the readout leverage of every atom (N,) and pair (E,) of a
+        batch where the model file has a posterior (else None, None)."""
+        if self.model.uncertainty is None:
+            return None, None
+        a, p = self.model.uncertainty.posterior.leverages(net, features)
+        return a.cpu().numpy(), p.cpu().numpy()
 
     def _blocks(self, z: np.ndarray, r: np.ndarray, diag: np.ndarray, pair_blocks: np.ndarray,
                 pairs: np.ndarray) -> np.ndarray:
@@ -228,8 +283,9 @@ class PredictionPipeline:
             pair_blocks = pair_blocks * pair_switch(dist, switch)[:, None, None]
         return self.model.converter.to_matrix(diag, pair_blocks, z, pairs)
 
-    def _finish(self, molecule: MoleculeContext, m: np.ndarray) -> np.ndarray:
-        """Stages ``baseline`` and ``fock_step`` of one molecule's (nao, nao) network matrix ``m`` (Eh)."""
+    def _finish(self, molecule: MoleculeContext, m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Stages ``baseline`` and ``fock_step`` of one molecule's (nao, nao) network matrix ``m`` (Eh): the final
+        matrix, the matrix before the Fock step, and the Fock step's F[P] (None without one)."""
         model = self.model
         if model.baseline.is_delta and self.baseline_stage:
             with self.timings.stage("baseline"):
@@ -239,11 +295,40 @@ class PredictionPipeline:
                 m = guess + filter_correction(m, molecule.overlap, model.settings.correction_overlap_cutoff)
         if self.fock_step and model.fock_mixing > 0:
             with self.timings.stage("fock_step"):
-                from ..dft.fock_step import fock_step
+                fock = self._fock(molecule, m)
+                return m + model.fock_mixing * (fock - m), m, fock
+        return m, m, None
 
-                m = fock_step(molecule.numbers, molecule.positions, m, molecule.overlap, molecule.n_electrons,
-                              model.basis, model.xc, model.fock_mixing, molecule.frame, molecule.spin)
-        return m
+    def _fock(self, molecule: MoleculeContext, m: np.ndarray) -> np.ndarray:
+        """F[P(m)]: one cheap Fock build from the aufbau density of ``m`` (:mod:`eqchem.dft.fock_step`)."""
+        from ..dft.fock_step import fock_of_prediction
+
+        return fock_of_prediction(molecule.numbers, molecule.positions, m, molecule.overlap, molecule.n_electrons,
+                                  self.model.basis, self.model.xc, molecule.frame, molecule.spin)
+
+    def _uncertainty(self, molecule: MoleculeContext, pred: Predicted, coefficients: np.ndarray,
+                     nocc: int) -> "Uncertainty | None":
+        """Stages ``uncertainty`` and ``check`` of one prediction (None: the model file has no estimates)."""
+        unc_model = self.model.uncertainty
+        if unc_model is None or pred.atom_leverage is None:
+            return None
+        from .uncertainty import domain_reasons, estimate, raw_statistics, self_check
+
+        t0 = time.perf_counter()
+        with self.timings.stage("uncertainty"):
+            cal, card = unc_model.calibration, self.model.card
+            raw = raw_statistics(pred.atom_leverage, pred.pair_leverage, pred.pairs, coefficients, molecule.overlap,
+                                 molecule.ao_offsets, nocc)
+            reasons = domain_reasons(molecule.numbers, molecule.positions, cal, card.atoms_range or cal.atoms_range,
+                                     card.heavy_atoms_range or cal.heavy_atoms_range)
+            unc = estimate(raw, cal, reasons)
+        if self.check:
+            with self.timings.stage("check"):
+                # the Fock step's F[P] where it ran (checks the network's matrix), else one build for the check
+                net_m = pred.network_matrix
+                fock = pred.fock if pred.fock is not None else self._fock(molecule, net_m)
+                unc = self_check(unc, fock, net_m, molecule.overlap, nocc, cal.check_threshold_ev)
+        return replace(unc, seconds=time.perf_counter() - t0)
 
     def _result(self, s: "Structure", molecule: MoleculeContext, m: np.ndarray) -> "OrbitalResult":
         """Stage ``result``: the predicted matrix ``m`` (nao, nao) of ``s`` -> its OrbitalResult (a density-

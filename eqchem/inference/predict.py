@@ -33,7 +33,7 @@ class PredictionRun:
 
 def predict(source, model: EqchemModel | str | Path | None = None, batch_size: int = 16, device: str = "cpu",
             fock_step: bool = True, extrapolate: bool = False, timings: StageTimings | None = None,
-            workers: int = 1) -> OrbitalResult | list[OrbitalResult]:
+            workers: int = 1, check: bool = False) -> OrbitalResult | list[OrbitalResult]:
     """Predict the Kohn–Sham Hamiltonian and orbitals of one or several structures.
 
     ``source``: a file path, (numbers, positions Å), an ``ase.Atoms``, a PySCF ``Mole``, a Structure or a list.
@@ -44,17 +44,22 @@ def predict(source, model: EqchemModel | str | Path | None = None, batch_size: i
     stage added (``timings.seconds``, ``timings.per_molecule()``), e.g. ``t = StageTimings(); predict(..., timings=t)``.
     ``workers`` > 1: many structures are shared out over that many processes in all (one thread each;
     :mod:`eqchem.inference.parallel`), e.g. ``workers=eqchem.cpu.available_cores()``.
+    Where the model file carries error estimates (the shipped models do), ``result.uncertainty`` holds them
+    (:class:`~eqchem.inference.uncertainty.Uncertainty`); ``check=True`` adds the self-consistency check (one
+    cheap Fock build per molecule where the model takes no Fock step) and its ``flagged`` verdict.
     Returns one :class:`OrbitalResult` for a single structure, a list otherwise.
     """
     if not isinstance(model, EqchemModel):
         model = load_model(model)
-    results = run_predictions(source, model, batch_size, device, fock_step, extrapolate, timings, workers).results
+    results = run_predictions(source, model, batch_size, device, fock_step, extrapolate, timings, workers,
+                              check).results
     single = isinstance(source, (Structure, tuple)) or (not isinstance(source, list) and len(results) == 1)
     return results[0] if single else results
 
 
 def run_predictions(source, model: EqchemModel, batch_size: int = 16, device: str = "cpu", fock_step: bool = True,
-                    extrapolate: bool = False, timings: StageTimings | None = None, workers: int = 1) -> PredictionRun:
+                    extrapolate: bool = False, timings: StageTimings | None = None, workers: int = 1,
+                    check: bool = False) -> PredictionRun:
     """Every result of ``source`` (anything :func:`predict` takes) and the stage timings of the run."""
     timings = timings if timings is not None else StageTimings()
     with timings.stage("structures"):
@@ -62,7 +67,7 @@ def run_predictions(source, model: EqchemModel, batch_size: int = 16, device: st
         found = check_structures(model, structures, extrapolate)
     with limit_threads(inference_threads()):  # one thread per library unless OMP_NUM_THREADS says otherwise
         results = list(iter_predictions(structures, model, batch_size, device, fock_step, checked=found,
-                                        timings=timings, workers=workers))
+                                        timings=timings, workers=workers, check=check))
     return PredictionRun(results, timings)
 
 
@@ -77,7 +82,7 @@ def iter_predictions(structures: Sequence[Structure], model: EqchemModel, batch_
                      device: str = "cpu", fock_step: bool = True, extrapolate: bool = False,
                      checked: Sequence[list[str]] | None = None,
                      timings: StageTimings | None = None, workers: int = 1,
-                     integrals_ahead: "IntegralsAhead | None" = None) -> Iterator[OrbitalResult]:
+                     integrals_ahead: "IntegralsAhead | None" = None, check: bool = False) -> Iterator[OrbitalResult]:
     """Predictions one structure at a time, ``batch_size`` structures per network call.
 
     Every structure is checked (:func:`check_structures`; ``checked``: its result when the caller already
@@ -93,9 +98,9 @@ def iter_predictions(structures: Sequence[Structure], model: EqchemModel, batch_
             checked = check_structures(model, structures, extrapolate, known)
     found = list(checked)
     if helper_processes(len(structures), batch_size, workers, device, model.path):
-        yield from parallel_predictions(model, structures, found, batch_size, fock_step, workers, timings)
+        yield from parallel_predictions(model, structures, found, batch_size, fock_step, workers, timings, check)
         return
     pipeline = PredictionPipeline(model, batch_size=batch_size, device=device, fock_step=fock_step, timings=timings,
-                                  integrals_ahead=integrals_ahead)
+                                  integrals_ahead=integrals_ahead, check=check)
     for start in range(0, len(structures), batch_size):
         yield from pipeline.results(structures[start:start + batch_size], found[start:start + batch_size])

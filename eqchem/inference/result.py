@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import orbitals
 from ..units import ANGSTROM_BOHR, HARTREE_EV
+
+if TYPE_CHECKING:
+    from .uncertainty import Uncertainty
 
 
 @dataclass
@@ -26,6 +30,9 @@ class OrbitalResult:
         charge: total charge (e); spin: 2S = N_alpha - N_beta (open shells occupy one set of spatial
         orbitals, as ROKS does).
         warnings: what makes this prediction an extrapolation of the model (empty when it is not).
+        uncertainty: how far to trust it (:class:`~eqchem.inference.uncertainty.Uncertainty`: estimated 1σ
+            errors of H (µEh), HOMO, LUMO, gap (eV) and |μ| (Debye), ``in_domain`` and its reasons, and with
+            ``check=True`` the self-consistency flag); None where the model file carries no estimates.
         seconds: wall time of the prediction (network share + diagonalization).
     """
 
@@ -48,6 +55,7 @@ class OrbitalResult:
     charge: int = 0
     spin: int = 0
     warnings: list = field(default_factory=list)
+    uncertainty: "Uncertainty | None" = None
     model: str = ""
     seconds: float = 0.0
     settings: dict = field(default_factory=dict)  # grids_level, conv_tol of the model's data
@@ -86,9 +94,14 @@ class OrbitalResult:
 
     def __repr__(self) -> str:
         gap = f"{self.gap * HARTREE_EV:.3f} eV" if np.isfinite(self.gap) else "n/a"
+        if self.uncertainty is not None and np.isfinite(self.gap):
+            gap = f"{self.gap * HARTREE_EV:.3f} ± {self.uncertainty.gap_ev:.2f} eV"
         extra = f", charge={self.charge}" if self.charge else ""
         extra += f", spin={self.spin}" if self.spin else ""
         extra += ", extrapolation" if self.warnings else ""
+        if self.uncertainty is not None:
+            extra += "" if self.uncertainty.in_domain else ", out of domain"
+            extra += ", flagged by the check" if self.uncertainty.flagged else ""
         return (f"OrbitalResult({self.name!r}, {self.formula}, {len(self.numbers)} atoms, nao={len(self.overlap)}, "
                 f"{self.xc}/{self.basis}, HOMO {self.homo * HARTREE_EV:.3f} eV, gap {gap}{extra})")
 
@@ -169,6 +182,7 @@ class OrbitalResult:
             "basis": self.basis,
             "xc": self.xc,
             "seconds": self.seconds,
+            "uncertainty": self.uncertainty.summary() if self.uncertainty is not None else None,
         }
 
 

@@ -62,6 +62,10 @@ def _h5_record(r: OrbitalResult) -> dict:
     }
     if "energy" in r.settings:
         rec[keys.ENERGY] = np.float64(r.settings["energy"])
+    if r.uncertainty is not None:  # every estimate as an attribute uncertainty_<field> (units in the field name)
+        for k, v in r.uncertainty.summary().items():
+            if v is not None:
+                rec["attrs"][f"uncertainty_{k}"] = "; ".join(v) if isinstance(v, list) else v
     return rec
 
 

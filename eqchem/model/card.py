@@ -58,6 +58,8 @@ class ModelCard:
     test_metrics_network_only: dict = field(default_factory=dict)
     test_metrics_by_group: dict = field(default_factory=dict)  # {group: metrics} by chemistry and size
                                                                # (eqchem.metrics.chemistry_groups)
+    uncertainty_metrics: dict = field(default_factory=dict)   # calibration of the error estimates on test
+                                                               # molecules (bench/uncertainty.py)
     extra: dict = field(default_factory=dict)   # keys unknown to this eqchem, kept as they were
 
     def to_dict(self) -> dict:

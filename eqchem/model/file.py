@@ -27,6 +27,7 @@ from .. import keys
 from ..basis import BasisLayout
 from ..errors import ModelError
 from ..version import __version__
+from .calibration import ModelUncertainty
 from .card import ModelCard
 from .config import ModelConfig
 from .settings import PredictionSettings, split_settings
@@ -76,6 +77,7 @@ class ModelFile:
     state_dict: dict
     change_of_basis: dict | None
     eqchem_version: str = ""
+    uncertainty: "ModelUncertainty | None" = None  # error estimates (eqchem.model.calibration); None: none
 
     def network(self, dtype=None, quick: bool = False):
         """The network rebuilt from the config with the stored weights (``dtype``: torch dtype, default the
@@ -97,8 +99,9 @@ class ModelFile:
 
 
 def save_model(path: str | Path, net, card: ModelCard, settings: PredictionSettings | None = None,
-               change_of_basis: dict | None = None) -> Path:
-    """Write a model file atomically: the network ``net`` (HamiltonianModel), its ``card`` and ``settings``.
+               change_of_basis: dict | None = None, uncertainty: "ModelUncertainty | None" = None) -> Path:
+    """Write a model file atomically: the network ``net`` (HamiltonianModel), its ``card`` and ``settings``,
+    and, where calibrated, what estimates each prediction's error (``uncertainty``).
 
     The PySCF<->e3nn change of basis of the layout's shells travels with it: ``change_of_basis`` ``{l: M_l}``
     as training read it from the data, else computed with PySCF (left out where PySCF is absent; loading
@@ -127,6 +130,7 @@ def save_model(path: str | Path, net, card: ModelCard, settings: PredictionSetti
         **({keys.AO_CHANGE_OF_BASIS: cob_json} if cob_json else {}),
         "metadata": card.to_dict(),
         "state_dict": {k: v.detach().cpu().clone() for k, v in portable_state_dict(net).items()},
+        **({"uncertainty": uncertainty.to_dict()} if uncertainty is not None else {}),
     }
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(blob, tmp)
@@ -155,7 +159,8 @@ def read_model_file(path: str | Path | None) -> ModelFile:
     if not card.eqchem_version and blob.get("eqchem_version"):
         card = card.replace(eqchem_version=blob["eqchem_version"])
     return ModelFile(p, config, settings, layout, card, float(blob["avg_neighbors"]), str(blob.get("dtype", "float32")),
-                     blob["state_dict"], _stored_change_of_basis(blob, layout, p), str(blob.get("eqchem_version", "")))
+                     blob["state_dict"], _stored_change_of_basis(blob, layout, p), str(blob.get("eqchem_version", "")),
+                     ModelUncertainty.from_dict(blob.get("uncertainty")))
 
 
 def parts_of(blob: dict) -> tuple[ModelConfig, PredictionSettings]:

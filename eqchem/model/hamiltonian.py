@@ -122,12 +122,16 @@ class HamiltonianModel(nn.Module):
 
     def forward(self, numbers: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor | None = None,
                 pair_index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        f = self.head_features(numbers, pos, batch, pair_index)
+        return self.readout_blocks(self.head_features(numbers, pos, batch, pair_index))
+
+    def readout_blocks(self, f: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The readouts of :meth:`head_features`: on-site blocks ``diag`` (N, P, P) and pair blocks ``offd``
+        (E, P, P) in the padded e3nn basis, and the ``pair_index`` (2, E) they belong to."""
         d_irreps = self.diag_readout(f["diag"]) * self.diag_scale + self.diag_shift[f["species"]]
         diag = self.assembler(d_irreps)
         diag = 0.5 * (diag + diag.transpose(-1, -2))
         offd = self.assembler(self.pair_head.readout(f["offd"]) * self.offd_scale)
-        rev = reverse_index(f["pair_index"], len(numbers))
+        rev = reverse_index(f["pair_index"], len(f["species"]))
         offd = 0.5 * (offd + offd[rev].transpose(-1, -2))
         return {"diag": diag, "offd": offd, "pair_index": f["pair_index"]}
 

@@ -1,0 +1,63 @@
+"""``eqchem calibrate``: give a model file its error estimates (validation molecules only)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .app import app
+from .common import ProgressReporter, console, user_errors
+
+
+@app.command()
+@user_errors
+def calibrate(
+    model: str = typer.Argument(..., help="Model file (or fast / accurate) to calibrate."),
+    data: List[Path] = typer.Argument(..., help="Reference HDF5 files holding its training and validation molecules."),
+    out: Path = typer.Option(..., "--out", "-o", help="The calibrated model file to write."),
+    split_file: Optional[Path] = typer.Option(None, "--split-file", help="JSON split (train/val/test key lists): its "
+                                              "'val' keys calibrate besides the model's own validation keys; its "
+                                              "'test' keys never do."),
+    report: Optional[Path] = typer.Option(None, "--report", help="JSON of the validation molecules' estimates and "
+                                          "errors, and their calibration metrics."),
+):
+    """Error estimates for every prediction: the readouts' posterior from the model's training molecules found in
+    DATA, calibrated on validation molecules (the model's validation keys, plus --split-file's), never on test
+    or training molecules."""
+    from ..calibration_metrics import calibration_lines, calibration_report
+    from ..data.reader import H5Dataset
+    from ..errors import InputError
+    from ..inference.calibrate import calibrate as run_calibrate
+    from ..inference.model_file import load_model
+    from ..inference.writers import check_output_path
+
+    check_output_path(out, "--out")
+    m = load_model(model)
+    val = list(m.card.val_keys)
+    test: set[str] = set()
+    if split_file is not None:
+        try:
+            split = json.loads(split_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"--split-file {split_file}: not a readable JSON split ({exc})") from None
+        val += [k for k in split.get("val", []) if k not in val]
+        test = set(split.get("test", []))
+    val = [k for k in val if k not in test and k not in set(m.card.train_keys)]
+    datasets = [H5Dataset(p) for p in data]
+    n = len(m.card.train_keys) + len(val)
+    with ProgressReporter("calibrate", n) as bar:
+        calibrated, rows = run_calibrate(m, datasets, val, on_molecule=lambda k: bar.advance(k))
+    cal = calibrated.uncertainty.calibration
+    path = calibrated.save(out)
+    console.print(f"wrote {path}: posterior of {calibrated.uncertainty.posterior.n_molecules} training molecules, "
+                  f"calibrated on {cal.n_molecules} validation molecules", highlight=False)
+    summary = calibration_report(rows)
+    for line in calibration_lines(summary):
+        console.print(line, highlight=False)
+    if report is not None:
+        from ..inference.writers import write_json
+
+        write_json(report, [{"calibration": cal.to_dict(), "report": summary, "molecules": rows}])
+        console.print(f"wrote {report}", highlight=False)

@@ -1,0 +1,228 @@
+"""Every prediction says how far to trust it (issue 27): readout leverages, calibrated estimates, the domain
+verdict, the check, their file round trip and their place in the outputs."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from .conftest import WATER
+from .test_reference_values import EXAMPLES
+
+
+def with_estimates(model, molecules, calibration=None):
+    """``model`` with a posterior summed over ``molecules`` ((numbers, positions) pairs) and ``calibration``
+    (default: the raw statistics, :data:`eqchem.inference.calibrate.UNIT`, with a finite check threshold)."""
+    from dataclasses import replace
+
+    import torch
+
+    from eqchem.inference.calibrate import UNIT
+    from eqchem.inference.pipeline import PredictionPipeline
+    from eqchem.model.calibration import ModelUncertainty
+    from eqchem.model.graph import local_pairs
+    from eqchem.model.posterior import GramAccumulator, ReadoutPosterior
+
+    net = model.net
+    cutoff = PredictionPipeline(model).pair_cutoff
+    diag, offd = GramAccumulator(net.diag_readout), GramAccumulator(net.pair_head.readout)
+    dtype = next(net.parameters()).dtype
+    with torch.no_grad():
+        for z, r in molecules:
+            f = net.head_features(torch.as_tensor(z, dtype=torch.int64), torch.as_tensor(r, dtype=dtype), None,
+                                  torch.from_numpy(local_pairs(np.asarray(r, float), cutoff)))
+            diag.add(f["diag"])
+            offd.add(f["offd"])
+    cal = calibration or replace(UNIT, check_threshold_ev=0.05)
+    return model.with_uncertainty(ModelUncertainty(ReadoutPosterior.from_accumulators(diag, offd, len(molecules)), cal))
+
+
+def _water_set(n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    z, r = np.array(WATER[0]), np.array(WATER[1], dtype=float)
+    return [(z, r + rng.normal(scale=0.03, size=r.shape)) for _ in range(n)]
+
+
+def _rotation(seed=1):
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.random(random_state=seed).as_matrix()
+
+
+def test_leverage_is_small_on_the_training_features_and_grows_away_from_them():
+    import torch
+
+    from eqchem.model.posterior import GramAccumulator, leverage
+    from eqchem.model.layers import TypedLinear
+
+    torch.manual_seed(0)
+    readout = TypedLinear("4x0e+2x1o", "3x0e+1x1o").double()
+    x = torch.randn(40, readout.irreps_in.dim, dtype=torch.float64)
+    acc = GramAccumulator(readout)
+    acc.add(x)
+    inv = acc.whitening(ridge=1e-12)
+    h = leverage(readout, inv, x)
+    # a least-squares hat matrix: each training sample's leverage lies in [0, 1]; per type their sum is the rank
+    # of the features (0e: 4 + the bias, 1o: 2), averaged over the outputs' components (3 x 1 and 1 x 3)
+    assert torch.all(h >= -1e-12) and torch.all(h <= 1 + 1e-9)
+    assert float(h.sum()) == pytest.approx((3 * 5 + 1 * 2) / (3 * 1 + 1 * 3), rel=1e-6)
+    far = leverage(readout, inv, 10 * x[:5])
+    assert torch.all(far > 10 * h[:5])  # 10x the features: ~100x the leverage (minus the bias direction)
+
+
+def test_estimates_are_invariant_under_rotation_translation_reflection_and_permutation():
+    from eqchem.inference.predict import predict
+
+    from .test_prediction_pipeline import tiny_model
+
+    waters = _water_set()
+    model = with_estimates(tiny_model("none"), waters)
+    z, r = waters[0][0], waters[0][1] + np.array([[0.05, -0.02, 0.01], [0, 0, 0], [0, 0, 0]])
+    base = predict((z, r), model).uncertainty
+    perm = np.array([2, 0, 1])
+    for zz, rr in ((z, r @ _rotation().T + np.array([1.0, -2.0, 0.5])), (z, -r), (z[perm], r[perm])):
+        u = predict((zz, rr), model).uncertainty
+        for field in ("h_mae_uEh", "homo_ev", "lumo_ev", "gap_ev", "dipole_debye", "leverage_max"):
+            assert getattr(u, field) == pytest.approx(getattr(base, field), rel=1e-6), field
+
+
+def test_a_stretched_bond_is_out_of_domain_with_a_larger_estimate():
+    from eqchem.inference.predict import predict
+    from eqchem.inference.uncertainty import nearest_neighbour_ranges
+
+    from dataclasses import replace
+
+    from .test_prediction_pipeline import tiny_model
+
+    waters = _water_set()
+    model = with_estimates(tiny_model("none"), waters)
+    cal = replace(model.uncertainty.calibration, nearest_neighbour=nearest_neighbour_ranges(waters),
+                  leverage_limit=1e9)
+    model = model.with_uncertainty(replace(model.uncertainty, calibration=cal))
+    z, r = waters[0]
+    ok = predict((z, r), model).uncertainty
+    far = r.copy()
+    far[1] = r[0] + 1.3 * (r[1] - r[0])
+    bad = predict((z, far), model).uncertainty
+    assert ok.in_domain and not ok.reasons
+    assert not bad.in_domain and "nearest neighbour" in bad.reasons[0] and "atom 2 (H)" in bad.reasons[0]
+    assert bad.h_mae_uEh > ok.h_mae_uEh and bad.leverage_max > ok.leverage_max
+
+
+def test_size_outside_the_training_range_is_out_of_domain():
+    from eqchem.inference.calibrate import UNIT
+    from eqchem.inference.uncertainty import domain_reasons
+
+    z, r = np.array(WATER[0]), np.array(WATER[1])
+    assert domain_reasons(z, r, UNIT, [3, 20], [1, 9]) == []
+    assert "3 atoms" in domain_reasons(z, r, UNIT, [10, 25], [1, 9])[0]
+    assert "1 heavy atoms" in domain_reasons(z, r, UNIT, [3, 25], [2, 9])[0]
+
+
+def test_calibration_fit_recovers_known_scales():
+    from eqchem.inference.calibrate import fit_calibration
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(30):
+        lev = rng.uniform(1e-3, 1e-2)
+        vh, vl = rng.uniform(0.01, 0.1, size=2)
+        rows.append({"leverage_mean": lev, "leverage_max": 5 * lev, "h_mae_uEh": 7.0 * lev ** 0.5, "n_atoms": 16,
+                     "uncertainty_homo_ev": np.sqrt(vh), "uncertainty_lumo_ev": np.sqrt(vl),
+                     "uncertainty_gap_ev": np.sqrt(vh + vl), "homo_error_ev": 2.0 * np.sqrt(vh) * rng.choice([-1, 1]),
+                     "lumo_error_ev": 0.5 * np.sqrt(vl), "gap_error_ev": -0.5 * np.sqrt(vh + vl),
+                     "dipole_error_debye": 3e-4 * 7.0 * lev ** 0.5 * 4.0, "check_score_ev": rng.uniform(0.1, 0.3)})
+    rows[0].update(gap_error_ev=2.0, check_score_ev=5.0)  # a wrong gap: its score does not set the threshold
+    cal = fit_calibration(rows[1:], {}, ["k"])
+    assert cal.gap_scale == pytest.approx(0.5)
+    assert cal.check_threshold_ev == pytest.approx(np.quantile([r["check_score_ev"] for r in rows[1:]], 0.95))
+    cal = fit_calibration(rows, {}, ["k"])
+    assert cal.h_mae_log_slope == pytest.approx(0.5) and np.exp(cal.h_mae_log_scale) == pytest.approx(7.0)
+    assert (cal.homo_scale, cal.lumo_scale) == pytest.approx((2.0, 0.5))
+    assert cal.dipole_scale == pytest.approx(3e-4)
+    assert cal.check_threshold_ev == pytest.approx(np.quantile([r["check_score_ev"] for r in rows[1:]], 0.95))
+    assert cal.leverage_limit == pytest.approx(3.0 * max(r["leverage_max"] for r in rows))
+
+
+def test_the_check_flags_a_prediction_its_fock_build_moves_and_costs_one_build(monkeypatch):
+    from eqchem.inference.pipeline import PredictionPipeline
+    from eqchem.inference.predict import predict
+
+    from .test_prediction_pipeline import tiny_model
+
+    waters = _water_set()
+    model = with_estimates(tiny_model("none"), waters)  # untrained: its orbitals are far from self-consistent
+    builds = []
+    original = PredictionPipeline._fock
+    monkeypatch.setattr(PredictionPipeline, "_fock", lambda self, *a: builds.append(1) or original(self, *a))
+    res = predict(waters[0], model, check=True)
+    u = res.uncertainty
+    assert builds == [1] and u.flagged and abs(u.check_gap_shift_ev) > 0.05 and u.residual_uEh > 1000
+    assert predict(waters[0], model).uncertainty.flagged is None and builds == [1]  # no check, no build
+    stepped = with_estimates(tiny_model("none", fock_mixing=0.4), waters)
+    builds.clear()
+    assert predict(waters[0], stepped, check=True).uncertainty.flagged is not None
+    assert builds == [1]  # the Fock step's own build serves the check
+
+
+def test_estimates_travel_in_the_model_file_and_every_output(tmp_path, run_cli):
+    import h5py
+
+    from eqchem.inference.model_file import load_model
+    from eqchem.model.file import read_header
+
+    from .test_prediction_pipeline import tiny_model
+
+    waters = _water_set()
+    model = with_estimates(tiny_model("none"), waters).with_card(basis="sto-3g", train_keys=["a"])
+    path = model.save(tmp_path / "m.pt")
+    again = load_model(path)
+    assert again.uncertainty.calibration == model.uncertainty.calibration
+    assert all(np.allclose(a, b, rtol=1e-6) for a, b in zip(again.uncertainty.posterior.offd,
+                                                            model.uncertainty.posterior.offd))
+    assert read_header(path).card.train_keys == ["a"]  # the torch-free header still reads
+    (tmp_path / "w.xyz").write_text("3\nname=w\nO 0 0 0.1173\nH 0 0.7572 -0.4692\nH 0 -0.7572 -0.4692\n")
+    code, out = run_cli("predict", tmp_path / "w.xyz", "--model", path, "--check", "--out", tmp_path / "r.json")
+    assert code == 0, out
+    assert " ± " in out and "flagged" in out
+    rec = json.loads((tmp_path / "r.json").read_text())
+    unc = (rec[0] if isinstance(rec, list) else rec["results"][0])["uncertainty"]
+    assert unc["gap_ev"] > 0 and unc["flagged"] is True and "in_domain" in unc
+    code, out = run_cli("predict", tmp_path / "w.xyz", "--model", path, "--out", tmp_path / "r.h5")
+    assert code == 0, out
+    with h5py.File(tmp_path / "r.h5") as f:
+        attrs = f["molecules"][next(iter(f["molecules"]))].attrs
+        assert attrs["uncertainty_gap_ev"] > 0 and "uncertainty_in_domain" in attrs
+
+
+def test_the_shipped_fast_model_says_how_far_to_trust_it(run_cli):
+    """Calibrated estimates in the package: water (3 atoms) and a stretched ethanol are out of domain, with the
+    reasons; the self-consistency check flags water, whose gap the fast model gets 0.5 eV wrong (reference:
+    datasets/examples/reference_values.json)."""
+    import eqchem
+    from eqchem.inference.model_file import load_model
+    from eqchem.io.readers import read_structures
+
+    from .test_reference_values import load_reference
+
+    model = load_model("fast")
+    cal = model.uncertainty.calibration
+    assert model.uncertainty.posterior.n_molecules >= 200 and cal.n_molecules >= 40
+    assert not set(cal.keys) & set(model.card.train_keys)  # calibrated on validation molecules only
+    water = eqchem.predict(str(EXAMPLES / "water.xyz"), model=model, check=True)
+    u = water.uncertainty
+    assert not u.in_domain and "3 atoms" in u.reasons[0]
+    ref_gap = load_reference()["molecules"]["water"]["gap"] * 27.211386245988
+    assert abs(water.gap * 27.211386245988 - ref_gap) > 0.3 and u.flagged
+    ethanol = read_structures(str(EXAMPLES / "ethanol.xyz"))[0]
+    stretched = ethanol.positions.copy()
+    h = int(np.flatnonzero(ethanol.numbers == 1)[0])
+    d = np.linalg.norm(ethanol.positions - ethanol.positions[h], axis=1)
+    d[h] = np.inf
+    j = int(np.argmin(d))
+    stretched[h] = ethanol.positions[j] + 1.3 * (ethanol.positions[h] - ethanol.positions[j])
+    u = eqchem.predict((ethanol.numbers, stretched), model=model).uncertainty
+    assert not u.in_domain and any("nearest neighbour" in r for r in u.reasons)
+    code, out = run_cli("info", "--model", "fast")
+    assert code == 0 and "calibrated on" in out
