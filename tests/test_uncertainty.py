@@ -226,3 +226,35 @@ def test_the_shipped_fast_model_says_how_far_to_trust_it(run_cli):
     assert not u.in_domain and any("nearest neighbour" in r for r in u.reasons)
     code, out = run_cli("info", "--model", "fast")
     assert code == 0 and "calibrated on" in out
+
+
+def test_calibrate_and_evaluate_through_the_cli(tmp_path, run_cli):
+    """eqchem calibrate fits on validation keys only and refuses too few; eqchem evaluate reports calibration."""
+    from eqchem.data.reader import H5Dataset
+    from eqchem.errors import InputError
+    from eqchem.inference.calibrate import calibrate
+    from eqchem.inference.model_file import load_model
+
+    from .conftest import generate_water_set
+    from .test_prediction_pipeline import tiny_model
+
+    data = generate_water_set(tmp_path, 13, seed=3)
+    keys = H5Dataset(data).keys()
+    model = tiny_model("none").with_card(basis="sto-3g", train_keys=keys[:6], val_keys=keys[6:12])
+    path = model.save(tmp_path / "m.pt")
+    code, out = run_cli("calibrate", path, data, "--out", tmp_path / "cal.pt", "--report", tmp_path / "rep.json")
+    assert code == 0, out
+    cal = load_model(tmp_path / "cal.pt").uncertainty
+    assert cal.posterior.n_molecules == 6 and sorted(cal.calibration.keys) == sorted(keys[6:12])
+    assert "1σ cover" in out and json.loads((tmp_path / "rep.json").read_text())[0]["report"]["n_molecules"] == 6
+    with pytest.raises(InputError, match="training keys"):
+        calibrate(load_model(path), [H5Dataset(data)], keys[:8])
+    with pytest.raises(InputError, match="at least"):
+        calibrate(load_model(path), [H5Dataset(data)], keys[6:8])
+    code, out = run_cli("evaluate", data, "--model", tmp_path / "cal.pt", "--check", "--reliability-plot",
+                        tmp_path / "r.png", "--out", tmp_path / "m.json")
+    assert code == 0, out
+    assert "Spearman" in out and "check AUC" in out and (tmp_path / "r.png").stat().st_size > 0
+    res = json.loads((tmp_path / "m.json").read_text())[0]
+    assert res["calibration"]["n_molecules"] == len(keys) == len(res["uncertainty"])
+    assert all(r["check_score_ev"] is not None for r in res["uncertainty"])
