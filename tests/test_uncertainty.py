@@ -251,6 +251,9 @@ def test_calibrate_and_evaluate_through_the_cli(tmp_path, run_cli):
         calibrate(load_model(path), [H5Dataset(data)], keys[:8])
     with pytest.raises(InputError, match="at least"):
         calibrate(load_model(path), [H5Dataset(data)], keys[6:8])
+    stranger = load_model(path).with_card(train_keys=["not_in_the_data"])
+    with pytest.raises(InputError, match="none of the model's 1 training keys"):
+        calibrate(stranger, [H5Dataset(data)], keys[6:12])
     code, out = run_cli("evaluate", data, "--model", tmp_path / "cal.pt", "--check", "--reliability-plot",
                         tmp_path / "r.png", "--out", tmp_path / "m.json")
     assert code == 0, out

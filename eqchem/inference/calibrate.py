@@ -135,6 +135,9 @@ def calibrate(model: EqchemModel, datasets: Sequence[H5Dataset], validation_keys
     if len(val) < MIN_VALIDATION:
         raise InputError(f"{len(val)} of the validation keys found in the data; at least {MIN_VALIDATION} needed")
     found_train = _found(datasets, sorted(train))
+    if not found_train:
+        raise InputError(f"none of the model's {len(train)} training keys is in the data given; its posterior is "
+                         "summed over them: pass the files it was trained on")
     posterior = fit_posterior(model, datasets, [k for _, k in found_train], on_molecule)
     nn = nearest_neighbour_ranges((ds.numbers(k), ds.read(k, overlap=False).positions) for ds, k in found_train)
     counts = [ds.numbers(k) for ds, k in found_train]

@@ -85,7 +85,12 @@ def coverage_line(model: "EqchemModel") -> str:
     """What the model was trained on, in one line: its elements; the fewest–most heavy atoms and atoms of a
     training structure ("not recorded" where the card lacks them); its charges and spins."""
     c = model.card
-    sizes = [f"{_span(c.heavy_atoms_range, 'heavy atom')}" if c.heavy_atoms_range else "heavy atoms not recorded",
+    heavy = _span(c.heavy_atoms_range, 'heavy atom') if c.heavy_atoms_range else "heavy atoms not recorded"
+    cal = model.uncertainty.calibration if model.uncertainty is not None else None
+    if not c.heavy_atoms_range and cal is not None and cal.heavy_atoms_range:  # from the posterior's molecules
+        heavy = (f"{_span(cal.heavy_atoms_range, 'heavy atom')} (the {model.uncertainty.posterior.n_molecules} "
+                 f"training molecules in the calibration data)")
+    sizes = [heavy,
              f"{_span(c.atoms_range, 'atom')} per training structure" if c.atoms_range else "atoms not recorded"]
     return f"{' '.join(symbol(z) for z in model.elements)}; {', '.join(sizes)}; {model.coverage_text}"
 
