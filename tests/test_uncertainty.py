@@ -120,6 +120,24 @@ def test_size_outside_the_training_range_is_out_of_domain():
     assert "1 heavy atoms" in domain_reasons(z, r, UNIT, [3, 25], [2, 9])[0]
 
 
+def test_nearest_neighbour_ranges_are_per_element_pair():
+    """An S-H bond's 1.34 Å is in domain where training had S-H bonds; a C-H bond stretched to 1.34 Å is not."""
+    from dataclasses import replace
+
+    from eqchem.inference.calibrate import UNIT
+    from eqchem.inference.uncertainty import domain_reasons, nearest_neighbour_ranges
+
+    ch = (np.array([6, 1]), np.array([[0.0, 0, 0], [1.09, 0, 0]]))
+    sh = (np.array([16, 1]), np.array([[0.0, 0, 0], [1.34, 0, 0]]))
+    cal = replace(UNIT, nearest_neighbour=nearest_neighbour_ranges([ch, sh]))
+    assert set(cal.nearest_neighbour) == {"C-H", "H-C", "S-H", "H-S"}
+    assert domain_reasons(*sh, cal, None, None) == []
+    stretched = (ch[0], np.array([[0.0, 0, 0], [1.34, 0, 0]]))
+    assert "C-H at 1.34 Å" in domain_reasons(*stretched, cal, None, None)[0]
+    nh = (np.array([7, 1]), np.array([[0.0, 0, 0], [1.01, 0, 0]]))
+    assert "never nearest neighbours" in domain_reasons(*nh, cal, None, None)[0]
+
+
 def test_calibration_fit_recovers_known_scales():
     from eqchem.inference.calibrate import fit_calibration
 

@@ -22,6 +22,8 @@ def calibrate(
                                               "'test' keys never do."),
     report: Optional[Path] = typer.Option(None, "--report", help="JSON of the validation molecules' estimates and "
                                           "errors, and their calibration metrics."),
+    domain_only: bool = typer.Option(False, "--domain-only", help="Only recompute the training-domain ranges "
+                                     "(sizes, nearest neighbours per element pair) of a calibrated model."),
 ):
     """Error estimates for every prediction: the readouts' posterior from the model's training molecules found in
     DATA, calibrated on validation molecules (the model's validation keys, plus --split-file's), never on test
@@ -35,6 +37,12 @@ def calibrate(
 
     check_output_path(out, "--out")
     m = load_model(model)
+    if domain_only:
+        from ..inference.calibrate import refresh_domain
+
+        path = refresh_domain(m, [H5Dataset(p) for p in data]).save(out)
+        console.print(f"wrote {path}: training-domain ranges recomputed, fitted scalars kept", highlight=False)
+        return
     val = list(m.card.val_keys)
     test: set[str] = set()
     if split_file is not None:

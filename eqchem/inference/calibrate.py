@@ -116,6 +116,29 @@ def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequenc
         nearest_neighbour=nearest_neighbour, n_molecules=len(rows), keys=sorted(keys), **(sizes or {}))
 
 
+def training_domain(found_train: Sequence[tuple[H5Dataset, str]]) -> tuple[dict, dict]:
+    """Nearest-neighbour ranges per element pair (:func:`~eqchem.inference.uncertainty.nearest_neighbour_ranges`)
+    and the atom / heavy-atom count ranges of the training molecules (``(file, key)`` pairs)."""
+    mols = [(ds.numbers(k), ds.read(k, overlap=False).positions) for ds, k in found_train]
+    counts = [z for z, _ in mols]
+    sizes = {"atoms_range": [min(map(len, counts)), max(map(len, counts))],
+             "heavy_atoms_range": [min(int((z > 1).sum()) for z in counts), max(int((z > 1).sum()) for z in counts)]}
+    return nearest_neighbour_ranges(mols), sizes
+
+
+def refresh_domain(model: EqchemModel, datasets: Sequence[H5Dataset]) -> EqchemModel:
+    """``model`` (calibrated) with its training-domain ranges recomputed from its training molecules found in
+    ``datasets`` (the fitted scalars untouched): for files calibrated before the ranges were per element pair."""
+    from dataclasses import replace
+
+    found = _found(datasets, sorted(model.card.train_keys))
+    if model.uncertainty is None or not found:
+        raise InputError("the model carries no error estimates, or none of its training keys is in the data")
+    nn, sizes = training_domain(found)
+    cal = replace(model.uncertainty.calibration, nearest_neighbour=nn, **sizes)
+    return model.with_uncertainty(replace(model.uncertainty, calibration=cal))
+
+
 def calibrate(model: EqchemModel, datasets: Sequence[H5Dataset], validation_keys: Sequence[str],
               on_molecule: Callable[[str], None] | None = None) -> tuple[EqchemModel, list[dict]]:
     """``model`` with its error estimates (posterior of its training molecules found in ``datasets``,
@@ -139,10 +162,7 @@ def calibrate(model: EqchemModel, datasets: Sequence[H5Dataset], validation_keys
         raise InputError(f"none of the model's {len(train)} training keys is in the data given; its posterior is "
                          "summed over them: pass the files it was trained on")
     posterior = fit_posterior(model, datasets, [k for _, k in found_train], on_molecule)
-    nn = nearest_neighbour_ranges((ds.numbers(k), ds.read(k, overlap=False).positions) for ds, k in found_train)
-    counts = [ds.numbers(k) for ds, k in found_train]
-    sizes = {"atoms_range": [min(map(len, counts)), max(map(len, counts))],
-             "heavy_atoms_range": [min(int((z > 1).sum()) for z in counts), max(int((z > 1).sum()) for z in counts)]}
+    nn, sizes = training_domain(found_train)
     raw_model = model.with_uncertainty(ModelUncertainty(posterior, UNIT))
     raw_rows = validation_rows(raw_model, datasets, val, check=True, on_molecule=on_molecule)
     cal = fit_calibration(raw_rows, nn, val, sizes=sizes)

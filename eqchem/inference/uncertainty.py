@@ -122,27 +122,33 @@ def domain_reasons(numbers: np.ndarray, positions: np.ndarray, cal: UncertaintyC
     if n > 1 and cal.nearest_neighbour:
         d = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
         np.fill_diagonal(d, np.inf)
-        nearest = d.min(axis=1)
+        j, nearest = d.argmin(axis=1), d.min(axis=1)
         tol = cal.distance_tolerance
         for i, z in enumerate(numbers):
-            lo_hi = cal.nearest_neighbour.get(symbol(int(z)))
-            if lo_hi and not lo_hi[0] * (1 - tol) <= nearest[i] <= lo_hi[1] * (1 + tol):
-                out.append(f"atom {i + 1} ({symbol(int(z))}): nearest neighbour at {nearest[i]:.2f} Å, training "
+            pair = f"{symbol(int(z))}-{symbol(int(numbers[j[i]]))}"
+            lo_hi = cal.nearest_neighbour.get(pair, cal.nearest_neighbour.get(symbol(int(z))))  # older: per element
+            if lo_hi is None:
+                out.append(f"atom {i + 1}: nearest neighbour {pair} at {nearest[i]:.2f} Å, never nearest neighbours "
+                           "in a training molecule")
+                break
+            if not lo_hi[0] * (1 - tol) <= nearest[i] <= lo_hi[1] * (1 + tol):
+                out.append(f"atom {i + 1} ({symbol(int(z))}): nearest neighbour {pair} at {nearest[i]:.2f} Å, training "
                            f"{lo_hi[0]:.2f}-{lo_hi[1]:.2f} Å (a stretched or squeezed bond?)")
                 break
     return out
 
 
 def nearest_neighbour_ranges(molecules) -> dict[str, list[float]]:
-    """{element symbol: [shortest, longest] nearest-neighbour distance, Å} over (numbers, positions) pairs."""
+    """{"A-B": [shortest, longest] distance, Å, of an atom of element A whose nearest neighbour is of element B}
+    over (numbers, positions) pairs (per pair of elements: an S-H bond is longer than any C-H bond)."""
     out: dict[str, list[float]] = {}
     for numbers, positions in molecules:
         if len(numbers) < 2:
             continue
         d = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
         np.fill_diagonal(d, np.inf)
-        for z, r in zip(numbers, d.min(axis=1)):
-            s = symbol(int(z))
+        for z, j, r in zip(numbers, d.argmin(axis=1), d.min(axis=1)):
+            s = f"{symbol(int(z))}-{symbol(int(numbers[j]))}"
             lo, hi = out.get(s, [np.inf, 0.0])
             out[s] = [float(min(lo, r)), float(max(hi, r))]
     return out

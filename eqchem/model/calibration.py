@@ -39,7 +39,7 @@ class UncertaintyCalibration:
     dipole_scale: float             # Debye per (µEh · sqrt(atoms))
     leverage_limit: float           # largest in-domain leverage of an atom or pair block
     check_threshold_ev: float       # |gap shift| of one Fock build beyond which --check flags
-    nearest_neighbour: dict = field(default_factory=dict)  # {symbol: [min, max] Å} over training atoms
+    nearest_neighbour: dict = field(default_factory=dict)  # {"A-B": [min, max] Å}: atoms of A nearest to a B
     atoms_range: list | None = None         # [fewest, most] atoms of the posterior's training molecules
     heavy_atoms_range: list | None = None   # [fewest, most] heavy atoms of them
     distance_tolerance: float = 0.10
