@@ -16,26 +16,11 @@ def with_estimates(model, molecules, calibration=None):
     (default: the raw statistics, :data:`eqchem.inference.calibrate.UNIT`, with a finite check threshold)."""
     from dataclasses import replace
 
-    import torch
-
-    from eqchem.inference.calibrate import UNIT
-    from eqchem.inference.pipeline import PredictionPipeline
+    from eqchem.inference.calibrate import UNIT, fit_posterior
     from eqchem.model.calibration import ModelUncertainty
-    from eqchem.model.graph import local_pairs
-    from eqchem.model.posterior import GramAccumulator, ReadoutPosterior
 
-    net = model.net
-    cutoff = PredictionPipeline(model).pair_cutoff
-    diag, offd = GramAccumulator(net.diag_readout), GramAccumulator(net.pair_head.readout)
-    dtype = next(net.parameters()).dtype
-    with torch.no_grad():
-        for z, r in molecules:
-            f = net.head_features(torch.as_tensor(z, dtype=torch.int64), torch.as_tensor(r, dtype=dtype), None,
-                                  torch.from_numpy(local_pairs(np.asarray(r, float), cutoff)))
-            diag.add(f["diag"])
-            offd.add(f["offd"])
     cal = calibration or replace(UNIT, check_threshold_ev=0.05)
-    return model.with_uncertainty(ModelUncertainty(ReadoutPosterior.from_accumulators(diag, offd, len(molecules)), cal))
+    return model.with_uncertainty(ModelUncertainty(fit_posterior(model, molecules), cal))
 
 
 def _water_set(n=6, seed=0):

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..data.reader import H5Dataset
 from ..errors import InputError
+from ..io.elements import heavy_atoms
 from ..model.calibration import ModelUncertainty, UncertaintyCalibration
 from ..model.posterior import GramAccumulator, ReadoutPosterior
 from .evaluate import check_level_of_theory, estimate_fields, uncertainty_row
@@ -36,10 +37,10 @@ def _found(datasets: Sequence[H5Dataset], keys) -> list[tuple[H5Dataset, str]]:
     return [(where[k], k) for k in keys if k in where]
 
 
-def fit_posterior(model: EqchemModel, datasets: Sequence[H5Dataset], train_keys: Sequence[str],
-                  on_molecule: Callable[[str], None] | None = None) -> ReadoutPosterior:
-    """ΦᵀΦ of both readouts' features over the training molecules found in ``datasets`` (the pairs each
-    prediction lists), inverted (:class:`~eqchem.model.posterior.ReadoutPosterior`)."""
+def fit_posterior(model: EqchemModel, molecules: Sequence[tuple[np.ndarray, np.ndarray]],
+                  on_molecule: Callable[[int], None] | None = None) -> ReadoutPosterior:
+    """ΦᵀΦ of both readouts' features over the training ``molecules`` ((numbers, positions Å) pairs; the atom
+    pairs each prediction lists), whitened (:class:`~eqchem.model.posterior.ReadoutPosterior`)."""
     import torch
 
     from ..model.graph import local_pairs
@@ -48,17 +49,17 @@ def fit_posterior(model: EqchemModel, datasets: Sequence[H5Dataset], train_keys:
     dtype = next(net.parameters()).dtype
     cutoff = PredictionPipeline(model).pair_cutoff
     diag, offd = GramAccumulator(net.diag_readout), GramAccumulator(net.pair_head.readout)
-    found = _found(datasets, train_keys)
     with torch.no_grad():
-        for ds, k in found:
-            numbers, positions = ds.numbers(k).astype(np.int64), ds.read(k, overlap=False).positions
-            f = net.head_features(torch.from_numpy(numbers), torch.from_numpy(positions).to(dtype), None,
+        for i, (numbers, positions) in enumerate(molecules):
+            positions = np.asarray(positions, dtype=np.float64)
+            f = net.head_features(torch.as_tensor(np.asarray(numbers), dtype=torch.int64),
+                                  torch.from_numpy(positions).to(dtype), None,
                                   torch.from_numpy(local_pairs(positions, cutoff)))
             diag.add(f["diag"])
             offd.add(f["offd"])
             if on_molecule:
-                on_molecule(k)
-    return ReadoutPosterior.from_accumulators(diag, offd, len(found))
+                on_molecule(i)
+    return ReadoutPosterior.from_accumulators(diag, offd, len(molecules))
 
 
 def validation_rows(model: EqchemModel, datasets: Sequence[H5Dataset], keys: Sequence[str], check: bool = True,
@@ -116,14 +117,18 @@ def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequenc
         nearest_neighbour=nearest_neighbour, n_molecules=len(rows), keys=sorted(keys), **(sizes or {}))
 
 
-def training_domain(found_train: Sequence[tuple[H5Dataset, str]]) -> tuple[dict, dict]:
+def read_molecules(found: Sequence[tuple[H5Dataset, str]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(numbers, positions Å) of ``(file, key)`` pairs, read once for the posterior and the domain ranges."""
+    return [(ds.numbers(k).astype(np.int64), ds.read(k, overlap=False).positions) for ds, k in found]
+
+
+def training_domain(molecules: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[dict, dict]:
     """Nearest-neighbour ranges per element pair (:func:`~eqchem.inference.uncertainty.nearest_neighbour_ranges`)
-    and the atom / heavy-atom count ranges of the training molecules (``(file, key)`` pairs)."""
-    mols = [(ds.numbers(k), ds.read(k, overlap=False).positions) for ds, k in found_train]
-    counts = [z for z, _ in mols]
-    sizes = {"atoms_range": [min(map(len, counts)), max(map(len, counts))],
-             "heavy_atoms_range": [min(int((z > 1).sum()) for z in counts), max(int((z > 1).sum()) for z in counts)]}
-    return nearest_neighbour_ranges(mols), sizes
+    and the atom / heavy-atom count ranges of the training ``molecules`` ((numbers, positions) pairs)."""
+    atoms = [len(z) for z, _ in molecules]
+    heavy = [heavy_atoms(z) for z, _ in molecules]
+    sizes = {"atoms_range": [min(atoms), max(atoms)], "heavy_atoms_range": [min(heavy), max(heavy)]}
+    return nearest_neighbour_ranges(molecules), sizes
 
 
 def refresh_domain(model: EqchemModel, datasets: Sequence[H5Dataset]) -> EqchemModel:
@@ -134,7 +139,7 @@ def refresh_domain(model: EqchemModel, datasets: Sequence[H5Dataset]) -> EqchemM
     found = _found(datasets, sorted(model.card.train_keys))
     if model.uncertainty is None or not found:
         raise InputError("the model carries no error estimates, or none of its training keys is in the data")
-    nn, sizes = training_domain(found)
+    nn, sizes = training_domain(read_molecules(found))
     cal = replace(model.uncertainty.calibration, nearest_neighbour=nn, **sizes)
     return model.with_uncertainty(replace(model.uncertainty, calibration=cal))
 
@@ -161,8 +166,9 @@ def calibrate(model: EqchemModel, datasets: Sequence[H5Dataset], validation_keys
     if not found_train:
         raise InputError(f"none of the model's {len(train)} training keys is in the data given; its posterior is "
                          "summed over them: pass the files it was trained on")
-    posterior = fit_posterior(model, datasets, [k for _, k in found_train], on_molecule)
-    nn, sizes = training_domain(found_train)
+    molecules = read_molecules(found_train)
+    posterior = fit_posterior(model, molecules, (lambda i: on_molecule(found_train[i][1])) if on_molecule else None)
+    nn, sizes = training_domain(molecules)
     raw_model = model.with_uncertainty(ModelUncertainty(posterior, UNIT))
     raw_rows = validation_rows(raw_model, datasets, val, check=True, on_molecule=on_molecule)
     cal = fit_calibration(raw_rows, nn, val, sizes=sizes)

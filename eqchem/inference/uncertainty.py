@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from ..io.elements import symbol
+from ..io.elements import heavy_atoms, symbol
 from ..model.calibration import UncertaintyCalibration
 from ..units import HARTREE_EV, MICRO_HARTREE
 
@@ -114,7 +114,7 @@ def domain_reasons(numbers: np.ndarray, positions: np.ndarray, cal: UncertaintyC
     heavy-atom counts outside the training ranges; an atom whose nearest neighbour is nearer or farther than
     in any training molecule (by more than ``cal.distance_tolerance``, relative)."""
     out = []
-    n, heavy = len(numbers), int(np.count_nonzero(np.asarray(numbers) > 1))
+    n, heavy = len(numbers), heavy_atoms(numbers)
     if atoms_range and not atoms_range[0] <= n <= atoms_range[1]:
         out.append(f"{n} atoms, outside the training molecules' {atoms_range[0]}-{atoms_range[1]}")
     if heavy_atoms_range and not heavy_atoms_range[0] <= heavy <= heavy_atoms_range[1]:

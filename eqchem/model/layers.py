@@ -158,6 +158,14 @@ class TypedLinear(nn.Module):
         ir, u = self.types[t][:2]
         return x[..., getattr(self, f"in_{t}")].reshape(*x.shape[:-1], u, ir.dim)
 
+    def design_features(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        """Type ``t``'s features with the bias row of the exact fit: (S, U+1, 2l+1), float64 (the row is 1 for
+        a type with a bias, 0 for the others)."""
+        ir, has_bias = self.types[t][0], self.types[t][3]
+        f = self.type_features(x, t).double()
+        one = torch.ones(f.shape[0], 1, ir.dim, dtype=f.dtype, device=f.device)
+        return torch.cat([f, one if has_bias else 0 * one], dim=1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # samples last: each type is one matrix product (V, U) @ (U, m · samples) instead of a batch of small ones
         lead = x.shape[:-1]
@@ -189,9 +197,7 @@ class TypedLinear(nn.Module):
         of atom pair, as absent shells are what is masked) and shared by the outputs v, instead of once per
         output: the same sums, about V times fewer operations."""
         for t, (ir, u, v, has_bias) in enumerate(self.types):
-            f = self.type_features(x, t).double()                                   # (S, U, m)
-            one = torch.ones(f.shape[0], 1, ir.dim, dtype=f.dtype, device=f.device)
-            f = torch.cat([f, one if has_bias else 0 * one], dim=1)                # (S, U+1, m)
+            f = self.design_features(x, t)                                          # (S, U+1, m)
             idx = getattr(self, f"out_{t}")
             y = target[:, idx].reshape(-1, v, ir.dim).double()                     # (S, V, m)
             w = mask[:, idx].reshape(-1, v, ir.dim)[..., 0].double()                # (S, V)

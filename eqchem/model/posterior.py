@@ -23,15 +23,6 @@ RIDGE = 1e-6
 training feature spans finite without hiding them (their leverage stays ~1/λ larger)."""
 
 
-def type_features(readout: TypedLinear, x: torch.Tensor, t: int) -> torch.Tensor:
-    """Features of readout type ``t`` with the bias row: (S, U+1, 2l+1), float64 (bias row 1 for scalars,
-    0 for the other types, as in :meth:`TypedLinear.accumulate`)."""
-    ir, u, v, has_bias = readout.types[t]
-    f = readout.type_features(x, t).double()
-    one = torch.ones(f.shape[0], 1, ir.dim, dtype=f.dtype, device=f.device)
-    return torch.cat([f, one if has_bias else 0 * one], dim=1)
-
-
 class GramAccumulator:
     """ΦᵀΦ of one readout's input features, per irrep type: Σ over samples and the 2l+1 components."""
 
@@ -44,7 +35,7 @@ class GramAccumulator:
     def add(self, x: torch.Tensor) -> None:
         """Add the readout inputs ``x`` (S, irreps_in.dim) of S samples (atoms or atom pairs)."""
         for t in range(len(self.grams)):
-            f = type_features(self.readout, x, t)
+            f = self.readout.design_features(x, t)
             self.grams[t] += torch.einsum("sam,sbm->ab", f, f).cpu()
         self.samples += int(x.shape[0])
 
@@ -68,7 +59,7 @@ def leverage(readout: TypedLinear, whitening: list[torch.Tensor], x: torch.Tenso
     weight = 0
     for t, (ir, _, v, _) in enumerate(readout.types):
         w = whitening[t].to(device=x.device)
-        f = type_features(readout, x, t).transpose(1, 2).reshape(-1, w.shape[0]).to(w.dtype)  # (S·m, U+1)
+        f = readout.design_features(x, t).transpose(1, 2).reshape(-1, w.shape[0]).to(w.dtype)  # (S·m, U+1)
         g = f @ w.T                                                        # one matrix product per type
         total += v * (g * g).sum(dim=1).reshape(x.shape[0], ir.dim).sum(dim=1).double()
         weight += v * ir.dim
