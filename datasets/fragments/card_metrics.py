@@ -24,7 +24,6 @@ def main() -> None:
     from eqchem.inference.evaluate import evaluate
     from eqchem.inference.model_file import load_model
     from eqchem.metrics import grouped_aggregate
-    from eqchem.model.file import save_model
     from eqchem.training.index import size_ranges_in
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,13 +61,14 @@ def main() -> None:
                                                              "molecules": rows}, indent=1))
         (a.out / "card_metrics.md").write_text("\n".join(lines) + "\n\n" + footer + "\n")
     if a.write:
-        card = model.card.replace(test_metrics_by_group=groups)
-        if card.heavy_atoms_range is None:
-            _, heavy, found = size_ranges_in(a.data, card.train_keys)
-            print(f"heavy atoms per training structure: {heavy} ({found} of {len(card.train_keys)} training keys "
+        model = model.with_card(test_metrics_by_group=groups)
+        if model.card.heavy_atoms_range is None:
+            keys = model.card.train_keys
+            _, heavy, found = size_ranges_in(a.data, keys)
+            print(f"heavy atoms per training structure: {heavy} ({found} of {len(keys)} training keys "
                   f"in the data{'' if heavy else ': not written'})")
-            card = card.replace(heavy_atoms_range=heavy)
-        save_model(a.model, model.net, card, model.settings, model.change_of_basis, model.uncertainty)
+            model = model.with_card(heavy_atoms_range=heavy)
+        model.save(a.model)
         print(f"wrote the groups into {a.model}'s card")
 
 

@@ -16,7 +16,6 @@ import json
 
 def main() -> None:
     from eqchem.inference.model_file import load_model
-    from eqchem.model.file import save_model
     from eqchem.training.index import size_ranges_in
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,8 +38,7 @@ def main() -> None:
     if model.card.atoms_range and list(model.card.atoms_range) != atoms:
         raise SystemExit(f"not written: the data give atoms_range {atoms}, the card says {model.card.atoms_range} "
                          f"(other data than the model's?)")
-    card = model.with_card(heavy_atoms_range=heavy, atoms_range=atoms).card
-    save_model(model.path, model.net, card, model.settings, model.change_of_basis, model.uncertainty)
+    model.with_card(heavy_atoms_range=heavy, atoms_range=atoms).save(model.path)
     print(f"wrote {model.path}")
 
 

@@ -48,7 +48,6 @@ def training_coverage(data: list[str], train_keys: list[str]) -> tuple[list[int]
 
 def main() -> None:
     from eqchem.inference.model_file import load_model
-    from eqchem.model.file import save_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path)
@@ -71,8 +70,7 @@ def main() -> None:
     metrics = {**model.card.metrics, "test_dipole_mae_debye": with_step, "test_dipole_molecules": n}
     if network_only is not None:
         metrics["test_network_only_dipole_mae_debye"] = network_only
-    card = model.card.replace(charges=charges, spins=spins, metrics=metrics)
-    save_model(a.model, model.net, card, model.settings, model.change_of_basis, model.uncertainty)
+    model.with_card(charges=charges, spins=spins, metrics=metrics).save(a.model)
     print(f"wrote {a.model}")
 
 
