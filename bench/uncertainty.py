@@ -7,18 +7,22 @@ Test molecules (never training, never validation, so never calibration): the QM9
 index falls in the recipe's test split (``datasets/qm9/recipe.py``), or with ``--split`` that file's test keys;
 with ``--unseen-fragments N`` also up to N fragments of the data made only of the model's elements (for a model
 trained on QM9 alone every fragment is unseen: drug-like pieces with force-field geometries, where its gaps go
-wrong most). On them (``eqchem.inference.evaluate`` with the check): the rank correlation of the estimated and
+wrong most); and the distorted test molecules of the data (``datasets/distorted``: QM9 test molecules with one
+bond stretched or squeezed, labelled: out of domain with reference values, where the check must flag) and
+the drug-sized test molecules of ``datasets/drugs`` made of the model's elements (larger than any training
+molecule, labelled). On them (``eqchem.inference.evaluate`` with the check): the rank correlation of the estimated and
 actual per-molecule H MAE, the 1σ coverage and a reliability table of HOMO, LUMO, gap and dipole, and the AUC
 of the check's score for gap errors above 0.3 eV.
 Out of domain, without reference labels: molecules smaller than any training molecule, larger ones, and test
-molecules with one bond to hydrogen stretched by 30 %: the fraction called out of domain and their mean
-estimates against the in-domain test molecules'.
+molecules with one bond to hydrogen, or one bond between heavy atoms, stretched by 30 %: the fraction called out
+of domain and their mean estimates against the in-domain test molecules'.
 Cost: the estimates' and the check's wall time as a fraction of the prediction's (the pipeline's stage times).
 ``--write`` stores the results in the model file's card (``uncertainty_metrics``).
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
@@ -29,6 +33,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "datasets" / "qm9"))
 sys.path.insert(0, str(HERE))
+_spec = importlib.util.spec_from_file_location("distorted_recipe", HERE.parent / "datasets" / "distorted" / "recipe.py")
+sys.modules["distorted_recipe"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sys.modules["distorted_recipe"])
 
 SMALL = {"water": "O", "methane": "C", "ammonia": "N", "methanol": "CO", "hydrogen fluoride": "F",
          "formaldehyde": "C=O", "acetonitrile": "CC#N", "fluoroform": "FC(F)F"}
@@ -39,6 +46,8 @@ LARGE = {"caffeine": "Cn1cnc2c1c(=O)n(C)c(=O)n2C", "ibuprofen": "CC(C)Cc1ccc(cc1
          "diazepam-like": "CN1C(=O)CN=C(c2ccccc2)c2cc(F)ccc21", "naproxen": "COc1ccc2cc(ccc2c1)C(C)C(=O)O"}
 """Drug-sized molecules of H C N O F (12-22 heavy atoms)."""
 STRETCH = 1.30
+DRUG_TEST = set(json.loads((HERE.parent / "datasets" / "drugs" / "split.json").read_text())["test"])
+"""The drug-sized test molecules (``datasets/drugs``): with labels where the data holds them."""
 
 
 def stretched(numbers: np.ndarray, positions: np.ndarray) -> np.ndarray | None:
@@ -55,7 +64,11 @@ def stretched(numbers: np.ndarray, positions: np.ndarray) -> np.ndarray | None:
 
 
 def out_of_domain(model, test_structures) -> dict:
-    """Estimates of the three out-of-domain sets beside the in-domain test molecules'."""
+    """Estimates of the out-of-domain sets beside the in-domain test molecules': smaller, larger, a bond to H
+    stretched by :data:`STRETCH`, a bond between heavy atoms outside rings stretched alike (the side with fewer
+    atoms moved: ``datasets/distorted/recipe.py``)."""
+    from distorted_recipe import distort
+
     from eqchem.inference.predict import predict
     from eqchem.io.readers import read_structures
     from eqchem.io.structure import Structure
@@ -64,10 +77,14 @@ def out_of_domain(model, test_structures) -> dict:
             "larger": [s for name, smi in LARGE.items() for s in read_structures(smi)
                        if set(s.numbers.tolist()) <= set(model.elements) and s.charge == 0],
             "stretched": []}
-    for s in test_structures:
+    sets["stretched heavy-atom bond"] = []
+    for i, s in enumerate(test_structures):
         pos = stretched(s.numbers, s.positions)
         if pos is not None:
             sets["stretched"].append(Structure(s.numbers, pos, name=f"{s.name}-stretched"))
+        got = distort(s.numbers, s.positions, "xx", STRETCH, np.random.default_rng(i))
+        if got is not None:
+            sets["stretched heavy-atom bond"].append(Structure(s.numbers, got[0], name=f"{s.name}-{got[1]}"))
     atoms_range = model.card.atoms_range or [0, 10 ** 9]
     heavy_range = model.card.heavy_atoms_range or [0, 10 ** 9]
     sets["smaller"] = [s for s in sets["smaller"] if len(s.numbers) < atoms_range[0]
@@ -128,6 +145,10 @@ def main() -> None:
                 keys.append(k)
             elif split_test is None and k.startswith("qm9_") and split_of(int(k[4:])) == "test":
                 keys.append(k)
+            elif k.startswith("dist_qm9_") and split_of(int(k.split("_")[2])) == "test":
+                keys.append(k)  # datasets/distorted: a test molecule with one bond stretched or squeezed
+            elif k in DRUG_TEST and set(ds.numbers(k).tolist()) <= set(model.elements):
+                keys.append(k)  # datasets/drugs: drug-sized, larger than any training molecule
             elif k.startswith("frag_") and n_frag < a.unseen_fragments and \
                     set(ds.numbers(k).tolist()) <= set(model.elements):
                 keys.append(k)
@@ -136,7 +157,8 @@ def main() -> None:
             continue
         res = evaluate(ds.subset(keys), model, check=True, timings=timings)
         for r in res.get("uncertainty", []):
-            r["source"] = "qm9" if r["key"].startswith("qm9_") else "fragments"
+            r["source"] = "qm9" if r["key"].startswith("qm9_") else "distorted" if r["key"].startswith("dist_") \
+                else "drug-sized" if r["key"].startswith("drug_") else "fragments"
         rows.extend(res.get("uncertainty", []))
         for k in keys:
             rec = ds.read(k, overlap=False)
@@ -145,7 +167,7 @@ def main() -> None:
     if not rows:
         raise SystemExit("no test molecules in the data")
     reports = {"all": calibration_report(rows)}
-    for source in ("qm9", "fragments"):
+    for source in ("qm9", "fragments", "distorted", "drug-sized"):
         sub = [r for r in rows if r["source"] == source]
         if sub:
             reports[source] = calibration_report(sub)

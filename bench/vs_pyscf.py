@@ -1,7 +1,12 @@
 """What a user would pick instead of eqchem, side by side in one run: time against accuracy.
 
-For every molecule (QM9 test molecules of the data files, by the recipe's split of the QM9 index, plus
-``--examples``: ethanol, glycine, aspirin), in one process, sequentially, with the same threads for all:
+For every molecule, in one process, sequentially, with the same threads for all, in four groups: "QM9" (the
+QM9 test molecules of the ``--data`` files, by the QM9 recipe's split of the QM9 index, at most ``--limit``),
+"fragments" (``--fragments N``: at most N fragment test molecules of the ``--data`` files, keys ``frag_*``, by
+``fragment_split`` of ``datasets/fragments/recipe.py`` on the SMILES each record stores, taken in turn from
+those with Br, with Cl, with S and with none of them), "drug-sized" (``--drug-sized``: sulfamethoxazole, 17
+heavy atoms with S, and diclofenac, 19 with Cl, of ``datasets/drugs``; RDKit/MMFF geometry) and "examples"
+(``--examples``: ethanol, glycine, aspirin):
 
 * eqchem's fast mode (``--fast-model``, default the shipped ``fast`` model: network + its grid-free guess,
   core-jx or core-j, no Fock build), timed per molecule and, once, for all molecules in one batched call
@@ -12,24 +17,33 @@ For every molecule (QM9 test molecules of the data files, by the recipe's split 
 * the one-shot guess F[P_minao] alone (one cheap Fock build: grid 1, density fitting; ``eqchem/dft/guess.py``);
 * PySCF SCFs a user could run instead: density fitting (def2-universal-jkfit) with grid level 1 and with
   grid level 0, conv_tol 1e-7, minao guess;
-* PySCF's grid-0 density-fitted SCF started from eqchem's prediction (its cycles and the time of
+* PySCF's grid-0 density-fitted SCF started from eqchem's (accurate) prediction (its cycles and the time of
   prediction + SCF);
-* PySCF's reference at the data's settings (grid 3, conv_tol 1e-10, no density fitting), timed here.
+* PySCF's reference (grid 3, conv_tol 1e-10, no density fitting), timed here for every molecule.
 
-Errors are against the reference: QM9 molecules take the data file's converged H, S and dipole; the
-examples take the reference run of this bench. Per row: median wall time per molecule, its ratio to the
-grid-0 SCF's median, mean H MAE (all elements), occupied-orbital-energy MAE, HOMO/LUMO/gap MAE, error of
-the dipole magnitude |μ|. A log-log plot of time against gap error and H MAE, and, with ``--cli``, the
-wall time of fresh ``eqchem predict ethanol.xyz`` processes (each mode) against a fresh ``python -c`` PySCF
-SCF of the same ethanol (B3LYP/def2-SVP, PySCF's defaults), and with ``--screen N`` a fresh ``eqchem predict
---mode fast`` of N QM9 molecules from one xyz file (molecules/s); these and the batched throughput run with
-``--batch-threads`` (default all cores, what a user's processes get). Writes vs_pyscf.{json,md,png} to ``--out``.
+A model lacking one of a molecule's elements (the shipped models cover H C N O F; ``--fast-model
+datasets/fragments/stage3.pt`` adds S Cl Br) skips its rows for that molecule (the accurate model also the SCF
+from its prediction); the footer counts them. Errors are against the reference: QM9 molecules take the data
+file's converged H, S and dipole (reference settings); fragments the data file's, computed at the cheap label
+settings (density fitting, grid 1, conv_tol 1e-8; H within ~2 µEh of the reference settings,
+``bench/label_preset.py``); drug-sized molecules and examples the reference run of this bench. Per row:
+molecules, median wall time per molecule, its ratio to the grid-0 SCF's median over the same molecules, mean
+H MAE (all elements), occupied-orbital-energy MAE, HOMO/LUMO/gap MAE, error of the dipole magnitude |μ|; a
+second table gives them per method and group. A log-log plot of time against gap error and H MAE, and, with
+``--cli``, the wall time of fresh ``eqchem predict ethanol.xyz`` processes (each mode) against a fresh
+``python -c`` PySCF SCF of the same ethanol (B3LYP/def2-SVP, PySCF's defaults), and with ``--screen N`` a
+fresh ``eqchem predict --mode fast`` of N QM9 molecules from one xyz file (molecules/s); these and the
+batched throughput run with ``--batch-threads`` (default all cores, what a user's processes get). Writes
+vs_pyscf.{json,md,png} to ``--out``.
 
-    python bench/vs_pyscf.py --data ../shared/data/qm9_b3lyp_def2svp/part-*.h5 --limit 8 --examples --cli 3 --screen 500
+    python bench/vs_pyscf.py --data ../shared/data/qm9_b3lyp_def2svp/part-*.h5 FRAG.h5 --limit 8 --fragments 8 \
+        --drug-sized --examples --fast-model datasets/fragments/stage3.pt --cli 3 --screen 500
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import itertools
 import json
 import os
 import statistics
@@ -55,6 +69,13 @@ METHODS = (FAST, FAST_GUESS, "eqchem accurate (network + minao guess + Fock step
            "PySCF grid-0 DF SCF from eqchem's prediction", "PySCF reference (grid 3, conv_tol 1e-10)")
 PYSCF_CLI = "python -c PySCF B3LYP/def2-SVP SCF (defaults)"
 METRICS = ("h_mae_uEh", "eps_occ_mae_uEh", "homo_mae_ev", "lumo_mae_ev", "gap_mae_ev", "dipole_err_debye")
+GROUPS = ("QM9", "fragments", "drug-sized", "examples")
+FAST_ROWS = (FAST, FAST_GUESS)  # the rows of each model: skipped where it lacks one of the molecule's elements
+ACCURATE_ROWS = (METHODS[2], METHODS[3], METHODS[7])
+DRUGS = ROOT / "datasets" / "drugs" / "drugs.smi"
+DRUG_SIZED = ("sulfamethoxazole", "diclofenac")
+"""Two test molecules of ``datasets/drugs`` (17 heavy atoms with S, 19 with Cl)."""
+FRAGMENT_CLASSES = ((35, "with Br"), (17, "with Cl"), (16, "with S"), (None, "none of S/Cl/Br"))
 
 
 def test_molecules(paths: list[str], limit: int) -> list[tuple[str, object]]:
@@ -72,6 +93,58 @@ def test_molecules(paths: list[str], limit: int) -> list[tuple[str, object]]:
                 if len(out) >= limit:
                     return out
     return out
+
+
+def fragment_class(numbers) -> str:
+    """'with Br', 'with Cl', 'with S' (the heaviest of them present) or 'none of S/Cl/Br'."""
+    present = {int(z) for z in numbers}
+    return next(name for z, name in FRAGMENT_CLASSES if z is None or z in present)
+
+
+def fragment_molecules(paths: list[str], limit: int) -> list[tuple[str, object]]:
+    """(label, Record) of at most ``limit`` fragment test molecules (``frag_*`` keys split by the fragments
+    recipe on their stored SMILES) in the data files, taken in turn from each of ``FRAGMENT_CLASSES``."""
+    import h5py
+
+    from eqchem import keys
+    from eqchem.data.reader import H5Dataset
+
+    spec = importlib.util.spec_from_file_location("fragments_recipe", ROOT / "datasets" / "fragments" / "recipe.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    classes: dict[str, list[tuple[str, str]]] = {name: [] for _, name in FRAGMENT_CLASSES}
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            groups = f.get(keys.MOLECULES, {})
+            for key in sorted(k for k in groups if k.startswith("frag_")):
+                smiles = groups[key].attrs.get("smiles")
+                if smiles is None:
+                    sys.exit(f"{path}: {key} stores no SMILES (attribute 'smiles'), so its split is unknown")
+                smiles = smiles.decode() if isinstance(smiles, bytes) else str(smiles)
+                if recipe.fragment_split(smiles) == "test":
+                    classes[fragment_class(groups[key][keys.ATOMIC_NUMBERS][()])].append((path, key))
+    chosen = [x for turn in itertools.zip_longest(*classes.values()) for x in turn if x is not None][:limit]
+    datasets = {path: H5Dataset(path) for path in {path for path, _ in chosen}}
+    return [(key, datasets[path][key]) for path, key in chosen]
+
+
+def drug_sized() -> list:
+    """The :data:`DRUG_SIZED` molecules of ``datasets/drugs/drugs.smi`` as Structures named by the drug (RDKit
+    ETKDG + MMFF geometry, eqchem's SMILES reader, as ``eqchem generate`` gives them)."""
+    from eqchem.io.readers import read_structures
+
+    out = []
+    for s in read_structures(DRUGS):
+        name = s.name.removeprefix("drug_").removesuffix("_c0")
+        if name in DRUG_SIZED:
+            s.name = name
+            out.append(s)
+    return out
+
+
+def covers(model, structure) -> bool:
+    """Whether ``model`` knows every element of ``structure``."""
+    return {int(z) for z in structure.numbers} <= set(model.elements)
 
 
 def scf(mol, xc: str, grid: int, conv_tol: float, density_fit: bool, dm0=None):
@@ -101,9 +174,12 @@ def errors(h, h_ref, s_ref, mol, nocc: int, dipole_ref) -> dict:
     return {k: float(m[k]) for k in METRICS}
 
 
-def run_molecule(label: str, structure, model, reference, fast=None, timings=None) -> list[dict]:
-    """Every method on one molecule: rows {method, molecule, seconds, metrics...}. ``fast``: the fast-mode
-    model (its stage times go to ``timings``)."""
+def run_molecule(label: str, group: str, structure, model, reference, fast=None, timings=None,
+                 accurate: bool = True) -> list[dict]:
+    """Every method on one molecule: rows {method, molecule, group, seconds, metrics...}. ``reference``: the
+    data's Record (None: the reference SCF of this run); ``fast``: the fast-mode model (None: no fast rows; its
+    stage times go to ``timings``); ``accurate``: whether to run the rows of the accurate ``model`` (whose
+    basis and functional all methods use)."""
     import eqchem
     from eqchem.dft.guess import guess_hamiltonian
     from eqchem.dft.runner import build_mole
@@ -113,11 +189,12 @@ def run_molecule(label: str, structure, model, reference, fast=None, timings=Non
     rows = []
 
     def add(method, seconds, h=None, **extra):
-        rows.append({"method": method, "molecule": label, "seconds": seconds, "n_atoms": structure.n_atoms,
+        rows.append({"method": method, "molecule": label, "group": group, "seconds": seconds,
+                     "n_atoms": structure.n_atoms,
                      "nao": mol.nao, **(errors(h, h_ref, s_ref, mol, nocc, mu_ref) if h is not None else {}),
                      **extra})
 
-    if reference is None:  # an example: the reference SCF of this run
+    if reference is None:  # a drug-sized molecule or an example: the reference SCF of this run
         mf, cycles, t_ref = scf(mol, model.xc, 3, 1e-10, False)
         h_ref, mu_ref = np.asarray(mf.get_fock()), np.asarray(mf.dip_moment(unit="Debye", verbose=0))
     else:
@@ -134,7 +211,7 @@ def run_molecule(label: str, structure, model, reference, fast=None, timings=Non
             g = guess_hamiltonian(structure.numbers, structure.positions, fast.basis, fast.xc,
                                   fast.net.config.baseline, fast.baseline_params)
             add(FAST_GUESS, time.perf_counter() - t0, g)
-        for method, step in ((METHODS[2], True), (METHODS[3], False)):
+        for method, step in ((METHODS[2], True), (METHODS[3], False)) if accurate else ():
             t0 = time.perf_counter()
             res = eqchem.predict(structure, model=model, fock_step=step)
             add(method, time.perf_counter() - t0, res.hamiltonian)
@@ -146,9 +223,10 @@ def run_molecule(label: str, structure, model, reference, fast=None, timings=Non
     for method, grid in ((METHODS[5], 1), (METHODS[6], 0)):
         mf, cycles, seconds = scf(mol, model.xc, grid, 1e-7, True)
         add(method, seconds, np.asarray(mf.get_fock()), scf_cycles=cycles, converged=bool(mf.converged))
-    mf, cycles, seconds = scf(mol, model.xc, 0, 1e-7, True, dm0=predicted.density_matrix)
-    add(METHODS[7], seconds + t_predicted, np.asarray(mf.get_fock()), scf_cycles=cycles,
-        converged=bool(mf.converged))
+    if accurate:
+        mf, cycles, seconds = scf(mol, model.xc, 0, 1e-7, True, dm0=predicted.density_matrix)
+        add(METHODS[7], seconds + t_predicted, np.asarray(mf.get_fock()), scf_cycles=cycles,
+            converged=bool(mf.converged))
     if t_ref is None:
         _, cycles, t_ref = scf(mol, model.xc, 3, 1e-10, False)
     add(METHODS[8], t_ref, h_ref)
@@ -180,21 +258,29 @@ def batched_throughput(structures: list, fast, threads: int, repeats: int = 4) -
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    """Per method: median seconds per molecule, ratio to the grid-0 SCF's median, mean metrics."""
+    """Per method: molecules, median seconds per molecule, its ratio to the grid-0 SCF's median over the same
+    molecules, mean metrics."""
     out = []
-    t_grid0 = statistics.median(r["seconds"] for r in rows if r["method"] == GRID0)
+    t_grid0 = {r["molecule"]: r["seconds"] for r in rows if r["method"] == GRID0}
     for method in METHODS:
         mine = [r for r in rows if r["method"] == method]
         if not mine:
             continue
         t = statistics.median(r["seconds"] for r in mine)
-        row = {"method": method, "molecules": len(mine), "median_s": t, "ratio_to_grid0": t / t_grid0}
+        row = {"method": method, "molecules": len(mine), "median_s": t,
+               "ratio_to_grid0": t / statistics.median(t_grid0[r["molecule"]] for r in mine)}
         for k in METRICS:
             row[k] = float(np.mean([r[k] for r in mine]))
         if "scf_cycles" in mine[0]:
             row["mean_scf_cycles"] = float(np.mean([r["scf_cycles"] for r in mine]))
         out.append(row)
     return out
+
+
+def summarize_groups(rows: list[dict]) -> list[dict]:
+    """:func:`summarize` within each group, method by method: rows {group, method, molecules, ...}."""
+    out = [{"group": g, **r} for g in GROUPS for r in summarize([r for r in rows if r["group"] == g])]
+    return sorted(out, key=lambda r: METHODS.index(r["method"]))
 
 
 def cli_race(threads: int, repeats: int) -> dict:
@@ -258,19 +344,25 @@ FLOORS = (  # issue 15's floors for the fast mode: (what, value getter, bound, "
 )
 
 
-def floor_lines(summary: list[dict], race: dict | None, screen: dict | None) -> list[str]:
-    """One line per floor of the fast mode: measured value, bound, met or NOT met (or not measured)."""
+def floor_lines(summary: list[dict], groups: list[dict], race: dict | None, screen: dict | None) -> list[str]:
+    """One line per floor of the fast mode (over all molecules): measured value, bound, met or NOT met (or not
+    measured); then its time ratio to the grid-0 SCF within each group (``groups``: :func:`summarize_groups`)."""
     fast = next((r for r in summary if r["method"] == FAST), None)
     if fast is None:
         return []
     lines = []
+
+    def line(what: str, value: float, bound: float, kind: str) -> str:
+        ok = value <= bound if kind == "max" else value >= bound
+        return f"- {what}: {value:.4g} ({'≤' if kind == 'max' else '≥'} {bound:g}): {'met' if ok else 'NOT met'}"
+
     for what, get, bound, kind in FLOORS:
         value = get(fast, race, screen)
-        if value is None:
-            lines.append(f"- {what}: not measured in this run (bound {bound:g})")
-            continue
-        ok = value <= bound if kind == "max" else value >= bound
-        lines.append(f"- {what}: {value:.4g} ({'≤' if kind == 'max' else '≥'} {bound:g}): {'met' if ok else 'NOT met'}")
+        lines.append(f"- {what}: not measured in this run (bound {bound:g})" if value is None
+                     else line(what, value, bound, kind))
+    _, _, bound, kind = FLOORS[0]
+    lines += [line(f"fast time / grid-0 SCF, {r['group']}", r["ratio_to_grid0"], bound, kind)
+              for r in groups if r["method"] == FAST]
     return lines
 
 
@@ -299,23 +391,60 @@ def plot(summary: list[dict], path: Path) -> None:
 
 
 def table(summary: list[dict]) -> str:
-    lines = ["| method | median s / molecule | × grid-0 SCF | H MAE µEh | occ. ε MAE µEh | HOMO / LUMO / gap MAE eV "
-             "| dipole magnitude error D | SCF cycles |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| method | molecules | median s / molecule | × grid-0 SCF | H MAE µEh | occ. ε MAE µEh "
+             "| HOMO / LUMO / gap MAE eV | dipole magnitude error D | SCF cycles |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in summary:
         cycles = f"{r['mean_scf_cycles']:.1f}" if "mean_scf_cycles" in r else ""
-        lines.append(f"| {r['method']} | {r['median_s']:.2f} | {r['ratio_to_grid0']:.2f} | {r['h_mae_uEh']:.1f} | "
-                     f"{r['eps_occ_mae_uEh']:.0f} | {r['homo_mae_ev']:.3f} / {r['lumo_mae_ev']:.3f} / "
-                     f"{r['gap_mae_ev']:.4f} | {r['dipole_err_debye']:.3f} | {cycles} |")
+        lines.append(f"| {r['method']} | {r['molecules']} | {r['median_s']:.2f} | {r['ratio_to_grid0']:.2f} | "
+                     f"{r['h_mae_uEh']:.1f} | {r['eps_occ_mae_uEh']:.0f} | {r['homo_mae_ev']:.3f} / "
+                     f"{r['lumo_mae_ev']:.3f} / {r['gap_mae_ev']:.4f} | {r['dipole_err_debye']:.3f} | {cycles} |")
     return "\n".join(lines)
+
+
+def group_table(groups: list[dict]) -> str:
+    """Method × group (:func:`summarize_groups`): molecules, median time, its ratio to the group's grid-0 SCF,
+    H, gap and dipole errors."""
+    lines = ["| method | group | molecules | median s / molecule | × grid-0 SCF | H MAE µEh | gap MAE eV "
+             "| dipole magnitude error D |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['method']} | {r['group']} | {r['molecules']} | {r['median_s']:.2f} | {r['ratio_to_grid0']:.3f} | "
+              f"{r['h_mae_uEh']:.1f} | {r['gap_mae_ev']:.4f} | {r['dipole_err_debye']:.3f} |" for r in groups]
+    return "\n".join(lines)
+
+
+def skip_lines(skipped: dict[str, list], models: dict) -> list[str]:
+    """Per model role ('fast', 'accurate') with skipped molecules: how many, which elements, what it covers.
+    ``skipped``: role -> [(label, atomic numbers)]; ``models``: role -> its EqchemModel."""
+    from eqchem.io.elements import symbol
+
+    what = {"fast": "its rows and its guess alone", "accurate": "its rows and the SCF from its prediction"}
+    lines = []
+    for role, molecules in skipped.items():
+        if not molecules:
+            continue
+        model = models[role]
+        missing = sorted({int(z) for _, numbers in molecules for z in numbers} - set(model.elements))
+        names = [symbol(z) for z in missing]
+        lines.append(f"- {role} ({what[role]}): {len(molecules)} molecule(s) with "
+                     f"{', '.join(names[:-1]) + ' or ' + names[-1] if len(names) > 1 else names[0]} skipped: its "
+                     f"model {Path(str(model.path)).name} covers {' '.join(symbol(z) for z in model.elements)}")
+    return lines
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", nargs="*", default=[], help="eqchem HDF5 files with QM9 molecules (reference H, S)")
+    p.add_argument("--data", nargs="*", default=[],
+                   help="eqchem HDF5 files with QM9 molecules and/or fragments (reference H, S, dipole)")
     p.add_argument("--limit", type=int, default=8, help="QM9 test molecules (default 8)")
+    p.add_argument("--fragments", type=int, default=0, metavar="N",
+                   help="fragment test molecules of the --data files, in turn with Br, Cl, S, none (default 0)")
+    p.add_argument("--drug-sized", action="store_true",
+                   help="also sulfamethoxazole and diclofenac from SMILES (reference run here)")
     p.add_argument("--examples", action="store_true", help="also ethanol, glycine, aspirin (reference run here)")
     p.add_argument("--model", default="accurate", help="accurate-mode model file (default: the shipped one)")
-    p.add_argument("--fast-model", default="fast", help="fast-mode model file (default: the shipped one; 'none': skip)")
+    p.add_argument("--fast-model", default="fast",
+                   help="fast-mode model file (default: the shipped one, H C N O F; datasets/fragments/stage3.pt adds "
+                        "S Cl Br; 'none': skip)")
     p.add_argument("--cli", type=int, default=0, metavar="N", help="fresh-process race, N runs each (0: skip)")
     p.add_argument("--screen", type=int, default=0, metavar="N",
                    help="fresh-process screening of N QM9 molecules in fast mode (needs qm9pack; 0: skip)")
@@ -342,23 +471,35 @@ def main() -> None:
     model = eqchem.load_model(a.model)
     fast = None if a.fast_model == "none" else eqchem.load_model(a.fast_model)
     timings = StageTimings()
-    molecules = [(key, Structure(r.numbers, r.positions, name=key), r) for key, r in test_molecules(a.data, a.limit)]
+    from_data = [(key, r, "QM9") for key, r in test_molecules(a.data, a.limit)]
+    from_data += [(key, r, "fragments") for key, r in fragment_molecules(a.data, a.fragments)] if a.fragments else []
+    molecules = [(key, Structure(r.numbers, r.positions, name=key), r, group) for key, r, group in from_data]
+    if a.drug_sized:
+        molecules += [(s.name, s, None, "drug-sized") for s in drug_sized()]
     if a.examples:
-        molecules += [(s.name, s, None) for f in EXAMPLE_FILES for s in read_structures(str(f))]
+        molecules += [(s.name, s, None, "examples") for f in EXAMPLE_FILES for s in read_structures(str(f))]
     if not molecules:
-        sys.exit("no molecules: give --data files with QM9 test molecules and/or --examples")
-    eqchem.predict(molecules[0][1], model=model)  # warm-up: lazy imports, first-call costs
-    if fast is not None:
-        eqchem.predict(molecules[0][1], model=fast)
+        sys.exit("no molecules: give --data files with QM9 test molecules or fragments, --drug-sized and/or --examples")
+    models = {"accurate": model} if fast is None else {"fast": fast, "accurate": model}
+    covered = {role: [x[1] for x in molecules if covers(m, x[1])] for role, m in models.items()}
+    for role, m in models.items():  # warm-up: lazy imports, first-call costs
+        if covered[role]:
+            eqchem.predict(covered[role][0], model=m)
     rows = []
-    for i, (label, s, ref) in enumerate(molecules):
+    skipped: dict[str, list] = {role: [] for role in models}
+    for i, (label, s, ref, group) in enumerate(molecules):
+        runs = {role: covers(m, s) for role, m in models.items()}
+        for role in models:
+            if not runs[role]:
+                skipped[role].append((label, s.numbers))
         t0 = time.perf_counter()
-        rows += run_molecule(label, s, model, ref, fast, timings)
-        print(f"[{i + 1}/{len(molecules)}] {label} ({s.formula}, {s.n_atoms} atoms): {time.perf_counter() - t0:.0f} s",
-              flush=True)
-    summary = summarize(rows)
+        rows += run_molecule(label, group, s, model, ref, fast if runs.get("fast") else None, timings,
+                             accurate=runs["accurate"])
+        print(f"[{i + 1}/{len(molecules)}] {group} {label} ({s.formula}, {s.n_atoms} atoms): "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)
+    summary, groups = summarize(rows), summarize_groups(rows)
     batch_threads = a.batch_threads or len(os.sched_getaffinity(0))
-    batched = batched_throughput([x[1] for x in molecules], fast, batch_threads) if fast is not None else None
+    batched = batched_throughput(covered["fast"], fast, batch_threads) if covered.get("fast") else None
     race = cli_race(batch_threads, a.cli) if a.cli else None
     if a.screen:
         import tempfile
@@ -368,15 +509,26 @@ def main() -> None:
     else:
         screen = None
     m = machine()
-    footer = (f"{len(molecules)} molecules ({sum(1 for x in molecules if x[2] is not None)} QM9 test molecules of "
-              f"{', '.join(Path(d).name for d in a.data) or '-'}"
-              f"{', ethanol, glycine, aspirin' if a.examples else ''}), B3LYP/def2-SVP ({model.xc}); models "
-              f"{Path(str(model.path)).name} (accurate)"
-              f"{f', {Path(str(fast.path)).name} (fast, {fast.net.config.baseline} guess)' if fast is not None else ''}; one process, sequential, {threads} thread(s), {m['cores']} cores "
-              f"({m['cpu']}), CPU only. Times: wall per molecule, Mole construction included; eqchem with the "
-              f"model loaded once. Errors vs the reference (PySCF RKS grid 3, conv_tol 1e-10: the data's H for "
-              f"QM9 molecules).")
-    if fast is not None:
+    by_group = {g: [x for x in molecules if x[3] == g] for g in GROUPS}
+    classes = [fragment_class(x[1].numbers) for x in by_group["fragments"]]
+    described = {"QM9": f"{len(by_group['QM9'])} QM9 test molecules",
+                 "fragments": f"{len(classes)} fragment test molecules ("
+                              + ", ".join(f"{classes.count(c)} {c}" for _, c in FRAGMENT_CLASSES if c in classes) + ")",
+                 "drug-sized": ", ".join(x[0] for x in by_group["drug-sized"]) + " (drug-sized)",
+                 "examples": ", ".join(x[0] for x in by_group["examples"]) + " (examples)"}
+    data = f" (data: {', '.join(Path(d).name for d in a.data)})" if a.data else ""
+    fast_text = f", {Path(str(fast.path)).name} (fast, {fast.net.config.baseline} guess)" if fast is not None else ""
+    footer = (f"{len(molecules)} molecules: {'; '.join(described[g] for g in GROUPS if by_group[g])}{data}. "
+              f"B3LYP/def2-SVP ({model.xc}); models {Path(str(model.path)).name} (accurate){fast_text}; one "
+              f"process, sequential, {threads} thread(s), {m['cores']} cores ({m['cpu']}), CPU only. Times: wall "
+              f"per molecule, Mole construction included; eqchem with the model loaded once. Errors vs the reference "
+              f"(PySCF RKS grid 3, conv_tol 1e-10): for QM9 molecules the data's H; for fragments the data's H at the "
+              f"cheap label settings (density fitting, grid 1, conv_tol 1e-8; within ~2 µEh H MAE of the reference "
+              f"settings, bench/label_preset.py), the reference row timing an SCF at the reference settings all the "
+              f"same; for drug-sized molecules and examples the reference run here. Each row averages over the "
+              f"molecules it ran on; × grid-0 SCF: its median time over the grid-0 SCF's median on the same "
+              f"molecules.")
+    if batched is not None:
         per = timings.per_molecule()
         footer += (" Fast mode per molecule by stage (s): "
                    + ", ".join(f"{k} {v:.3f}" for k, v in per.items() if v > 0)
@@ -392,17 +544,21 @@ def main() -> None:
                    + "; ratios to the PySCF process: "
                    + ", ".join(f"{k.split(' ethanol')[0].replace('eqchem predict ', '')} {r:.2f}"
                                for k, r in race["ratios"].items()) + ".")
-    floors = floor_lines(summary, race, screen)
-    text = table(summary) + "\n\n" + footer
+    floors = floor_lines(summary, groups, race, screen)
+    skips = skip_lines(skipped, models)
+    text = table(summary) + "\n\nPer group:\n\n" + group_table(groups) + "\n\n" + footer
+    if skips:
+        text += "\n\nSkipped where a model lacks one of the molecule's elements:\n" + "\n".join(skips)
     if floors:
         text += "\n\nFast-mode floors (issue 15) in this run:\n" + "\n".join(floors)
     print("\n" + text)
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "vs_pyscf.md").write_text(text + "\n\n![time against accuracy](vs_pyscf.png)\n")
     (a.out / "vs_pyscf.json").write_text(json.dumps(_json_plain(
-        {"benchmark": "vs_pyscf", "summary": summary, "rows": rows, "cli": race, "threads": threads,
+        {"benchmark": "vs_pyscf", "summary": summary, "groups": groups, "rows": rows, "cli": race, "threads": threads,
+         "skipped": {role: [label for label, _ in x] for role, x in skipped.items()},
          "model": str(model.path), "fast_model": str(fast.path) if fast is not None else None,
-         "fast_stage_seconds_per_molecule": timings.per_molecule() if fast is not None else None,
+         "fast_stage_seconds_per_molecule": timings.per_molecule() if batched is not None else None,
          "fast_batched": batched, "screening": screen, "floors": floors, "machine": m}), indent=1))
     plot(summary, a.out / "vs_pyscf.png")
     print(f"wrote {a.out / 'vs_pyscf.md'}, vs_pyscf.json, vs_pyscf.png")

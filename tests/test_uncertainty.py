@@ -148,6 +148,85 @@ def test_calibration_fit_recovers_known_scales():
     assert cal.leverage_limit == pytest.approx(3.0 * max(r["leverage_max"] for r in rows))
 
 
+def test_domain_excess_measures_how_far_beyond_the_training_ranges():
+    """A C-H bond stretched 30 % past the longest training C-H: geometry excess ln 1.3; twice the most atoms or
+    half the fewest: size excess ln 2; within every range: 0, 0."""
+    from dataclasses import replace
+
+    from eqchem.inference.calibrate import UNIT
+    from eqchem.inference.uncertainty import domain_excess, nearest_neighbour_ranges
+
+    ch = (np.array([6, 1]), np.array([[0.0, 0, 0], [1.10, 0, 0]]))
+    cal = replace(UNIT, nearest_neighbour=nearest_neighbour_ranges([ch]))
+    assert domain_excess(*ch, cal, [2, 2], [1, 1]) == (0.0, 0.0)
+    far = (ch[0], np.array([[0.0, 0, 0], [1.43, 0, 0]]))
+    assert domain_excess(*far, cal, [2, 2], [1, 1]) == pytest.approx((0.0, np.log(1.3)))
+    near = (ch[0], np.array([[0.0, 0, 0], [1.00, 0, 0]]))
+    assert domain_excess(*near, cal, [2, 2], [1, 1]) == pytest.approx((0.0, np.log(1.1)))
+    assert domain_excess(*ch, cal, [1, 1], [1, 1])[0] == pytest.approx(np.log(2))
+    assert domain_excess(*ch, cal, [4, 8], [2, 9])[0] == pytest.approx(np.log(2))  # half the fewest atoms or heavy atoms
+
+
+def test_a_stretched_carbon_carbon_bond_is_out_of_domain_by_its_bond_valences():
+    """Ethane with its C-C bond stretched by 30 %: every atom's nearest neighbour is still its C-H partner, so the
+    nearest-neighbour ranges miss it; both carbons lose ~0.8 of their bond-valence sums (~4 at rest)."""
+    from dataclasses import replace
+
+    from eqchem.inference.calibrate import UNIT, training_domain
+    from eqchem.inference.uncertainty import bond_valences, domain_excess, domain_reasons
+    from eqchem.io.readers import read_structures
+
+    ethane = read_structures("CC")[0]
+    z, r = ethane.numbers, ethane.positions
+    rng = np.random.default_rng(0)
+    training = [(z, r + rng.normal(scale=0.01, size=r.shape)) for _ in range(5)]
+    nn, domain = training_domain(training)
+    cal = replace(UNIT, nearest_neighbour=nn, **domain)
+    v = bond_valences(z, r)
+    assert v[z == 6] == pytest.approx(4.0, abs=0.3) and v[z == 1] == pytest.approx(1.0, abs=0.15)
+    c1, c2 = np.flatnonzero(z == 6)
+    far = r.copy()
+    side = [c2] + [i for i in np.flatnonzero(z == 1) if np.linalg.norm(r[i] - r[c2]) < 1.2]
+    far[side] += 0.3 * (r[c2] - r[c1])
+    d = np.linalg.norm(far[:, None] - far[None], axis=-1) + np.eye(len(z)) * 9
+    assert (z[d.argmin(axis=1)] != z).all()  # every nearest neighbour still a C-H partner
+    assert domain_reasons(z, r, cal, None, None) == []
+    reasons = domain_reasons(z, far, cal, None, None)
+    assert len(reasons) == 1 and "bond-valence sum" in reasons[0] and "(C)" in reasons[0]
+    assert bond_valences(z, far)[c1] < v[c1] - 0.6 and domain_excess(z, far, cal, None, None)[1] > 0.12
+
+
+def test_calibration_fit_recovers_how_errors_grow_beyond_the_training_ranges():
+    """Validation rows whose errors grow as 1 + 2 g with their geometry excess g (H MAE exactly, orbital energies
+    in distribution): the fit finds the slopes, the scales stay those of the rows inside, and estimates grow."""
+    from eqchem.inference.calibrate import fit_calibration
+    from eqchem.inference.uncertainty import RawStatistics, estimate
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(600):
+        lev, g = rng.uniform(1e-3, 1e-2), (0.0 if i % 2 else rng.uniform(0.05, 0.6))
+        vh, vl = rng.uniform(0.01, 0.1, size=2)
+        grow = 1 + 2.0 * g
+        rows.append({"leverage_mean": lev, "leverage_max": 5 * lev, "h_mae_uEh": 7.0 * lev ** 0.5 * grow,
+                     "n_atoms": 16, "size_excess": 0.0, "geometry_excess": g,
+                     "uncertainty_homo_ev": np.sqrt(vh), "uncertainty_lumo_ev": np.sqrt(vl),
+                     "uncertainty_gap_ev": np.sqrt(vh + vl),
+                     "homo_error_ev": rng.normal(0, 0.5 * np.sqrt(vh) * grow),
+                     "lumo_error_ev": rng.normal(0, 0.5 * np.sqrt(vl) * grow),
+                     "gap_error_ev": rng.normal(0, 0.5 * np.sqrt(vh + vl) * grow),
+                     "dipole_error_debye": None, "check_score_ev": None})
+    cal = fit_calibration(rows, {}, ["k"])
+    assert cal.h_mae_geometry_slope == pytest.approx(2.0, rel=1e-4) and cal.h_mae_size_slope == pytest.approx(0.0)
+    assert cal.h_mae_log_slope == pytest.approx(0.5, rel=1e-4)
+    assert cal.orbital_geometry_slope == pytest.approx(2.0, rel=0.25) and cal.orbital_size_slope < 0.3
+    assert cal.gap_scale == pytest.approx(0.5, rel=0.1) and cal.n_beyond == 300
+    inside, beyond = (estimate(RawStatistics(5e-3, 1e-2, 0.05, 0.05, 16, 0.0, g), cal, []) for g in (0.0, 0.3))
+    assert beyond.gap_ev / inside.gap_ev == pytest.approx(1 + 0.3 * cal.orbital_geometry_slope)
+    assert beyond.h_mae_uEh / inside.h_mae_uEh == pytest.approx(1.6, rel=1e-3) and beyond.geometry_excess == 0.3
+    assert fit_calibration(rows[1::2], {}, ["k"]).orbital_geometry_slope == 0.0  # none beyond: no growth
+
+
 def test_the_check_flags_a_prediction_its_fock_build_moves_and_costs_one_build(monkeypatch):
     from eqchem.inference.pipeline import PredictionPipeline
     from eqchem.inference.predict import predict
@@ -250,6 +329,18 @@ def test_calibrate_and_evaluate_through_the_cli(tmp_path, run_cli):
     cal = load_model(tmp_path / "cal.pt").uncertainty
     assert cal.posterior.n_molecules == 6 and sorted(cal.calibration.keys) == sorted(keys[6:12])
     assert "1σ cover" in out and json.loads((tmp_path / "rep.json").read_text())[0]["report"]["n_molecules"] == 6
+    # the validation rows were measured against the training molecules' ranges (what the growth terms fit on)
+    from dataclasses import replace
+
+    from eqchem.inference.calibrate import UNIT, read_molecules, training_domain
+    from eqchem.inference.uncertainty import domain_excess
+
+    ds = H5Dataset(data)
+    nn, domain = training_domain(read_molecules([(ds, k) for k in keys[:6]]))
+    rows = json.loads((tmp_path / "rep.json").read_text())[0]["molecules"]
+    expected = [domain_excess(ds.numbers(r["key"]), ds.read(r["key"], overlap=False).positions,
+                              replace(UNIT, nearest_neighbour=nn, **domain), None, None)[1] for r in rows]
+    assert [r["geometry_excess"] for r in rows] == pytest.approx(expected) and max(expected) > 0
     with pytest.raises(InputError, match="training keys"):
         calibrate(load_model(path), [H5Dataset(data)], keys[:8])
     with pytest.raises(InputError, match="at least"):

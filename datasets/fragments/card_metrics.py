@@ -1,8 +1,11 @@
 """Test metrics of a model by chemistry and size: QM9, fragments with S, with Cl, with Br, with none of them, and
 per heavy-atom count (≤ 9, 10–12, > 12), on the held-out test keys of a split (never training or validation).
 
-    python datasets/fragments/card_metrics.py MODEL.pt --data DATA.h5... --split split.json \\
+    python datasets/fragments/card_metrics.py MODEL.pt --data DATA.h5... --split split.json... \\
         [--out results/] [--write]
+
+The test keys: the union of the splits' (e.g. the fragment split and ``datasets/drugs/split.json``, whose
+drug-sized molecules fill the > 12 heavy-atom group); molecules with elements the model lacks are left out.
 
 Every group's mean H MAE (all / diagonal / off-diagonal), occupied ε, HOMO, LUMO, gap, ψ cosine and |μ| errors
 come from ``eqchem.inference.evaluate`` (groups: ``eqchem.metrics.chemistry_groups``); ``--write`` stores them
@@ -29,18 +32,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path)
     ap.add_argument("--data", nargs="+", required=True)
-    ap.add_argument("--split", type=Path, required=True)
+    ap.add_argument("--split", type=Path, nargs="+", required=True)
     ap.add_argument("--out", type=Path, default=None, help="folder for card_metrics.json and .md")
     ap.add_argument("--write", action="store_true", help="store the groups' metrics in the model file's card")
     a = ap.parse_args()
 
     t0 = time.perf_counter()
     model = load_model(a.model)
-    test = set(json.loads(a.split.read_text())["test"])
+    test = {k for path in a.split for k in json.loads(path.read_text())["test"]}
+    elements = set(model.elements)
     rows = []
     for path in a.data:
         ds = H5Dataset(path)
-        keys = [k for k in ds.keys() if k in test]
+        keys = [k for k in ds.keys() if k in test and set(ds.numbers(k).tolist()) <= elements]
         if keys:
             rows.extend(evaluate(ds.subset(keys), model)["molecules"])
     if not rows:
@@ -52,7 +56,8 @@ def main() -> None:
     for g, m in groups.items():
         wrong = sum(1 for r in rows if g in r["groups"] and r["gap_mae_ev"] > 0.5)
         lines.append(f"| {g} | " + " | ".join(_cell(c, m.get(c, float("nan"))) for c in cols) + f" | {wrong} |")
-    footer = (f"Model {a.model} on the test keys of {a.split.name} ({len(rows)} molecules; MAE per molecule, "
+    splits = ", ".join(p.name for p in a.split)
+    footer = (f"Model {a.model} on the test keys of {splits} ({len(rows)} molecules; MAE per molecule, "
               f"mean over the group); {processor_name()}, {time.perf_counter() - t0:.0f} s.")
     print("\n".join(lines) + "\n\n" + footer)
     if a.out is not None:

@@ -17,9 +17,9 @@ def calibrate(
     model: str = typer.Argument(..., help="Model file (or fast / accurate) to calibrate."),
     data: List[Path] = typer.Argument(..., help="Reference HDF5 files holding its training and validation molecules."),
     out: Path = typer.Option(..., "--out", "-o", help="The calibrated model file to write."),
-    split_file: Optional[Path] = typer.Option(None, "--split-file", help="JSON split (train/val/test key lists): its "
-                                              "'val' keys calibrate besides the model's own validation keys; its "
-                                              "'test' keys never do."),
+    split_file: Optional[List[Path]] = typer.Option(None, "--split-file", help="JSON split (train/val/test key "
+                                                    "lists), repeatable: their 'val' keys calibrate besides the "
+                                                    "model's own validation keys; their 'test' keys never do."),
     report: Optional[Path] = typer.Option(None, "--report", help="JSON of the validation molecules' estimates and "
                                           "errors, and their calibration metrics."),
     domain_only: bool = typer.Option(False, "--domain-only", help="Only recompute the training-domain ranges "
@@ -45,13 +45,13 @@ def calibrate(
         return
     val = list(m.card.val_keys)
     test: set[str] = set()
-    if split_file is not None:
+    for path in split_file or []:
         try:
-            split = json.loads(split_file.read_text())
+            split = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise InputError(f"--split-file {split_file}: not a readable JSON split ({exc})") from None
+            raise InputError(f"--split-file {path}: not a readable JSON split ({exc})") from None
         val += [k for k in split.get("val", []) if k not in val]
-        test = set(split.get("test", []))
+        test |= set(split.get("test", []))
     val = [k for k in val if k not in test and k not in set(m.card.train_keys)]
     datasets = [H5Dataset(p) for p in data]
     n = len(m.card.train_keys) + len(val)

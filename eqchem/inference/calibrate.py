@@ -6,6 +6,7 @@ The estimates and their formulas: :mod:`eqchem.model.calibration`; applied per p
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -18,7 +19,7 @@ from ..model.posterior import GramAccumulator, ReadoutPosterior
 from .evaluate import check_level_of_theory, estimate_fields, uncertainty_row
 from .model_file import EqchemModel
 from .pipeline import PredictionPipeline
-from .uncertainty import RawStatistics, estimate, nearest_neighbour_ranges
+from .uncertainty import RawStatistics, estimate, nearest_neighbour_ranges, valence_ranges
 
 MIN_VALIDATION = 5
 """Fewest validation molecules a calibration takes."""
@@ -78,43 +79,92 @@ def validation_rows(model: EqchemModel, datasets: Sequence[H5Dataset], keys: Seq
     return rows
 
 
+def _fit_h_mae(rows: Sequence[dict]) -> tuple[float, float, float, float]:
+    """(log scale, log slope, size slope, geometry slope) of the H MAE estimate: least squares of
+    log(actual) - log(exp(a) L^b (1 + k_s s + k_g g)) over ``rows``, k ≥ 0; the line alone where no row lies
+    beyond the training ranges."""
+    from scipy.optimize import least_squares
+
+    x = np.log([r["leverage_mean"] for r in rows])
+    y = np.log([r["h_mae_uEh"] for r in rows])
+    es, eg = (np.array([r.get(k, 0.0) for r in rows]) for k in ("size_excess", "geometry_excess"))
+    inside = (es == 0) & (eg == 0)
+    base = inside if inside.sum() >= 3 else np.ones_like(inside)
+    if base.sum() >= 3 and np.ptp(x[base]) > 0:
+        b0, a0 = np.polyfit(x[base], y[base], 1)
+    else:
+        b0, a0 = 1.0, float(np.mean(y - x))
+    if inside.all():
+        return float(a0), float(b0), 0.0, 0.0
+
+    def residual(p: np.ndarray) -> np.ndarray:
+        return y - p[0] - p[1] * x - np.log1p(p[2] * es + p[3] * eg)
+
+    p = least_squares(residual, [a0, b0, 0.0, 0.0], bounds=([-np.inf, -np.inf, 0, 0], [np.inf] * 4)).x
+    return float(p[0]), float(p[1]), float(p[2]) * bool(es.any()), float(p[3]) * bool(eg.any())
+
+
+def _fit_orbitals(rows: Sequence[dict]) -> tuple[dict, float, float]:
+    """({homo, lumo, gap: scale}, size slope, geometry slope) maximizing the Gaussian likelihood of the
+    HOMO, LUMO and gap errors of ``rows`` with σ = scale · raw σ · (1 + k_s s + k_g g), k ≥ 0 (k = 0: each scale
+    the RMS of error / raw σ)."""
+    from scipy.optimize import minimize
+
+    names = ("homo", "lumo", "gap")
+    err = np.array([[r[f"{q}_error_ev"] for q in names] for r in rows], dtype=float)
+    raw = np.array([[r[f"uncertainty_{q}_ev"] for q in names] for r in rows], dtype=float)
+    ok = raw > 1e-30
+    es, eg = (np.array([r.get(k, 0.0) for r in rows]) for k in ("size_excess", "geometry_excess"))
+
+    def scales(grow: np.ndarray) -> np.ndarray:
+        z2 = np.where(ok, (err / np.where(ok, raw, 1.0) / grow[:, None]) ** 2, 0.0)
+        return np.sqrt(z2.sum(axis=0) / np.maximum(ok.sum(axis=0), 1))
+
+    def nll(k: np.ndarray) -> float:  # the likelihood with each scale at its optimum for these slopes
+        grow = 1.0 + k[0] * es + k[1] * eg
+        s = np.maximum(scales(grow), 1e-30)
+        return float(np.sum(ok * np.log(s[None, :] * grow[:, None])))
+
+    k = np.zeros(2)
+    if not ((es == 0) & (eg == 0)).all():
+        k = minimize(nll, k, method="L-BFGS-B", bounds=[(0, None), (0, None)]).x
+    k = k * [bool(es.any()), bool(eg.any())]  # a slope without a molecule to show it stays 0
+    s = scales(1.0 + k[0] * es + k[1] * eg)
+    return {q: float(v) for q, v in zip(names, s)}, float(k[0]), float(k[1])
+
+
 def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequence[str],
                     check_floor_ev: float = 0.1, false_alarm: float = 0.05, wrong_gap_ev: float = 0.3,
-                    sizes: dict | None = None) -> UncertaintyCalibration:
-    """The scalars of :class:`UncertaintyCalibration` from validation ``rows`` computed under :data:`UNIT`:
-    a log-log least-squares line for the H MAE; for the orbital energies and the dipole the scale that makes
-    the root mean square of error/σ one; the largest validation leverage times the margin; the check threshold
-    at the (1 - ``false_alarm``) quantile of the check scores of the validation molecules whose gap is right
-    (error ≤ ``wrong_gap_ev``), at least ``check_floor_ev``: about one right gap in twenty flagged."""
+                    domain: dict | None = None) -> UncertaintyCalibration:
+    """The scalars of :class:`UncertaintyCalibration` from validation ``rows`` computed under :data:`UNIT`
+    (each with its ``size_excess`` and ``geometry_excess``): the H MAE line and its growth beyond the training
+    ranges (:func:`_fit_h_mae`); the orbital scales and their growth (:func:`_fit_orbitals`); for the dipole
+    the scale that makes the root mean square of error/σ one; the largest leverage of the validation molecules
+    within the training ranges times the margin; the check threshold at the (1 - ``false_alarm``) quantile of
+    the check scores of the validation molecules whose gap is right (error ≤ ``wrong_gap_ev``), at least
+    ``check_floor_ev``: about one right gap in twenty flagged."""
+    intercept, slope, h_size, h_geometry = _fit_h_mae(rows)
+    orbital, o_size, o_geometry = _fit_orbitals(rows)
+    es, eg = (np.array([r.get(k, 0.0) for r in rows]) for k in ("size_excess", "geometry_excess"))
     lev = np.array([r["leverage_mean"] for r in rows])
-    mae = np.array([r["h_mae_uEh"] for r in rows])
-    x, y = np.log(lev), np.log(mae)
-    if len(rows) >= 3 and np.ptp(x) > 0:
-        slope, intercept = np.polyfit(x, y, 1)
-    else:
-        slope, intercept = 1.0, float(np.mean(y - x))
-
-    def scale(err_key: str, raw_key: str) -> float:
-        err = np.array([r[err_key] for r in rows], dtype=float)
-        raw = np.array([r[raw_key] for r in rows], dtype=float)
-        return float(np.sqrt(np.mean((err / np.maximum(raw, 1e-30)) ** 2)))
-
-    h_est = np.exp(intercept) * lev ** slope
+    h_est = np.exp(intercept) * lev ** slope * (1 + h_size * es + h_geometry * eg)
     dip = [(r["dipole_error_debye"], h * np.sqrt(r["n_atoms"])) for r, h in zip(rows, h_est)
            if r.get("dipole_error_debye") is not None]
     dipole_scale = float(np.sqrt(np.mean([(e / s) ** 2 for e, s in dip]))) if dip else float("nan")
     shifts = [r["check_score_ev"] for r in rows
               if r.get("check_score_ev") is not None and abs(r["gap_error_ev"]) <= wrong_gap_ev]
+    inside = [r["leverage_max"] for r, a, b in zip(rows, es, eg) if a == 0 and b == 0] or \
+        [r["leverage_max"] for r in rows]
     margin = UncertaintyCalibration.leverage_margin
     return UncertaintyCalibration(
-        h_mae_log_scale=float(intercept), h_mae_log_slope=float(slope),
-        homo_scale=scale("homo_error_ev", "uncertainty_homo_ev"),
-        lumo_scale=scale("lumo_error_ev", "uncertainty_lumo_ev"),
-        gap_scale=scale("gap_error_ev", "uncertainty_gap_ev"),
+        h_mae_log_scale=intercept, h_mae_log_slope=slope,
+        homo_scale=orbital["homo"], lumo_scale=orbital["lumo"], gap_scale=orbital["gap"],
         dipole_scale=dipole_scale,
-        leverage_limit=float(max(r["leverage_max"] for r in rows) * margin),
+        leverage_limit=float(max(inside) * margin),
         check_threshold_ev=float(max(check_floor_ev, np.quantile(shifts, 1 - false_alarm) if shifts else 0.0)),
-        nearest_neighbour=nearest_neighbour, n_molecules=len(rows), keys=sorted(keys), **(sizes or {}))
+        nearest_neighbour=nearest_neighbour, h_mae_size_slope=h_size, h_mae_geometry_slope=h_geometry,
+        orbital_size_slope=o_size, orbital_geometry_slope=o_geometry,
+        n_beyond=int(np.sum((es > 0) | (eg > 0))), n_molecules=len(rows), keys=sorted(keys), **(domain or {}))
 
 
 def read_molecules(found: Sequence[tuple[H5Dataset, str]]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -124,23 +174,25 @@ def read_molecules(found: Sequence[tuple[H5Dataset, str]]) -> list[tuple[np.ndar
 
 def training_domain(molecules: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[dict, dict]:
     """Nearest-neighbour ranges per element pair (:func:`~eqchem.inference.uncertainty.nearest_neighbour_ranges`)
-    and the atom / heavy-atom count ranges of the training ``molecules`` ((numbers, positions) pairs)."""
+    and the ranges of the atom / heavy-atom counts and of the bond-valence sums per element
+    (:func:`~eqchem.inference.uncertainty.valence_ranges`) of the training ``molecules`` ((numbers, positions)
+    pairs): the fields of :class:`UncertaintyCalibration` that say where its training domain lies."""
     atoms = [len(z) for z, _ in molecules]
     heavy = [heavy_atoms(z) for z, _ in molecules]
-    sizes = {"atoms_range": [min(atoms), max(atoms)], "heavy_atoms_range": [min(heavy), max(heavy)]}
-    return nearest_neighbour_ranges(molecules), sizes
+    ranges = {"atoms_range": [min(atoms), max(atoms)], "heavy_atoms_range": [min(heavy), max(heavy)],
+              "valence_ranges": valence_ranges(molecules)}
+    return nearest_neighbour_ranges(molecules), ranges
 
 
 def refresh_domain(model: EqchemModel, datasets: Sequence[H5Dataset]) -> EqchemModel:
     """``model`` (calibrated) with its training-domain ranges recomputed from its training molecules found in
-    ``datasets`` (the fitted scalars untouched): for files calibrated before the ranges were per element pair."""
-    from dataclasses import replace
-
+    ``datasets`` (the fitted scalars untouched): for files calibrated before the ranges were per element pair
+    or held bond-valence sums."""
     found = _found(datasets, sorted(model.card.train_keys))
     if model.uncertainty is None or not found:
         raise InputError("the model carries no error estimates, or none of its training keys is in the data")
-    nn, sizes = training_domain(read_molecules(found))
-    cal = replace(model.uncertainty.calibration, nearest_neighbour=nn, **sizes)
+    nn, domain = training_domain(read_molecules(found))
+    cal = replace(model.uncertainty.calibration, nearest_neighbour=nn, **domain)
     return model.with_uncertainty(replace(model.uncertainty, calibration=cal))
 
 
@@ -149,7 +201,8 @@ def calibrate(model: EqchemModel, datasets: Sequence[H5Dataset], validation_keys
     """``model`` with its error estimates (posterior of its training molecules found in ``datasets``,
     calibration on ``validation_keys``) and the validation rows under the new calibration.
 
-    Refuses a validation key that the model was trained on, and fewer than :data:`MIN_VALIDATION` found."""
+    Refuses a validation key that the model was trained on, and fewer than :data:`MIN_VALIDATION` found;
+    skips validation molecules with elements the model lacks."""
     for ds in datasets:
         check_level_of_theory(ds, model)
     train = set(model.card.train_keys)
@@ -159,7 +212,8 @@ def calibrate(model: EqchemModel, datasets: Sequence[H5Dataset], validation_keys
     if leaked:
         raise InputError(f"{len(leaked)} calibration keys are training keys of the model (e.g. {leaked[0]}); "
                          "calibrate on validation molecules only")
-    val = [k for _, k in _found(datasets, validation_keys)]
+    elements = {int(z) for z in model.elements}
+    val = [k for ds, k in _found(datasets, validation_keys) if set(ds.numbers(k).tolist()) <= elements]
     if len(val) < MIN_VALIDATION:
         raise InputError(f"{len(val)} of the validation keys found in the data; at least {MIN_VALIDATION} needed")
     found_train = _found(datasets, sorted(train))
@@ -168,15 +222,17 @@ def calibrate(model: EqchemModel, datasets: Sequence[H5Dataset], validation_keys
                          "summed over them: pass the files it was trained on")
     molecules = read_molecules(found_train)
     posterior = fit_posterior(model, molecules, (lambda i: on_molecule(found_train[i][1])) if on_molecule else None)
-    nn, sizes = training_domain(molecules)
-    raw_model = model.with_uncertainty(ModelUncertainty(posterior, UNIT))
+    nn, domain = training_domain(molecules)
+    raw_model = model.with_uncertainty(ModelUncertainty(posterior, replace(UNIT, nearest_neighbour=nn, **domain)))
     raw_rows = validation_rows(raw_model, datasets, val, check=True, on_molecule=on_molecule)
-    cal = fit_calibration(raw_rows, nn, val, sizes=sizes)
+    cal = fit_calibration(raw_rows, nn, val, domain=domain)
     calibrated = model.with_uncertainty(ModelUncertainty(posterior, cal))
     rows = []
     for r in raw_rows:  # the same molecules under the fitted scalars (no second prediction needed)
         raw = RawStatistics(r["leverage_mean"], r["leverage_max"], r["uncertainty_homo_ev"] ** 2,
-                            r["uncertainty_lumo_ev"] ** 2, r["n_atoms"])
-        rows.append({**r, **estimate_fields(estimate(raw, cal, r["reasons"])), "check_score_ev": r["check_score_ev"],
-                     "flagged": bool(r["check_score_ev"] is not None and r["check_score_ev"] > cal.check_threshold_ev)})
+                            r["uncertainty_lumo_ev"] ** 2, r["n_atoms"], r["size_excess"], r["geometry_excess"])
+        score = r["check_score_ev"]
+        checked = {k: r[k] for k in r if k.startswith("check_")}  # estimate() leaves the check out
+        rows.append({**r, **estimate_fields(estimate(raw, cal, r["reasons"])), **checked,
+                     "flagged": bool(score is not None and score > cal.check_threshold_ev)})
     return calibrated, rows

@@ -109,7 +109,10 @@ def estimate_fields(unc) -> dict:
             "uncertainty_lumo_ev": unc.lumo_ev, "uncertainty_gap_ev": unc.gap_ev,
             "uncertainty_dipole_debye": unc.dipole_debye, "in_domain": unc.in_domain, "reasons": list(unc.reasons),
             "leverage_mean": unc.leverage_mean, "leverage_max": unc.leverage_max,
+            "size_excess": unc.size_excess, "geometry_excess": unc.geometry_excess,
             "check_score_ev": abs(unc.check_gap_shift_ev) if unc.check_gap_shift_ev is not None else None,
+            "check_residual_uEh": unc.residual_uEh, "check_gap_shift_ev": unc.check_gap_shift_ev,
+            "check_homo_shift_ev": unc.check_homo_shift_ev, "check_lumo_shift_ev": unc.check_lumo_shift_ev,
             "flagged": unc.flagged, "seconds": unc.seconds}
 
 

@@ -312,16 +312,17 @@ class PredictionPipeline:
         unc_model = self.model.uncertainty
         if unc_model is None or pred.atom_leverage is None:
             return None
-        from .uncertainty import domain_reasons, estimate, raw_statistics, self_check
+        from .uncertainty import domain_excess, domain_reasons, estimate, raw_statistics, self_check
 
         t0 = time.perf_counter()
         with self.timings.stage("uncertainty"):
             cal, card = unc_model.calibration, self.model.card
             raw = raw_statistics(pred.atom_leverage, pred.pair_leverage, pred.pairs, coefficients, molecule.overlap,
                                  molecule.ao_offsets, nocc)
-            reasons = domain_reasons(molecule.numbers, molecule.positions, cal, card.atoms_range or cal.atoms_range,
-                                     card.heavy_atoms_range or cal.heavy_atoms_range)
-            unc = estimate(raw, cal, reasons)
+            ranges = (card.atoms_range or cal.atoms_range, card.heavy_atoms_range or cal.heavy_atoms_range)
+            size, geometry = domain_excess(molecule.numbers, molecule.positions, cal, *ranges)
+            reasons = domain_reasons(molecule.numbers, molecule.positions, cal, *ranges)
+            unc = estimate(replace(raw, size_excess=size, geometry_excess=geometry), cal, reasons)
         if self.check:
             with self.timings.stage("check"):
                 # the Fock step's F[P] where it ran (checks the network's matrix), else one build for the check

@@ -28,6 +28,8 @@ class RawStatistics:
     v_homo: float          # Σ_blocks h_ab w_a w_b of the HOMO (module docstring)
     v_lumo: float
     n_atoms: int
+    size_excess: float = 0.0      # :func:`domain_excess`
+    geometry_excess: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,10 @@ class Uncertainty:
         dipole_debye: estimated 1σ error of |μ|, Debye.
         in_domain: False when the molecule lies outside the training data (``reasons`` say how).
         leverage_mean, leverage_max: the raw readout leverages behind the estimates (dimensionless).
+        size_excess, geometry_excess: how far beyond the training molecules it lies (log of the ratio to the
+            training range's nearest end; 0 within): its atom or heavy-atom count; its farthest-out nearest-
+            neighbour distance or bond-valence sum (:func:`domain_excess`); the estimates grow with them as
+            fitted on validation molecules beyond the ranges.
         flagged: ``--check`` only (else None): one Fock build from the predicted density moved the gap by more
             than the model's threshold: the frontier orbitals are likely wrong.
         check_gap_shift_ev, check_homo_shift_ev, check_lumo_shift_ev: those shifts, eV (``--check``).
@@ -56,6 +62,8 @@ class Uncertainty:
     reasons: list = field(default_factory=list)
     leverage_mean: float = 0.0
     leverage_max: float = 0.0
+    size_excess: float = 0.0
+    geometry_excess: float = 0.0
     flagged: bool | None = None
     check_gap_shift_ev: float | None = None
     check_homo_shift_ev: float | None = None
@@ -92,7 +100,8 @@ def raw_statistics(atom_leverage: np.ndarray, pair_leverage: np.ndarray, pairs: 
 
 def estimate(raw: RawStatistics, cal: UncertaintyCalibration, reasons: list[str]) -> Uncertainty:
     """Calibrated 1σ errors from ``raw`` (:mod:`eqchem.model.calibration`); ``reasons`` why it is out of domain."""
-    h_mae = float(np.exp(cal.h_mae_log_scale) * max(raw.leverage_mean, 1e-30) ** cal.h_mae_log_slope)
+    grow_h, grow_orbital = cal.growth(raw.size_excess, raw.geometry_excess)
+    h_mae = grow_h * float(np.exp(cal.h_mae_log_scale) * max(raw.leverage_mean, 1e-30) ** cal.h_mae_log_slope)
     reasons = list(reasons)
     if raw.leverage_max > cal.leverage_limit:
         reasons.append(f"readout leverage {raw.leverage_max:.3g} beyond the validation molecules' "
@@ -100,19 +109,64 @@ def estimate(raw: RawStatistics, cal: UncertaintyCalibration, reasons: list[str]
                        f"unlike any training molecule's")
     return Uncertainty(
         h_mae_uEh=h_mae,
-        homo_ev=float(cal.homo_scale * np.sqrt(raw.v_homo)),
-        lumo_ev=float(cal.lumo_scale * np.sqrt(raw.v_lumo)),
-        gap_ev=float(cal.gap_scale * np.sqrt(raw.v_homo + raw.v_lumo)),
+        homo_ev=float(grow_orbital * cal.homo_scale * np.sqrt(raw.v_homo)),
+        lumo_ev=float(grow_orbital * cal.lumo_scale * np.sqrt(raw.v_lumo)),
+        gap_ev=float(grow_orbital * cal.gap_scale * np.sqrt(raw.v_homo + raw.v_lumo)),
         dipole_debye=float(cal.dipole_scale * h_mae * np.sqrt(raw.n_atoms)),
         in_domain=not reasons, reasons=reasons,
-        leverage_mean=raw.leverage_mean, leverage_max=raw.leverage_max)
+        leverage_mean=raw.leverage_mean, leverage_max=raw.leverage_max,
+        size_excess=raw.size_excess, geometry_excess=raw.geometry_excess)
+
+
+def _nearest(numbers: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index (n,) and distance (n,) Å of each atom's nearest neighbour (n ≥ 2)."""
+    d = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    return d.argmin(axis=1), d.min(axis=1)
+
+
+def _pair_range(cal: UncertaintyCalibration, z: int, z_nearest: int) -> list | None:
+    """[shortest, longest] Å of an atom of ``z`` nearest to one of ``z_nearest`` in training (files before the
+    ranges were per pair: per element), None where training had no such pair."""
+    pair = f"{symbol(z)}-{symbol(z_nearest)}"
+    return cal.nearest_neighbour.get(pair, cal.nearest_neighbour.get(symbol(z)))
+
+
+def _beyond(x: float, lo_hi: list | None, tolerance: float = 0.0) -> float:
+    """How far ``x`` (> 0) lies outside [lo, hi] widened by ``tolerance``: ln(x / hi) above, ln(lo / x) below
+    (≈ the relative excess where small; 0 inside or without a range)."""
+    if not lo_hi or x <= 0:
+        return 0.0
+    return max(0.0, float(np.log(x / (lo_hi[1] * (1 + tolerance)))), float(np.log(lo_hi[0] * (1 - tolerance) / x)))
+
+
+def domain_excess(numbers: np.ndarray, positions: np.ndarray, cal: UncertaintyCalibration,
+                  atoms_range: list | None, heavy_atoms_range: list | None) -> tuple[float, float]:
+    """How far a structure lies beyond its model's training molecules, as the log of the ratio to the nearest
+    end of the training range (0 within it; ≈ the relative excess where small): (size: its atom or heavy-atom
+    count, e.g. 18 heavy atoms against at most 9 -> ln 2 = 0.69; geometry: the largest of any atom's
+    nearest-neighbour distance against the range of its pair of elements, e.g. a C-H bond at 1.44 Å against
+    at most 1.11 -> 0.26, and of its bond-valence sum against its element's, e.g. a carbon at 3.0 against at
+    least 3.6 -> 0.18 (pairs and elements that training lacks count 0; their reasons say so))."""
+    size = max(_beyond(len(numbers), atoms_range), _beyond(heavy_atoms(numbers), heavy_atoms_range))
+    geometry = 0.0
+    if len(numbers) > 1 and cal.nearest_neighbour:
+        j, nearest = _nearest(numbers, positions)
+        geometry = max(_beyond(float(r), _pair_range(cal, int(z), int(numbers[k])))
+                       for z, k, r in zip(numbers, j, nearest))
+    if len(numbers) > 1 and cal.valence_ranges:
+        geometry = max(geometry, *(_beyond(float(v), cal.valence_ranges.get(symbol(int(z))))
+                                   for z, v in zip(numbers, bond_valences(numbers, positions))))
+    return float(size), float(geometry)
 
 
 def domain_reasons(numbers: np.ndarray, positions: np.ndarray, cal: UncertaintyCalibration,
                    atoms_range: list | None, heavy_atoms_range: list | None) -> list[str]:
     """Why a structure lies outside the training data by size or geometry (empty: it does not): atom and
     heavy-atom counts outside the training ranges; an atom whose nearest neighbour is nearer or farther than
-    in any training molecule (by more than ``cal.distance_tolerance``, relative)."""
+    in any training molecule (by more than ``cal.distance_tolerance``, relative); else an atom whose
+    bond-valence sum (:func:`bond_valences`) lies outside its element's training range (by more than
+    ``cal.valence_tolerance``): a bond stretched or squeezed though the atom's nearest neighbour is not."""
     out = []
     n, heavy = len(numbers), heavy_atoms(numbers)
     if atoms_range and not atoms_range[0] <= n <= atoms_range[1]:
@@ -120,21 +174,56 @@ def domain_reasons(numbers: np.ndarray, positions: np.ndarray, cal: UncertaintyC
     if heavy_atoms_range and not heavy_atoms_range[0] <= heavy <= heavy_atoms_range[1]:
         out.append(f"{heavy} heavy atoms, outside the training molecules' {heavy_atoms_range[0]}-{heavy_atoms_range[1]}")
     if n > 1 and cal.nearest_neighbour:
-        d = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
-        np.fill_diagonal(d, np.inf)
-        j, nearest = d.argmin(axis=1), d.min(axis=1)
+        j, nearest = _nearest(numbers, positions)
         tol = cal.distance_tolerance
         for i, z in enumerate(numbers):
             pair = f"{symbol(int(z))}-{symbol(int(numbers[j[i]]))}"
-            lo_hi = cal.nearest_neighbour.get(pair, cal.nearest_neighbour.get(symbol(int(z))))  # older: per element
+            lo_hi = _pair_range(cal, int(z), int(numbers[j[i]]))
             if lo_hi is None:
                 out.append(f"atom {i + 1}: nearest neighbour {pair} at {nearest[i]:.2f} Å, never nearest neighbours "
                            "in a training molecule")
                 break
-            if not lo_hi[0] * (1 - tol) <= nearest[i] <= lo_hi[1] * (1 + tol):
+            if _beyond(float(nearest[i]), lo_hi, tol) > 0:
                 out.append(f"atom {i + 1} ({symbol(int(z))}): nearest neighbour {pair} at {nearest[i]:.2f} Å, training "
                            f"{lo_hi[0]:.2f}-{lo_hi[1]:.2f} Å (a stretched or squeezed bond?)")
                 break
+    if n > 1 and cal.valence_ranges and not any("nearest neighbour" in r for r in out):
+        for i, (z, v) in enumerate(zip(numbers, bond_valences(numbers, positions))):
+            lo_hi = cal.valence_ranges.get(symbol(int(z)))
+            if _beyond(float(v), lo_hi, cal.valence_tolerance) > 0:
+                out.append(f"atom {i + 1} ({symbol(int(z))}): bond-valence sum {v:.2f}, training {lo_hi[0]:.2f}-"
+                           f"{lo_hi[1]:.2f} (a stretched, squeezed or broken bond?)")
+                break
+    return out
+
+
+BOND_ORDER_DECAY = 0.30
+"""b, Å, of the bond order exp((R_a + R_b - d) / b) between atoms at distance d (Pauling's relation has 0.26,
+the bond-valence model 0.37)."""
+
+
+def bond_valences(numbers: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Each atom's bond-valence sum (n,): Σ_j exp((R_i + R_j - d_ij) / b), R the single-bond radii
+    (:data:`eqchem.io.elements.SINGLE_BOND_RADII`), b :data:`BOND_ORDER_DECAY`: about 4 for a carbon, 1 for a
+    hydrogen at their usual bond lengths; a bond stretched by 30 % takes about 0.8 off both its atoms', which
+    nearest-neighbour distances miss where the atom keeps a shorter bond."""
+    from ..io.elements import SINGLE_BOND_RADII
+
+    radii = np.array([SINGLE_BOND_RADII.get(int(z), 1.5) for z in numbers])
+    d = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    return np.exp((radii[:, None] + radii[None] - d) / BOND_ORDER_DECAY).sum(axis=1)
+
+
+def valence_ranges(molecules) -> dict[str, list[float]]:
+    """{"C": [smallest, largest] bond-valence sum (:func:`bond_valences`) of a carbon} over (numbers, positions)
+    pairs, per element."""
+    out: dict[str, list[float]] = {}
+    for numbers, positions in molecules:
+        for z, v in zip(numbers, bond_valences(numbers, positions)):
+            s = symbol(int(z))
+            lo, hi = out.get(s, [np.inf, 0.0])
+            out[s] = [float(min(lo, v)), float(max(hi, v))]
     return out
 
 
@@ -145,9 +234,7 @@ def nearest_neighbour_ranges(molecules) -> dict[str, list[float]]:
     for numbers, positions in molecules:
         if len(numbers) < 2:
             continue
-        d = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
-        np.fill_diagonal(d, np.inf)
-        for z, j, r in zip(numbers, d.argmin(axis=1), d.min(axis=1)):
+        for z, j, r in zip(numbers, *_nearest(numbers, positions)):
             s = f"{symbol(int(z))}-{symbol(int(numbers[j]))}"
             lo, hi = out.get(s, [np.inf, 0.0])
             out[s] = [float(min(lo, r)), float(max(hi, r))]

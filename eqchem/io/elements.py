@@ -35,3 +35,8 @@ def symbol(z: int) -> str:
     if not 1 <= int(z) <= MAX_Z:
         raise InputError(f"unknown atomic number {z}")
     return _SYMBOLS[int(z)]
+
+
+SINGLE_BOND_RADII = {1: 0.32, 5: 0.85, 6: 0.75, 7: 0.71, 8: 0.63, 9: 0.64, 14: 1.16, 15: 1.11, 16: 1.03, 17: 0.99,
+                     35: 1.14, 53: 1.33}
+"""Covalent single-bond radii, Å (Pyykkö & Atsumi, Chem. Eur. J. 15, 186 (2009)), of the organic elements."""

@@ -9,14 +9,27 @@ The estimates (:mod:`eqchem.inference.uncertainty`), per molecule:
   atom-pair blocks weighted by where orbital i lives (w_a,i: its weight on atom a): first-order perturbation
   theory, δε_i = c_iᵀ δH c_i, with block errors of variance ∝ leverage; gap: the same with v_homo + v_lumo.
 - dipole |μ| (Debye): ``dipole_scale · H MAE estimate (µEh) · sqrt(atoms)``.
+- beyond the training molecules, each estimate grows: the H MAE (and so the dipole) by
+  ``1 + h_mae_size_slope · s + h_mae_geometry_slope · g``, the orbital energies by ``1 + orbital_size_slope · s
+  + orbital_geometry_slope · g``; s and g: how far the molecule's atom counts and its farthest-out
+  nearest-neighbour distance or bond-valence sum lie beyond the training ranges, as the log of the ratio to
+  the range's nearest end (0 within them;
+  :func:`eqchem.inference.uncertainty.domain_excess`). The slopes (≥ 0) are fitted jointly with the scales on
+  validation molecules that include ones beyond the ranges (``n_beyond``: stretched bonds, larger molecules);
+  without such molecules they stay 0.
 - in domain: atom count, heavy-atom count (``atoms_range``, ``heavy_atoms_range``: those of the training
   molecules the posterior was summed over), each atom's nearest-neighbour distance within the training
-  molecules' ranges (``nearest_neighbour``, Å, per element, widened by ``distance_tolerance``), and no atom or
-  pair leverage beyond ``leverage_limit`` (the largest on the validation molecules times
-  ``leverage_margin``).
+  molecules' ranges (``nearest_neighbour``, Å, per pair of elements, widened by ``distance_tolerance``), each
+  atom's bond-valence sum Σ_j exp((R_i + R_j - d_ij) / 0.3 Å) within its element's training range
+  (``valence_ranges``, widened by ``valence_tolerance``: a C-C bond stretched by 30 % takes ~0.8 off both
+  carbons' sums though their nearest neighbours stay), and no atom or pair leverage beyond ``leverage_limit``
+  (the largest on the validation molecules times ``leverage_margin``).
 - ``check_threshold_ev``: with ``--check`` a molecule is flagged when one cheap Fock build from its predicted
   density moves the gap by more than this (eV).
-Each scale is set so that the root mean square of error/σ is 1 on the validation molecules.
+Fits on the validation molecules: the H MAE line and its slopes by least squares in log space; the orbital
+scales and slopes by the Gaussian likelihood of the HOMO, LUMO and gap errors (with the slopes at 0 this sets
+each scale to the root mean square of error/σ-without-scale, so that error/σ has RMS 1); the dipole scale
+so that error/σ has RMS 1.
 """
 from __future__ import annotations
 
@@ -40,12 +53,25 @@ class UncertaintyCalibration:
     leverage_limit: float           # largest in-domain leverage of an atom or pair block
     check_threshold_ev: float       # |gap shift| of one Fock build beyond which --check flags
     nearest_neighbour: dict = field(default_factory=dict)  # {"A-B": [min, max] Å}: atoms of A nearest to a B
+    valence_ranges: dict = field(default_factory=dict)     # {"C": [min, max]}: bond-valence sums of training atoms
     atoms_range: list | None = None         # [fewest, most] atoms of the posterior's training molecules
     heavy_atoms_range: list | None = None   # [fewest, most] heavy atoms of them
     distance_tolerance: float = 0.10
+    valence_tolerance: float = 0.02
     leverage_margin: float = 3.0
+    h_mae_size_slope: float = 0.0           # growth per unit of size excess (module docstring)
+    h_mae_geometry_slope: float = 0.0
+    orbital_size_slope: float = 0.0
+    orbital_geometry_slope: float = 0.0
+    n_beyond: int = 0                       # validation molecules beyond the training ranges the slopes saw
     n_molecules: int = 0
     keys: list = field(default_factory=list)  # the validation keys fitted on
+
+    def growth(self, size_excess: float, geometry_excess: float) -> tuple[float, float]:
+        """Factors (H MAE, orbital energies) ≥ 1 of a molecule ``size_excess`` and ``geometry_excess`` beyond
+        the training ranges."""
+        return (1.0 + self.h_mae_size_slope * size_excess + self.h_mae_geometry_slope * geometry_excess,
+                1.0 + self.orbital_size_slope * size_excess + self.orbital_geometry_slope * geometry_excess)
 
     def to_dict(self) -> dict:
         return asdict(self)
