@@ -17,7 +17,6 @@ their QM9 molecule's (``datasets/qm9/recipe.py``), so test molecules stay test m
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -144,10 +143,7 @@ def write_split(data: list[str], out: Path) -> dict:
             for k in f.get("molecules", {}):
                 if k.startswith("dist_qm9_"):
                     split[split_of(k)].append(k)
-    result = {k: sorted(v) for k, v in split.items()}
-    out.write_text(json.dumps(result, indent=0))
-    print(f"wrote {out}: " + ", ".join(f"{k} {len(v)}" for k, v in result.items()))
-    return result
+    return qm9.save_split(split, out)
 
 
 def main() -> None:

@@ -79,6 +79,11 @@ def validation_rows(model: EqchemModel, datasets: Sequence[H5Dataset], keys: Seq
     return rows
 
 
+def _excesses(rows: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(size, geometry) excess of each row (0 where a row lacks them)."""
+    return tuple(np.array([r.get(k, 0.0) for r in rows], dtype=float) for k in ("size_excess", "geometry_excess"))
+
+
 def _fit_h_mae(rows: Sequence[dict]) -> tuple[float, float, float, float]:
     """(log scale, log slope, size slope, geometry slope) of the H MAE estimate: least squares of
     log(actual) - log(exp(a) L^b (1 + k_s s + k_g g)) over ``rows``, k ≥ 0; the line alone where no row lies
@@ -87,7 +92,7 @@ def _fit_h_mae(rows: Sequence[dict]) -> tuple[float, float, float, float]:
 
     x = np.log([r["leverage_mean"] for r in rows])
     y = np.log([r["h_mae_uEh"] for r in rows])
-    es, eg = (np.array([r.get(k, 0.0) for r in rows]) for k in ("size_excess", "geometry_excess"))
+    es, eg = _excesses(rows)
     inside = (es == 0) & (eg == 0)
     base = inside if inside.sum() >= 3 else np.ones_like(inside)
     if base.sum() >= 3 and np.ptp(x[base]) > 0:
@@ -114,7 +119,7 @@ def _fit_orbitals(rows: Sequence[dict]) -> tuple[dict, float, float]:
     err = np.array([[r[f"{q}_error_ev"] for q in names] for r in rows], dtype=float)
     raw = np.array([[r[f"uncertainty_{q}_ev"] for q in names] for r in rows], dtype=float)
     ok = raw > 1e-30
-    es, eg = (np.array([r.get(k, 0.0) for r in rows]) for k in ("size_excess", "geometry_excess"))
+    es, eg = _excesses(rows)
 
     def scales(grow: np.ndarray) -> np.ndarray:
         z2 = np.where(ok, (err / np.where(ok, raw, 1.0) / grow[:, None]) ** 2, 0.0)
@@ -145,7 +150,7 @@ def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequenc
     ``check_floor_ev``: about one right gap in twenty flagged."""
     intercept, slope, h_size, h_geometry = _fit_h_mae(rows)
     orbital, o_size, o_geometry = _fit_orbitals(rows)
-    es, eg = (np.array([r.get(k, 0.0) for r in rows]) for k in ("size_excess", "geometry_excess"))
+    es, eg = _excesses(rows)
     lev = np.array([r["leverage_mean"] for r in rows])
     h_est = np.exp(intercept) * lev ** slope * (1 + h_size * es + h_geometry * eg)
     dip = [(r["dipole_error_debye"], h * np.sqrt(r["n_atoms"])) for r, h in zip(rows, h_est)

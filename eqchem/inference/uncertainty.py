@@ -173,6 +173,7 @@ def domain_reasons(numbers: np.ndarray, positions: np.ndarray, cal: UncertaintyC
         out.append(f"{n} atoms, outside the training molecules' {atoms_range[0]}-{atoms_range[1]}")
     if heavy_atoms_range and not heavy_atoms_range[0] <= heavy <= heavy_atoms_range[1]:
         out.append(f"{heavy} heavy atoms, outside the training molecules' {heavy_atoms_range[0]}-{heavy_atoms_range[1]}")
+    geometry_reason = False
     if n > 1 and cal.nearest_neighbour:
         j, nearest = _nearest(numbers, positions)
         tol = cal.distance_tolerance
@@ -182,12 +183,14 @@ def domain_reasons(numbers: np.ndarray, positions: np.ndarray, cal: UncertaintyC
             if lo_hi is None:
                 out.append(f"atom {i + 1}: nearest neighbour {pair} at {nearest[i]:.2f} Å, never nearest neighbours "
                            "in a training molecule")
+                geometry_reason = True
                 break
             if _beyond(float(nearest[i]), lo_hi, tol) > 0:
                 out.append(f"atom {i + 1} ({symbol(int(z))}): nearest neighbour {pair} at {nearest[i]:.2f} Å, training "
                            f"{lo_hi[0]:.2f}-{lo_hi[1]:.2f} Å (a stretched or squeezed bond?)")
+                geometry_reason = True
                 break
-    if n > 1 and cal.valence_ranges and not any("nearest neighbour" in r for r in out):
+    if n > 1 and cal.valence_ranges and not geometry_reason:
         for i, (z, v) in enumerate(zip(numbers, bond_valences(numbers, positions))):
             lo_hi = cal.valence_ranges.get(symbol(int(z)))
             if _beyond(float(v), lo_hi, cal.valence_tolerance) > 0:
@@ -221,9 +224,7 @@ def valence_ranges(molecules) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for numbers, positions in molecules:
         for z, v in zip(numbers, bond_valences(numbers, positions)):
-            s = symbol(int(z))
-            lo, hi = out.get(s, [np.inf, 0.0])
-            out[s] = [float(min(lo, v)), float(max(hi, v))]
+            _extend_range(out, symbol(int(z)), float(v))
     return out
 
 
@@ -235,10 +236,14 @@ def nearest_neighbour_ranges(molecules) -> dict[str, list[float]]:
         if len(numbers) < 2:
             continue
         for z, j, r in zip(numbers, *_nearest(numbers, positions)):
-            s = f"{symbol(int(z))}-{symbol(int(numbers[j]))}"
-            lo, hi = out.get(s, [np.inf, 0.0])
-            out[s] = [float(min(lo, r)), float(max(hi, r))]
+            _extend_range(out, f"{symbol(int(z))}-{symbol(int(numbers[j]))}", float(r))
     return out
+
+
+def _extend_range(ranges: dict[str, list[float]], key: str, value: float) -> None:
+    """Widen ``ranges[key]`` = [smallest, largest] to take ``value``."""
+    lo, hi = ranges.get(key, [np.inf, -np.inf])
+    ranges[key] = [float(min(lo, value)), float(max(hi, value))]
 
 
 def self_check(unc: Uncertainty, fock: np.ndarray, hamiltonian: np.ndarray, overlap: np.ndarray, nocc: int,
