@@ -16,7 +16,8 @@ of the check's score for gap errors above 0.3 eV.
 Out of domain, without reference labels: molecules smaller than any training molecule, larger ones, and test
 molecules with one bond to hydrogen, or one bond between heavy atoms, stretched by 30 %: the fraction called out
 of domain and their mean estimates against the in-domain test molecules'.
-Cost: the estimates' and the check's wall time as a fraction of the prediction's (the pipeline's stage times).
+Cost: the estimates' and the check's wall time as a fraction of the prediction's (the pipeline's stage times;
+the check's as a user runs it, the model file's source alone, on the QM9 test molecules).
 ``--write`` stores the results in the model file's card (``uncertainty_metrics``).
 """
 from __future__ import annotations
@@ -40,11 +41,12 @@ _spec.loader.exec_module(sys.modules["distorted_recipe"])
 SMALL = {"water": "O", "methane": "C", "ammonia": "N", "methanol": "CO", "hydrogen fluoride": "F",
          "formaldehyde": "C=O", "acetonitrile": "CC#N", "fluoroform": "FC(F)F"}
 """Molecules with fewer atoms than most training molecules (each is out of domain only where it is smaller)."""
-LARGE = {"caffeine": "Cn1cnc2c1c(=O)n(C)c(=O)n2C", "ibuprofen": "CC(C)Cc1ccc(cc1)C(C)C(=O)O",
+LARGE = {"pentoxifylline": "CC(=O)CCCCn1c(=O)c2c(ncn2C)n(C)c1=O", "ketoprofen": "CC(C(=O)O)c1cccc(c1)C(=O)c1ccccc1",
          "melatonin": "CC(=O)NCCc1c[nH]c2ccc(OC)cc12", "paracetamol dimer ether": "CC(=O)Nc1ccc(Oc2ccc(NC(C)=O)cc2)cc1",
          "fluconazole": "OC(Cn1cncn1)(Cn1cncn1)c1ccc(F)cc1F", "nicotinamide riboside": "NC(=O)c1ccc[n+](c1)C1OC(CO)C(O)C1O",
          "diazepam-like": "CN1C(=O)CN=C(c2ccccc2)c2cc(F)ccc21", "naproxen": "COc1ccc2cc(ccc2c1)C(C)C(=O)O"}
-"""Drug-sized molecules of H C N O F (12-22 heavy atoms)."""
+"""Drug-sized molecules of H C N O F (12-22 heavy atoms), none of them a validation molecule of ``datasets/drugs``
+(the estimates' growth with size is fitted on those)."""
 STRETCH = 1.30
 DRUG_TEST = set(json.loads((HERE.parent / "datasets" / "drugs" / "split.json").read_text())["test"])
 """The drug-sized test molecules (``datasets/drugs``): with labels where the data holds them."""
@@ -155,7 +157,7 @@ def main() -> None:
                 n_frag += 1
         if not keys:
             continue
-        res = evaluate(ds.subset(keys), model, check=True, timings=timings)
+        res = evaluate(ds.subset(keys), model, check=True, check_both=True, timings=timings)
         for r in res.get("uncertainty", []):
             r["source"] = "qm9" if r["key"].startswith("qm9_") else "distorted" if r["key"].startswith("dist_") \
                 else "drug-sized" if r["key"].startswith("drug_") else "fragments"
@@ -174,10 +176,11 @@ def main() -> None:
     ood = out_of_domain(model, test_structures)
     sec = timings.seconds
     prediction = sum(v for k, v in sec.items() if k not in ("uncertainty", "check"))
-    cost = {"estimates_fraction": sec["uncertainty"] / prediction, "check_fraction": sec["check"] / prediction,
+    check_s, check_prediction_s = check_cost(model, test_structures)
+    cost = {"estimates_fraction": sec["uncertainty"] / prediction, "check_fraction": check_s / check_prediction_s,
             "prediction_s_per_molecule": prediction / max(1, timings.molecules),
             "estimates_s_per_molecule": sec["uncertainty"] / max(1, timings.molecules),
-            "check_s_per_molecule": sec["check"] / max(1, timings.molecules)}
+            "check_s_per_molecule": check_s}
 
     lines = []
     for name, rep in reports.items():
@@ -212,6 +215,20 @@ def main() -> None:
         card = {"test": {k: _brief(v) for k, v in reports.items()}, "out_of_domain": ood, "cost": cost}
         model.with_card(uncertainty_metrics=card).save(a.model)
         print(f"wrote the card of {a.model}")
+
+
+def check_cost(model, structures) -> tuple[float, float]:
+    """(check, prediction without it) seconds per molecule of ``--check`` as a user runs it (the model file's
+    check source alone; the rows above ran both sources), over ``structures`` (QM9 test molecules), after a
+    warm-up molecule that loads the partner model."""
+    from eqchem.inference.pipeline import PredictionPipeline, StageTimings
+
+    pipeline = PredictionPipeline(model, check=True)
+    pipeline.results(structures[:1], [[]])
+    pipeline.timings = timings = StageTimings()
+    pipeline.results(structures, [[] for _ in structures])
+    sec, n = timings.seconds, max(1, timings.molecules)
+    return sec["check"] / n, sum(v for k, v in sec.items() if k not in ("uncertainty", "check")) / n
 
 
 def _brief(rep: dict) -> dict:

@@ -7,7 +7,9 @@ uses only the rows that have all of its keys with finite values):
   reference, eV), ``dipole_error_debye`` (absolute error of |μ|, D);
 - estimated 1σ: ``uncertainty_h_mae_uEh``, ``uncertainty_homo_ev``, ``uncertainty_lumo_ev``,
   ``uncertainty_gap_ev``, ``uncertainty_dipole_debye``; ``in_domain`` (bool);
-- check: ``check_score_ev`` (larger = more suspicious), ``flagged`` (bool).
+- check: ``check_score_ev`` (larger = more suspicious), ``flagged`` (bool); where present, each source's own
+  score: ``check_fock_score_ev`` (one Fock build's |gap shift|), ``check_partner_score_ev`` (|partner's gap −
+  this gap|).
 
 Pure NumPy/SciPy; matplotlib only inside :func:`plot_reliability`.
 """
@@ -137,7 +139,8 @@ def calibration_report(rows: Sequence[dict[str, Any]], gap_threshold_ev: float =
       ``gap_threshold_ev``, ``n_positive`` (|gap error| > threshold), ``auc_gap_error_above_<t>_ev``
       (see :func:`check_auc_key`; scores = check_score_ev), and over rows with ``flagged`` and
       ``gap_error_ev``: ``n_flagged``, ``flag_precision`` (positives among flagged), ``flag_recall``
-      (flagged among positives);
+      (flagged among positives); ``auc_fock`` / ``auc_partner`` and ``n_fock`` / ``n_partner``: each source's
+      score alone over the rows that have it;
     - ``in_domain_fraction``: fraction of rows with ``in_domain`` set that are in domain (None if none).
     """
     rows = list(rows)
@@ -165,6 +168,11 @@ def calibration_report(rows: Sequence[dict[str, Any]], gap_threshold_ev: float =
         flagged, gap_err_f = _columns(rows, "flagged", "gap_error_ev")
         flagged, pos_f = flagged.astype(bool), np.abs(gap_err_f) > gap_threshold_ev
         tp = int(np.sum(flagged & pos_f))
+        for source in ("fock", "partner"):  # each score alone, over the rows that have it
+            sc, ge = _columns(rows, f"check_{source}_score_ev", "gap_error_ev")
+            if sc.size:
+                check[f"auc_{source}"] = _finite(auc(np.abs(ge) > gap_threshold_ev, sc))
+                check[f"n_{source}"] = int(sc.size)
         check["n_flagged"] = int(flagged.sum())
         check["flag_precision"] = tp / int(flagged.sum()) if flagged.any() else None
         check["flag_recall"] = tp / int(pos_f.sum()) if pos_f.any() else None
@@ -199,6 +207,10 @@ def calibration_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"  check AUC (|gap error| > {t:g} eV): {_fmt(check.get(check_auc_key(t)), '.3f')} "
                      f"({check['n_positive']} of {check['n']} positive); flag precision "
                      f"{_fmt(check.get('flag_precision'), '.2f')}, recall {_fmt(check.get('flag_recall'), '.2f')}")
+        for source, what in (("fock", "one Fock build's gap shift"), ("partner", "partner model's gap")):
+            if check.get(f"n_{source}"):
+                lines.append(f"    by the {what} alone: AUC {_fmt(check.get(f'auc_{source}'), '.3f')} over "
+                             f"{check[f'n_{source}']}")
     else:
         lines.append("  check AUC: n/a")
     frac = report.get("in_domain_fraction")

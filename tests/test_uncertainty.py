@@ -135,16 +135,20 @@ def test_calibration_fit_recovers_known_scales():
                      "uncertainty_homo_ev": np.sqrt(vh), "uncertainty_lumo_ev": np.sqrt(vl),
                      "uncertainty_gap_ev": np.sqrt(vh + vl), "homo_error_ev": 2.0 * np.sqrt(vh) * rng.choice([-1, 1]),
                      "lumo_error_ev": 0.5 * np.sqrt(vl), "gap_error_ev": -0.5 * np.sqrt(vh + vl),
-                     "dipole_error_debye": 3e-4 * 7.0 * lev ** 0.5 * 4.0, "check_score_ev": rng.uniform(0.1, 0.3)})
-    rows[0].update(gap_error_ev=2.0, check_score_ev=5.0)  # a wrong gap: its score does not set the threshold
-    cal = fit_calibration(rows[1:], {}, ["k"])
+                     "dipole_error_debye": 3e-4 * 7.0 * lev ** 0.5 * 4.0, "check_fock_score_ev": rng.uniform(0.1, 0.3),
+                     "check_partner_score_ev": rng.uniform(0.2, 0.6)})
+    rows[0].update(gap_error_ev=2.0, check_fock_score_ev=5.0, check_partner_score_ev=5.0)  # a wrong gap: its
+    cal = fit_calibration(rows[1:], {}, ["k"])                                             # score sets no threshold
     assert cal.gap_scale == pytest.approx(0.5)
-    assert cal.check_threshold_ev == pytest.approx(np.quantile([r["check_score_ev"] for r in rows[1:]], 0.95))
+    assert cal.check_threshold_ev == pytest.approx(np.quantile([r["check_fock_score_ev"] for r in rows[1:]], 0.95))
+    assert cal.check_partner is None and cal.partner_threshold_ev == np.inf  # no partner: never by the partner
+    cal = fit_calibration(rows, {}, ["k"], check_partner="accurate")
+    assert cal.partner_threshold_ev == pytest.approx(np.quantile([r["check_partner_score_ev"] for r in rows[1:]], 0.95))
     cal = fit_calibration(rows, {}, ["k"])
     assert cal.h_mae_log_slope == pytest.approx(0.5) and np.exp(cal.h_mae_log_scale) == pytest.approx(7.0)
     assert (cal.homo_scale, cal.lumo_scale) == pytest.approx((2.0, 0.5))
     assert cal.dipole_scale == pytest.approx(3e-4)
-    assert cal.check_threshold_ev == pytest.approx(np.quantile([r["check_score_ev"] for r in rows[1:]], 0.95))
+    assert cal.check_threshold_ev == pytest.approx(np.quantile([r["check_fock_score_ev"] for r in rows[1:]], 0.95))
     assert cal.leverage_limit == pytest.approx(3.0 * max(r["leverage_max"] for r in rows))
 
 
@@ -248,6 +252,43 @@ def test_the_check_flags_a_prediction_its_fock_build_moves_and_costs_one_build(m
     assert builds == [1]  # the Fock step's own build serves the check
 
 
+def test_the_check_partner_is_a_second_model_in_place_of_the_fock_build(monkeypatch):
+    """--check with a check partner: the accurate model (its minao guess and its Fock step) predicts the same
+    molecule and the gap difference flags it; no Fock build of the fast model's density. Where the partner
+    cannot take the molecule (another basis), the Fock build checks as before."""
+    from dataclasses import replace
+
+    import eqchem
+    from eqchem.inference.model_file import load_model
+    from eqchem.inference.pipeline import PredictionPipeline
+    from eqchem.inference.predict import predict
+    from eqchem.units import HARTREE_EV
+
+    from .test_prediction_pipeline import tiny_model
+
+    def partnered(model, threshold):
+        cal = replace(model.uncertainty.calibration, check_partner="accurate", partner_threshold_ev=threshold)
+        return model.with_uncertainty(replace(model.uncertainty, calibration=cal))
+
+    builds = []
+    original = PredictionPipeline._fock
+    monkeypatch.setattr(PredictionPipeline, "_fock", lambda self, *a: builds.append(1) or original(self, *a))
+    ethanol = str(EXAMPLES / "ethanol.xyz")
+    fast = partnered(load_model("fast"), 0.0)
+    u = eqchem.predict(ethanol, model=fast, check=True).uncertainty
+    gaps = [eqchem.predict(ethanol, model=m).gap * HARTREE_EV for m in (fast, "accurate")]
+    assert u.check_by == "partner" and u.check_gap_shift_ev is None
+    assert len(builds) == 2  # the partner's Fock step, here and in its own prediction above: none of the fast model's
+    assert u.check_partner_gap_diff_ev == pytest.approx(gaps[1] - gaps[0], abs=1e-6)
+    assert u.flagged is (abs(u.check_partner_gap_diff_ev) > 0)
+    assert eqchem.predict(ethanol, model=partnered(fast, 10.0), check=True).uncertainty.flagged is False
+    waters = _water_set()
+    other_basis = partnered(with_estimates(tiny_model("none"), waters), 0.0)  # sto-3g: the partner has def2-svp
+    builds.clear()
+    u = predict(waters[0], other_basis, check=True).uncertainty
+    assert u.check_by == "fock" and builds == [1] and u.check_partner_gap_diff_ev is None
+
+
 def test_estimates_travel_in_the_model_file_and_every_output(tmp_path, run_cli):
     import h5py
 
@@ -280,8 +321,8 @@ def test_estimates_travel_in_the_model_file_and_every_output(tmp_path, run_cli):
 
 def test_the_shipped_fast_model_says_how_far_to_trust_it(run_cli):
     """Calibrated estimates in the package: water (3 atoms) and a stretched ethanol are out of domain, with the
-    reasons; the self-consistency check flags water, whose gap the fast model gets 0.5 eV wrong (reference:
-    datasets/examples/reference_values.json)."""
+    reasons; the check (its partner, the accurate model, as a second opinion) flags water, whose gap the fast
+    model gets 0.5 eV wrong (reference: datasets/examples/reference_values.json)."""
     import eqchem
     from eqchem.inference.model_file import load_model
     from eqchem.io.readers import read_structures
@@ -296,7 +337,7 @@ def test_the_shipped_fast_model_says_how_far_to_trust_it(run_cli):
     u = water.uncertainty
     assert not u.in_domain and "3 atoms" in u.reasons[0]
     ref_gap = load_reference()["molecules"]["water"]["gap"] * 27.211386245988
-    assert abs(water.gap * 27.211386245988 - ref_gap) > 0.3 and u.flagged
+    assert abs(water.gap * 27.211386245988 - ref_gap) > 0.3 and u.flagged and u.check_by == "partner"
     ethanol = read_structures(str(EXAMPLES / "ethanol.xyz"))[0]
     stretched = ethanol.positions.copy()
     h = int(np.flatnonzero(ethanol.numbers == 1)[0])

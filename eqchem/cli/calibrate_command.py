@@ -22,6 +22,9 @@ def calibrate(
                                                     "model's own validation keys; their 'test' keys never do."),
     report: Optional[Path] = typer.Option(None, "--report", help="JSON of the validation molecules' estimates and "
                                           "errors, and their calibration metrics."),
+    check_partner: Optional[str] = typer.Option(None, "--check-partner", help="A shipped model (fast / accurate) "
+                                                "whose gap --check compares with this model's where it covers the "
+                                                "molecule, instead of one Fock build (a committee of two)."),
     domain_only: bool = typer.Option(False, "--domain-only", help="Only recompute the training-domain ranges "
                                      "(sizes, nearest neighbours per element pair) of a calibrated model."),
 ):
@@ -34,8 +37,11 @@ def calibrate(
     from ..inference.calibrate import calibrate as run_calibrate
     from ..inference.model_file import load_model
     from ..inference.writers import check_output_path
+    from ..model.file import SHIPPED_MODELS
 
     check_output_path(out, "--out")
+    if check_partner is not None and check_partner not in SHIPPED_MODELS:
+        raise InputError(f"--check-partner {check_partner}: not a shipped model (one of {', '.join(SHIPPED_MODELS)})")
     m = load_model(model)
     if domain_only:
         from ..inference.calibrate import refresh_domain
@@ -56,7 +62,8 @@ def calibrate(
     datasets = [H5Dataset(p) for p in data]
     n = len(m.card.train_keys) + len(val)
     with ProgressReporter("calibrate", n) as bar:
-        calibrated, rows = run_calibrate(m, datasets, val, on_molecule=lambda k: bar.advance(k))
+        calibrated, rows = run_calibrate(m, datasets, val, on_molecule=lambda k: bar.advance(k),
+                                          check_partner=check_partner)
     cal = calibrated.uncertainty.calibration
     path = calibrated.save(out)
     console.print(f"wrote {path}: posterior of {calibrated.uncertainty.posterior.n_molecules} training molecules, "

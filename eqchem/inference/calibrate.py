@@ -64,11 +64,12 @@ def fit_posterior(model: EqchemModel, molecules: Sequence[tuple[np.ndarray, np.n
 
 
 def validation_rows(model: EqchemModel, datasets: Sequence[H5Dataset], keys: Sequence[str], check: bool = True,
-                    on_molecule: Callable[[str], None] | None = None) -> list[dict]:
+                    on_molecule: Callable[[str], None] | None = None, check_both: bool = False) -> list[dict]:
     """Per molecule of ``keys``: its signed errors against the reference and its estimates under ``model``'s
-    calibration (under :data:`UNIT`: the raw statistics), with the check where ``check``
+    calibration (under :data:`UNIT`: the raw statistics), with the check where ``check`` (both of its
+    sources, the Fock build and the partner model, where ``check_both``)
     (:func:`eqchem.inference.evaluate.uncertainty_row`)."""
-    pipeline = PredictionPipeline(model, check=check)
+    pipeline = PredictionPipeline(model, check=check, check_both=check_both)
     rows = []
     for ds, k in _found(datasets, keys):
         rec = ds[k]
@@ -138,15 +139,24 @@ def _fit_orbitals(rows: Sequence[dict]) -> tuple[dict, float, float]:
     return {q: float(v) for q, v in zip(names, s)}, float(k[0]), float(k[1])
 
 
+def _check_threshold(rows: Sequence[dict], score_key: str, floor_ev: float, false_alarm: float,
+                     wrong_gap_ev: float) -> float:
+    """The (1 - ``false_alarm``) quantile of ``score_key`` over the rows whose gap is right (error ≤
+    ``wrong_gap_ev``), at least ``floor_ev``; inf where no row has the score."""
+    scores = [r[score_key] for r in rows if r.get(score_key) is not None and abs(r["gap_error_ev"]) <= wrong_gap_ev]
+    return float(max(floor_ev, np.quantile(scores, 1 - false_alarm))) if scores else float("inf")
+
+
 def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequence[str],
                     check_floor_ev: float = 0.1, false_alarm: float = 0.05, wrong_gap_ev: float = 0.3,
-                    domain: dict | None = None) -> UncertaintyCalibration:
+                    domain: dict | None = None, check_partner: str | None = None) -> UncertaintyCalibration:
     """The scalars of :class:`UncertaintyCalibration` from validation ``rows`` computed under :data:`UNIT`
     (each with its ``size_excess`` and ``geometry_excess``): the H MAE line and its growth beyond the training
     ranges (:func:`_fit_h_mae`); the orbital scales and their growth (:func:`_fit_orbitals`); for the dipole
     the scale that makes the root mean square of error/σ one; the largest leverage of the validation molecules
-    within the training ranges times the margin; the check threshold at the (1 - ``false_alarm``) quantile of
-    the check scores of the validation molecules whose gap is right (error ≤ ``wrong_gap_ev``), at least
+    within the training ranges times the margin; each check threshold (the Fock build's gap shift; the gap
+    difference to ``check_partner``'s prediction where the rows have it) at the (1 - ``false_alarm``) quantile
+    of its scores over the validation molecules whose gap is right (error ≤ ``wrong_gap_ev``), at least
     ``check_floor_ev``: about one right gap in twenty flagged."""
     intercept, slope, h_size, h_geometry = _fit_h_mae(rows)
     orbital, o_size, o_geometry = _fit_orbitals(rows)
@@ -156,8 +166,6 @@ def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequenc
     dip = [(r["dipole_error_debye"], h * np.sqrt(r["n_atoms"])) for r, h in zip(rows, h_est)
            if r.get("dipole_error_debye") is not None]
     dipole_scale = float(np.sqrt(np.mean([(e / s) ** 2 for e, s in dip]))) if dip else float("nan")
-    shifts = [r["check_score_ev"] for r in rows
-              if r.get("check_score_ev") is not None and abs(r["gap_error_ev"]) <= wrong_gap_ev]
     inside = [r["leverage_max"] for r, a, b in zip(rows, es, eg) if a == 0 and b == 0] or \
         [r["leverage_max"] for r in rows]
     margin = UncertaintyCalibration.leverage_margin
@@ -166,7 +174,10 @@ def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequenc
         homo_scale=orbital["homo"], lumo_scale=orbital["lumo"], gap_scale=orbital["gap"],
         dipole_scale=dipole_scale,
         leverage_limit=float(max(inside) * margin),
-        check_threshold_ev=float(max(check_floor_ev, np.quantile(shifts, 1 - false_alarm) if shifts else 0.0)),
+        check_threshold_ev=_check_threshold(rows, "check_fock_score_ev", check_floor_ev, false_alarm, wrong_gap_ev),
+        check_partner=check_partner,
+        partner_threshold_ev=_check_threshold(rows, "check_partner_score_ev", check_floor_ev, false_alarm,
+                                              wrong_gap_ev) if check_partner else float("inf"),
         nearest_neighbour=nearest_neighbour, h_mae_size_slope=h_size, h_mae_geometry_slope=h_geometry,
         orbital_size_slope=o_size, orbital_geometry_slope=o_geometry,
         n_beyond=int(np.sum((es > 0) | (eg > 0))), n_molecules=len(rows), keys=sorted(keys), **(domain or {}))
@@ -202,9 +213,12 @@ def refresh_domain(model: EqchemModel, datasets: Sequence[H5Dataset]) -> EqchemM
 
 
 def calibrate(model: EqchemModel, datasets: Sequence[H5Dataset], validation_keys: Sequence[str],
-              on_molecule: Callable[[str], None] | None = None) -> tuple[EqchemModel, list[dict]]:
+              on_molecule: Callable[[str], None] | None = None,
+              check_partner: str | None = None) -> tuple[EqchemModel, list[dict]]:
     """``model`` with its error estimates (posterior of its training molecules found in ``datasets``,
-    calibration on ``validation_keys``) and the validation rows under the new calibration.
+    calibration on ``validation_keys``) and the validation rows under the new calibration. ``check_partner``:
+    the shipped model (``"accurate"``, ``"fast"``) whose gap ``--check`` compares with this model's where it
+    covers the molecule (both check sources run on the validation molecules, each gets its threshold).
 
     Refuses a validation key that the model was trained on, and fewer than :data:`MIN_VALIDATION` found;
     skips validation molecules with elements the model lacks."""
@@ -228,16 +242,19 @@ def calibrate(model: EqchemModel, datasets: Sequence[H5Dataset], validation_keys
     molecules = read_molecules(found_train)
     posterior = fit_posterior(model, molecules, (lambda i: on_molecule(found_train[i][1])) if on_molecule else None)
     nn, domain = training_domain(molecules)
-    raw_model = model.with_uncertainty(ModelUncertainty(posterior, replace(UNIT, nearest_neighbour=nn, **domain)))
-    raw_rows = validation_rows(raw_model, datasets, val, check=True, on_molecule=on_molecule)
-    cal = fit_calibration(raw_rows, nn, val, domain=domain)
+    unit = replace(UNIT, nearest_neighbour=nn, check_partner=check_partner, **domain)
+    raw_model = model.with_uncertainty(ModelUncertainty(posterior, unit))
+    raw_rows = validation_rows(raw_model, datasets, val, check=True, on_molecule=on_molecule,
+                               check_both=bool(check_partner))
+    cal = fit_calibration(raw_rows, nn, val, domain=domain, check_partner=check_partner)
     calibrated = model.with_uncertainty(ModelUncertainty(posterior, cal))
     rows = []
     for r in raw_rows:  # the same molecules under the fitted scalars (no second prediction needed)
         raw = RawStatistics(r["leverage_mean"], r["leverage_max"], r["uncertainty_homo_ev"] ** 2,
                             r["uncertainty_lumo_ev"] ** 2, r["n_atoms"], r["size_excess"], r["geometry_excess"])
         score = r["check_score_ev"]
+        threshold = cal.partner_threshold_ev if r.get("check_by") == "partner" else cal.check_threshold_ev
         checked = {k: r[k] for k in r if k.startswith("check_")}  # estimate() leaves the check out
         rows.append({**r, **estimate_fields(estimate(raw, cal, r["reasons"])), **checked,
-                     "flagged": bool(score is not None and score > cal.check_threshold_ev)})
+                     "flagged": bool(score is not None and score > threshold)})
     return calibrated, rows

@@ -61,7 +61,11 @@ def uncertainty_text(model: "EqchemModel") -> str:
         return "none (eqchem calibrate adds them)"
     cal = u.calibration
     text = (f"readout posterior of {u.posterior.n_molecules} training molecules, calibrated on {cal.n_molecules} "
-            f"validation molecules; --check flags a gap shift beyond {cal.check_threshold_ev:.2f} eV")
+            f"validation molecules; --check flags "
+            + (f"a gap {cal.partner_threshold_ev:.2f} eV from the {cal.check_partner} model's (elsewhere "
+               if cal.check_partner else "")
+            + f"a gap shift beyond {cal.check_threshold_ev:.2f} eV of one Fock build"
+            + (")" if cal.check_partner else ""))
     test = (model.card.uncertainty_metrics or {}).get("test", {}).get("all")
     if test:
         def pct(q):

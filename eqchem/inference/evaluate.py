@@ -26,7 +26,7 @@ def check_level_of_theory(ds: H5Dataset, model: EqchemModel) -> None:
 
 def evaluate(ds: H5Dataset, model: EqchemModel, scf: bool = False, batch_size: int = 16, limit: int | None = None,
              on_molecule: Callable[[str], None] | None = None, fock_step: bool = True,
-             timings: StageTimings | None = None, check: bool = False) -> dict:
+             timings: StageTimings | None = None, check: bool = False, check_both: bool = False) -> dict:
     """Per-molecule metrics and their means; with ``scf`` the SCF cycle ratio vs PySCF's minao guess.
 
     Records with a reference dipole also get ``dipole_mae_debye`` (error of |μ|, Debye).
@@ -42,15 +42,17 @@ def evaluate(ds: H5Dataset, model: EqchemModel, scf: bool = False, batch_size: i
     {"ref": [...], "pred": [...]}}`` (groups: :func:`eqchem.metrics.chemistry_groups`, chemistry and size;
     parity holds a sample of H elements for a plot). A model with error estimates also gets ``"calibration"``
     (:func:`eqchem.calibration_metrics.calibration_report`: coverage, reliability, rank correlation, and with
-    ``check`` the AUC of the self-consistency check) and ``"uncertainty"``, the per-molecule estimates and
-    signed errors it was computed from.
+    ``check`` the AUC of the check; ``check_both``: of each of its sources, the Fock build and the partner
+    model, where the model file names one) and ``"uncertainty"``, the per-molecule estimates and signed errors
+    it was computed from.
     """
     check_level_of_theory(ds, model)
     keys = ds.keys()[:limit] if limit else ds.keys()
     shells = ds.basis_shells()
     rows, ref_sample, pred_sample = [], [], []
     rng = np.random.default_rng(0)
-    pipeline = PredictionPipeline(model, batch_size=batch_size, fock_step=fock_step, timings=timings, check=check)
+    pipeline = PredictionPipeline(model, batch_size=batch_size, fock_step=fock_step, timings=timings, check=check,
+                                  check_both=check_both)
     uncertainty_rows = []
     for start in range(0, len(keys), batch_size):
         recs = [ds[k] for k in keys[start:start + batch_size]]
@@ -110,10 +112,25 @@ def estimate_fields(unc) -> dict:
             "uncertainty_dipole_debye": unc.dipole_debye, "in_domain": unc.in_domain, "reasons": list(unc.reasons),
             "leverage_mean": unc.leverage_mean, "leverage_max": unc.leverage_max,
             "size_excess": unc.size_excess, "geometry_excess": unc.geometry_excess,
-            "check_score_ev": abs(unc.check_gap_shift_ev) if unc.check_gap_shift_ev is not None else None,
+            "check_score_ev": _check_score(unc), "check_by": unc.check_by,
+            "check_fock_score_ev": _abs(unc.check_gap_shift_ev),
+            "check_partner_score_ev": _abs(unc.check_partner_gap_diff_ev),
+            "check_partner_gap_diff_ev": unc.check_partner_gap_diff_ev,
             "check_residual_uEh": unc.residual_uEh, "check_gap_shift_ev": unc.check_gap_shift_ev,
             "check_homo_shift_ev": unc.check_homo_shift_ev, "check_lumo_shift_ev": unc.check_lumo_shift_ev,
             "flagged": unc.flagged, "seconds": unc.seconds}
+
+
+def _abs(x: float | None) -> float | None:
+    return abs(x) if x is not None else None
+
+
+def _check_score(unc) -> float | None:
+    """The score the check's flag thresholds (eV): |partner's gap - this gap| where the partner ran, else the
+    Fock build's |gap shift|; None without a check."""
+    if unc.check_by == "partner":
+        return abs(unc.check_partner_gap_diff_ev)
+    return _abs(unc.check_gap_shift_ev)
 
 
 def dipole_error(record, h_pred: np.ndarray, basis: str) -> float:

@@ -9,8 +9,9 @@ before any work) -> :mod:`~eqchem.inference.predict` (batches, in this process o
 guess + filtered correction) -> ``fock_step`` (the damped Fock step, if the model takes one) ->
 ``result`` (:class:`~eqchem.inference.result.OrbitalResult`: diagonalisation and properties) ->
 ``uncertainty`` (calibrated error estimates where the model file has them, from the readouts' leverages the
-``network`` stage computed: :mod:`~eqchem.inference.uncertainty`) -> ``check`` (``check=True`` only: one cheap
-Fock build from the predicted density, or the Fock step's own, and the flag it gives).
+``network`` stage computed: :mod:`~eqchem.inference.uncertainty`) -> ``check`` (``check=True`` only: the
+model file's check partner, a second shipped model, predicts the molecule where it covers it; else one cheap
+Fock build from the predicted density, or the Fock step's own; and the flag it gives).
 Each molecule's PySCF objects (Mole, frame, overlap, guess) live in one
 :class:`~eqchem.dft.molecule.MoleculeContext` that the stages share, built on first use and seeded by
 integrals computed ahead (:mod:`~eqchem.inference.integrals_ahead`); no stage calls back up the road.
@@ -119,15 +120,19 @@ class PredictionPipeline:
     ``timings`` (default: a new :class:`StageTimings`) accumulates the stage wall times.
     ``integrals_ahead``: PySCF integrals of some structures computed by a helper while this process
     started (:mod:`eqchem.inference.integrals_ahead`), taken where they fit.
-    ``check``: the self-consistency check of every prediction (one cheap Fock build where the model takes no
-    Fock step), in ``result.uncertainty``.
+    ``check``: the check of every prediction, in ``result.uncertainty``: the check partner's gap beside this
+    one's where the model file names a partner that covers the molecule, else one cheap Fock build (where the
+    model takes no Fock step). ``check_both``: the Fock build's shifts as well where the partner runs (for
+    calibrations and benches that compare the two).
     """
 
     def __init__(self, model: "EqchemModel", batch_size: int = 16, device: str = "cpu", fock_step: bool = True,
                  timings: StageTimings | None = None, integrals_ahead: "IntegralsAhead | None" = None,
-                 baseline_stage: bool = True, check: bool = False):
+                 baseline_stage: bool = True, check: bool = False, check_both: bool = False):
         self.model = model
         self.check = check
+        self.check_both = check_both
+        self._partner: PredictionPipeline | None = None
         self.baseline_stage = baseline_stage
         self.batch_size = batch_size
         self.device = device
@@ -312,7 +317,7 @@ class PredictionPipeline:
         unc_model = self.model.uncertainty
         if unc_model is None or pred.atom_leverage is None:
             return None
-        from .uncertainty import domain_excess, domain_reasons, estimate, raw_statistics, self_check
+        from .uncertainty import domain_excess, domain_reasons, estimate, partner_check, raw_statistics, self_check
 
         t0 = time.perf_counter()
         with self.timings.stage("uncertainty"):
@@ -325,11 +330,38 @@ class PredictionPipeline:
             unc = estimate(replace(raw, size_excess=size, geometry_excess=geometry), cal, reasons)
         if self.check:
             with self.timings.stage("check"):
-                # the Fock step's F[P] where it ran (checks the network's matrix), else one build for the check
-                net_m = pred.network_matrix
-                fock = pred.fock if pred.fock is not None else self._fock(molecule, net_m)
-                unc = self_check(unc, fock, net_m, molecule.overlap, nocc, cal.check_threshold_ev)
+                partner = self._partner_for(molecule)
+                if partner is None or self.check_both:
+                    # the Fock step's F[P] where it ran (checks the network's matrix), else one build for the check
+                    net_m = pred.network_matrix
+                    fock = pred.fock if pred.fock is not None else self._fock(molecule, net_m)
+                    unc = self_check(unc, fock, net_m, molecule.overlap, nocc, cal.check_threshold_ev)
+                if partner is not None:
+                    unc = partner_check(unc, partner.gap_ev(molecule, nocc), _gap_ev(pred.matrix, molecule, nocc),
+                                        cal.partner_threshold_ev)
         return replace(unc, seconds=time.perf_counter() - t0)
+
+    def _partner_for(self, molecule: MoleculeContext) -> "PredictionPipeline | None":
+        """The pipeline of the model file's check partner (loaded once; its whole prediction, Fock step
+        included), None where the file names none or the partner does not cover this molecule (its elements,
+        charge, spin or basis)."""
+        name = self.model.uncertainty.calibration.check_partner
+        if not name:
+            return None
+        if self._partner is None:
+            from .model_file import load_model
+
+            self._partner = PredictionPipeline(load_model(name), batch_size=1, device=self.device)
+        m = self._partner.model
+        covered = (m.basis == self.model.basis and set(molecule.numbers.tolist()) <= set(m.elements)
+                   and molecule.charge in m.charges and molecule.spin in m.spins)
+        return self._partner if covered else None
+
+    def gap_ev(self, molecule: MoleculeContext, nocc: int) -> float:
+        """This pipeline's predicted HOMO-LUMO gap (eV) of ``molecule`` (another pipeline's context: its own
+        is built here, as the two models' guesses differ) with ``nocc`` occupied orbitals."""
+        own = self._molecule(molecule.numbers, molecule.positions, molecule.charge, molecule.spin)
+        return _gap_ev(self._predict([own])[0].matrix, own, nocc)
 
     def _result(self, s: "Structure", molecule: MoleculeContext, m: np.ndarray) -> "OrbitalResult":
         """Stage ``result``: the predicted matrix ``m`` (nao, nao) of ``s`` -> its OrbitalResult (a density-
@@ -344,3 +376,11 @@ class PredictionPipeline:
             m = kohn_sham_of_density(molecule.mole, m, model.xc, int(settings["grids_level"] or 3), s.label)
         return from_matrix(s.name, s.numbers, s.positions, m, molecule.overlap, model.basis, model.xc, s.charge,
                            model.name, settings, spin=molecule.spin, molecule=molecule)
+
+
+def _gap_ev(matrix: np.ndarray, molecule: MoleculeContext, nocc: int) -> float:
+    """HOMO-LUMO gap (eV) of ``matrix`` (nao, nao) Eh in ``molecule``'s AOs with ``nocc`` occupied orbitals."""
+    from ..orbitals import frontier, solve_generalized
+    from ..units import HARTREE_EV
+
+    return float(frontier(solve_generalized(matrix, molecule.overlap)[0], nocc)[2] * HARTREE_EV)

@@ -7,6 +7,8 @@ the orbitals' weights on the atoms, and scaled by factors fitted on validation m
 (:mod:`eqchem.inference.calibrate`). :func:`self_check` adds the optional check: one cheap Fock build from
 the predicted density, F[P(H)]; its residual F − H and the shift of the frontier orbitals it causes tell
 whether the predicted orbitals are self-consistent (the accurate mode's Fock step builds F anyway).
+:func:`partner_check` is the other check: a second model trained apart (the model file's ``check_partner``)
+predicts the same molecule, and the two gaps' difference flags it (a committee of two).
 """
 from __future__ import annotations
 
@@ -46,10 +48,14 @@ class Uncertainty:
             training range's nearest end; 0 within): its atom or heavy-atom count; its farthest-out nearest-
             neighbour distance or bond-valence sum (:func:`domain_excess`); the estimates grow with them as
             fitted on validation molecules beyond the ranges.
-        flagged: ``--check`` only (else None): one Fock build from the predicted density moved the gap by more
-            than the model's threshold: the frontier orbitals are likely wrong.
-        check_gap_shift_ev, check_homo_shift_ev, check_lumo_shift_ev: those shifts, eV (``--check``).
-        residual_uEh: MAE of F[P(H)] − H, µEh (``--check``).
+        flagged: ``--check`` only (else None): the frontier orbitals are likely wrong: the partner model's gap
+            differs from this one by more than the model's threshold, or (without a partner covering the
+            molecule) one Fock build from the predicted density moved the gap by more than its threshold.
+        check_by: what the check used: ``"partner"`` (the model file's ``check_partner``) or ``"fock"``.
+        check_partner_gap_diff_ev: the partner model's gap minus this prediction's, eV (``check_by="partner"``).
+        check_gap_shift_ev, check_homo_shift_ev, check_lumo_shift_ev: the Fock build's shifts, eV
+            (``check_by="fock"``, or where both were asked for).
+        residual_uEh: MAE of F[P(H)] − H, µEh (with the Fock build).
         seconds: wall time of the estimates (and of the check's Fock build), s.
     """
 
@@ -65,6 +71,8 @@ class Uncertainty:
     size_excess: float = 0.0
     geometry_excess: float = 0.0
     flagged: bool | None = None
+    check_by: str | None = None
+    check_partner_gap_diff_ev: float | None = None
     check_gap_shift_ev: float | None = None
     check_homo_shift_ev: float | None = None
     check_lumo_shift_ev: float | None = None
@@ -257,7 +265,15 @@ def self_check(unc: Uncertainty, fock: np.ndarray, hamiltonian: np.ndarray, over
     homo = (e_f[nocc - 1] - e_h[nocc - 1]) * HARTREE_EV
     lumo = (e_f[nocc] - e_h[nocc]) * HARTREE_EV if nocc < len(e_h) else 0.0
     gap = lumo - homo
-    return replace(unc, flagged=bool(abs(gap) > threshold_ev), check_gap_shift_ev=float(gap),
+    return replace(unc, flagged=bool(abs(gap) > threshold_ev), check_by="fock", check_gap_shift_ev=float(gap),
                    check_homo_shift_ev=float(homo), check_lumo_shift_ev=float(lumo),
                    residual_uEh=float(np.abs(fock - hamiltonian).mean() * MICRO_HARTREE),
                    seconds=unc.seconds + seconds)
+
+
+def partner_check(unc: Uncertainty, partner_gap_ev: float, gap_ev: float, threshold_ev: float) -> Uncertainty:
+    """``unc`` with the partner model's check: flagged when its gap ``partner_gap_ev`` differs from this
+    prediction's ``gap_ev`` (both eV) by more than ``threshold_ev``; the Fock build's fields (if ``unc`` has
+    them) stay, for evaluations that ask for both."""
+    diff = float(partner_gap_ev - gap_ev)
+    return replace(unc, flagged=bool(abs(diff) > threshold_ev), check_by="partner", check_partner_gap_diff_ev=diff)

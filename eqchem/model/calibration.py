@@ -26,6 +26,11 @@ The estimates (:mod:`eqchem.inference.uncertainty`), per molecule:
   (the largest on the validation molecules times ``leverage_margin``).
 - ``check_threshold_ev``: with ``--check`` a molecule is flagged when one cheap Fock build from its predicted
   density moves the gap by more than this (eV).
+- ``check_partner``: the shipped model (``"accurate"``, ``"fast"``) whose prediction is the check's second
+  opinion (a committee of two models trained apart); where it covers the molecule's elements, ``--check`` runs
+  its whole prediction instead of the Fock build above (the accurate model: two cheap Fock builds, its minao
+  guess and its Fock step; without the Fock step its gap tells little) and flags the molecule when the two gaps
+  differ by more than ``partner_threshold_ev`` (eV). None: the Fock build alone.
 Fits on the validation molecules: the H MAE line and its slopes by least squares in log space; the orbital
 scales and slopes by the Gaussian likelihood of the HOMO, LUMO and gap errors (with the slopes at 0 this sets
 each scale to the root mean square of error/σ-without-scale, so that error/σ has RMS 1); the dipole scale
@@ -64,6 +69,8 @@ class UncertaintyCalibration:
     orbital_size_slope: float = 0.0
     orbital_geometry_slope: float = 0.0
     n_beyond: int = 0                       # validation molecules beyond the training ranges the slopes saw
+    check_partner: str | None = None        # shipped model whose gap is the check's second opinion
+    partner_threshold_ev: float = float("inf")  # |gap - partner's gap| beyond which --check flags
     n_molecules: int = 0
     keys: list = field(default_factory=list)  # the validation keys fitted on
 
