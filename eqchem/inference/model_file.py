@@ -134,6 +134,12 @@ class EqchemModel:
         """Mixing of the damped Fock step applied after the network (0: none; Hamiltonian models only)."""
         return float(self.settings.fock_mixing) if self.target == "hamiltonian" else 0.0
 
+    def load_check_partner(self) -> "EqchemModel | None":
+        """The shipped model its calibration names as the ``--check`` partner (loaded anew), None where it names
+        none (:mod:`eqchem.model.calibration`)."""
+        name = self.uncertainty.calibration.check_partner if self.uncertainty is not None else None
+        return load_model(name) if name else None
+
     def fock_builds(self, fock_step: bool = True) -> int:
         """Kohn–Sham matrix builds one prediction makes (the guess of a Δ-model, the Fock step)."""
         return self.baseline.fock_builds + int(fock_step and self.fock_mixing > 0)

@@ -345,13 +345,10 @@ class PredictionPipeline:
         """The pipeline of the model file's check partner (loaded once; its whole prediction, Fock step
         included), None where the file names none or the partner does not cover this molecule (its elements,
         charge, spin or basis)."""
-        name = self.model.uncertainty.calibration.check_partner
-        if not name:
+        if not self.model.uncertainty.calibration.check_partner:
             return None
         if self._partner is None:
-            from .model_file import load_model
-
-            self._partner = PredictionPipeline(load_model(name), batch_size=1, device=self.device)
+            self._partner = PredictionPipeline(self.model.load_check_partner(), batch_size=1, device=self.device)
         m = self._partner.model
         covered = (m.basis == self.model.basis and set(molecule.numbers.tolist()) <= set(m.elements)
                    and molecule.charge in m.charges and molecule.spin in m.spins)
