@@ -22,6 +22,30 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "datasets" / "qm9"))
 
 
+def stage_seconds(model, structures) -> dict[str, dict[str, float]]:
+    """Mean wall seconds per molecule of every pipeline stage over ``structures``, per pipeline: ``none`` (no
+    check), ``fock`` (the check by one Fock build) and, where the model file names a check partner, ``partner``
+    (the check as the file has it). Each molecule runs through the pipelines in turn, after one warm-up molecule
+    each (which loads the partner)."""
+    from eqchem.inference.pipeline import PredictionPipeline, StageTimings
+
+    cal = model.uncertainty.calibration
+    fock_only = model.with_uncertainty(replace(model.uncertainty, calibration=replace(cal, check_partner=None)))
+    pipelines = {"none": PredictionPipeline(model), "fock": PredictionPipeline(fock_only, check=True)}
+    if cal.check_partner:
+        pipelines["partner"] = PredictionPipeline(model, check=True)
+    for p in pipelines.values():
+        p.results(structures[:1], [[]])
+    seconds: dict[str, dict[str, float]] = {k: {} for k in pipelines}
+    for s in structures:
+        for name, p in pipelines.items():
+            p.timings = StageTimings()
+            p.results([s], [[]])
+            for stage, v in p.timings.seconds.items():
+                seconds[name][stage] = seconds[name].get(stage, 0.0) + v / len(structures)
+    return seconds
+
+
 def main() -> None:
     from recipe import split_of
     from report import write_report
@@ -29,7 +53,6 @@ def main() -> None:
     from eqchem.cpu import processor_name
     from eqchem.data.reader import H5Dataset
     from eqchem.inference.model_file import load_model
-    from eqchem.inference.pipeline import PredictionPipeline, StageTimings
     from eqchem.io.structure import Structure
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,21 +75,9 @@ def main() -> None:
                 structures.append(Structure(rec.numbers, rec.positions, name=k))
     if not structures:
         raise SystemExit("no QM9 test molecules in the data")
-    fock_only = model.with_uncertainty(replace(model.uncertainty, calibration=replace(cal, check_partner=None)))
-    pipelines = {"none": PredictionPipeline(model), "fock": PredictionPipeline(fock_only, check=True)}
-    if cal.check_partner:
-        pipelines["partner"] = PredictionPipeline(model, check=True)
-    for p in pipelines.values():
-        p.results(structures[:1], [[]])
-    seconds = {k: 0.0 for k in pipelines}
     t0 = time.perf_counter()
-    for s in structures:
-        for name, p in pipelines.items():
-            p.timings = StageTimings()
-            p.results([s], [[]])
-            sec = p.timings.seconds
-            seconds[name] += sum(sec.values()) if name == "none" else sec["check"]
-    per = {k: v / len(structures) for k, v in seconds.items()}
+    stages = stage_seconds(model, structures)
+    per = {k: sum(sec.values()) if k == "none" else sec["check"] for k, sec in stages.items()}
     what = {"none": "prediction without a check", "fock": "check: one Fock build from the predicted density",
             "partner": f"check: the {cal.check_partner} model's prediction (the model file's partner)"}
     lines = ["| what | s / molecule | × the prediction |", "|---|---:|---:|"]

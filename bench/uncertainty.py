@@ -219,16 +219,13 @@ def main() -> None:
 
 def check_cost(model, structures) -> tuple[float, float]:
     """(check, prediction without it) seconds per molecule of ``--check`` as a user runs it (the model file's
-    check source alone; the rows above ran both sources), over ``structures`` (QM9 test molecules), after a
-    warm-up molecule that loads the partner model."""
-    from eqchem.inference.pipeline import PredictionPipeline, StageTimings
+    check source alone; the rows above ran both sources), over ``structures`` (QM9 test molecules)
+    (:func:`check_cost.stage_seconds`)."""
+    from check_cost import stage_seconds
 
-    pipeline = PredictionPipeline(model, check=True)
-    pipeline.results(structures[:1], [[]])
-    pipeline.timings = timings = StageTimings()
-    pipeline.results(structures, [[] for _ in structures])
-    sec, n = timings.seconds, max(1, timings.molecules)
-    return sec["check"] / n, sum(v for k, v in sec.items() if k not in ("uncertainty", "check")) / n
+    stages = stage_seconds(model, structures)
+    source = "partner" if "partner" in stages else "fock"
+    return stages[source]["check"], sum(v for k, v in stages["none"].items() if k not in ("uncertainty", "check"))
 
 
 def _brief(rep: dict) -> dict:
