@@ -6,8 +6,8 @@ occupied-orbital cosine, HOMO / LUMO / gap MAE, dipole MAE, SCF-cycle ratios, se
 minutes of every training stage. ``eqchem info --model fast`` prints the same card of one model.
 
 A model is a shipped mode (``fast``, ``accurate``), a path, or ``REV:PATH`` for a model file of an earlier
-commit (read with ``git show``). Default: ``fast``, ``accurate`` and ``064ba50:eqchem/models/fast.pt`` (the
-previous fast model, on the core-j guess, that the README's fast-model table compares with).
+commit (read with ``git show``). Default: ``fast``, ``accurate`` and ``5cc3757:eqchem/models/fast.pt`` (the
+previous fast model, QM9's elements only, that the README's fast-model table compares with).
 
     python bench/model_cards.py
     python bench/model_cards.py fast my_model.pt
@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT = ("fast", "accurate", "064ba50:eqchem/models/fast.pt")
+DEFAULT = ("fast", "accurate", "5cc3757:eqchem/models/fast.pt")
 ROWS = [  # (label, metric keys, format)
     ("test molecules", ("test_n_test_molecules",), "{:.0f}"),
     ("H MAE, all / diagonal / off-diagonal (µEh)", ("test_h_mae_uEh", "test_h_mae_diag_uEh", "test_h_mae_offd_uEh"),
@@ -102,7 +102,8 @@ def main() -> None:
         f"{sum(s['minutes'] for s in c['stages']) / 60:.2f}" if c["stages"] else "–" for c in cards) + " |")
     table = "\n".join(lines)
     footer = ("Test metrics as stored in each model file's card (computed when the model was shipped, on its "
-              "held-out QM9 test molecules); files: " + ", ".join(f"{c['model']} = {c['file']}" for c in cards) + ".")
+              "held-out test molecules: QM9 molecules, and for a model of S, Cl and Br also drug-like fragments "
+              "and drug-sized molecules); files: " + ", ".join(f"{c['model']} = {c['file']}" for c in cards) + ".")
     write_report(a.out, "model_cards", table, footer, {"benchmark": "model_cards", "cards": cards})
 
 

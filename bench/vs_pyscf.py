@@ -21,8 +21,8 @@ heavy atoms with S, and diclofenac, 19 with Cl, of ``datasets/drugs``; RDKit/MMF
   prediction + SCF);
 * PySCF's reference (grid 3, conv_tol 1e-10, no density fitting), timed here for every molecule.
 
-A model lacking one of a molecule's elements (the shipped models cover H C N O F; ``--fast-model
-datasets/fragments/stage3.pt`` adds S Cl Br) skips its rows for that molecule (the accurate model also the SCF
+A model lacking one of a molecule's elements (the shipped accurate model covers H C N O F, the fast one
+also S Cl Br) skips its rows for that molecule (the accurate model also the SCF
 from its prediction); the footer counts them. Errors are against the reference: QM9 molecules take the data
 file's converged H, S and dipole (reference settings); fragments the data file's, computed at the cheap label
 settings (density fitting, grid 1, conv_tol 1e-8; H within ~2 µEh of the reference settings,
@@ -443,8 +443,7 @@ def main() -> None:
     p.add_argument("--examples", action="store_true", help="also ethanol, glycine, aspirin (reference run here)")
     p.add_argument("--model", default="accurate", help="accurate-mode model file (default: the shipped one)")
     p.add_argument("--fast-model", default="fast",
-                   help="fast-mode model file (default: the shipped one, H C N O F; datasets/fragments/stage3.pt adds "
-                        "S Cl Br; 'none': skip)")
+                   help="fast-mode model file (default: the shipped one, H C N O F S Cl Br; 'none': skip)")
     p.add_argument("--cli", type=int, default=0, metavar="N", help="fresh-process race, N runs each (0: skip)")
     p.add_argument("--screen", type=int, default=0, metavar="N",
                    help="fresh-process screening of N QM9 molecules in fast mode (needs qm9pack; 0: skip)")

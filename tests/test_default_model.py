@@ -21,14 +21,13 @@ def model():
 def test_default_model_is_small_and_self_describing(model):
     assert default_model_path().stat().st_size < 5e6
     assert model.basis == "def2-svp" and model.xc == "b3lyp"
-    assert set(model.elements) == {1, 6, 7, 8, 9}
+    assert set(model.elements) == {1, 6, 7, 8, 9, 16, 17, 35}  # QM9's and the drug-like fragments' S, Cl, Br
     meta = model.metadata
     assert meta["grids_level"] == 3 and meta["conv_tol"] == 1e-10
     assert meta["n_train_molecules"] >= 100 and len(meta["train_keys"]) == meta["n_train_structures"]
     for k in ("h_mae_uEh", "h_mae_diag_uEh", "h_mae_offd_uEh", "eps_occ_mae_uEh", "psi_cos_pct", "gap_mae_ev"):
         assert np.isfinite(meta["test_metrics"][k]), k
-    qm9_recipes = Path(__file__).resolve().parent.parent / "datasets" / "qm9"
-    listed = (qm9_recipes / f"{meta['mode']}_training_set.csv").read_text()
+    listed = (Path(__file__).resolve().parent.parent / meta["training_set_file"]).read_text()
     assert all(k in listed for k in meta["train_keys"])
 
 
@@ -52,14 +51,31 @@ def test_readme_main_job(run_cli, model):
 
 
 def test_domain_checks(model, run_cli, tmp_path):
-    (tmp_path / "hcl.xyz").write_text("2\nname=hcl\nH 0 0 0\nCl 0 0 1.27\n")
-    code, out = run_cli("predict", tmp_path / "hcl.xyz")
-    assert code != 0 and "Cl" in out and "not covered" in out
+    (tmp_path / "ph3.xyz").write_text("4\nname=phosphine\nP 0 0 0\nH 1.42 0 0\nH -0.07 1.42 0\nH -0.07 -0.07 1.42\n")
+    code, out = run_cli("predict", tmp_path / "ph3.xyz")
+    assert code != 0 and "P" in out and "not covered" in out
     big = eqchem.read_structures("CCCCCCCCCCCCCCCC")[0]  # hexadecane: 50 atoms, beyond QM9's size range
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         eqchem.predict(big, model=model)
     assert any("extrapolation" in str(w.message) for w in caught)
+
+
+def test_the_default_answers_for_everyday_molecules_with_s_cl_br(run_cli, tmp_path):
+    """Issue 26's four everyday molecules (thiophene, chlorobenzene, DMSO, 3-bromopyridine), once refused: the
+    default model answers for each from SMILES, in domain, each gap within 0.5 eV of PySCF's (B3LYP/def2-SVP at
+    the cheap label settings, ``eqchem generate --preset fast-labels`` on the same SMILES geometries)."""
+    import json
+
+    pyscf_gap_ev = {"thiophene": 6.10, "chlorobenzene": 6.19, "DMSO": 7.28, "3-bromopyridine": 5.83}
+    code, out = run_cli("predict", EXAMPLES / "s_cl_br.smi", "--out", tmp_path / "r.json")
+    assert code == 0 and "Traceback" not in out, out
+    rec = json.loads((tmp_path / "r.json").read_text())
+    results = rec if isinstance(rec, list) else rec["results"]
+    assert len(results) == 4
+    for r in results:
+        name = next(n for n in pyscf_gap_ev if r["name"].startswith(n))
+        assert abs(r["gap_ev"] - pyscf_gap_ev[name]) < 0.5 and r["uncertainty"]["in_domain"], r
 
 
 @pytest.mark.parametrize("mode", ["accurate", "fast"])

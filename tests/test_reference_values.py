@@ -25,17 +25,20 @@ REFERENCE = EXAMPLES / "reference_values.json"
 # |H_pred - H_ref| element (mEh), the HOMO-LUMO gap error (mEh) and the length of the dipole error vector (Debye).
 # H bounds are 2x what the shipped model errs, gap and dipole bounds about 2-2.5x (1 mEh at least for the gap);
 # measured with PySCF 2.14 (after "#"; predictions are deterministic). A broken library exceeds them on at least
-# one molecule (measured by breaking it on purpose; mean |dH| in µEh for water / ethanol / glycine):
+# one molecule (measured by breaking it on purpose, the fast column with the QM9-only fast model of commit 5cc3757;
+# mean |dH| in µEh for water / ethanol / glycine):
 #   pair blocks transposed in AOConverter.to_matrix    fast 4,388 / 3,341 / 2,698   accurate 8,812 / 5,269 / 2,767
 #   PySCF<->e3nn change of basis transposed (AO order) fast 3,791 / 1,612 / 1,975   accurate 3,022 / 1,198 / 1,196
 #     (max |dH| fast 58.6 / 34.8 / 47.3 mEh, accurate 32.0 / 23.0 / 37.3 mEh; orbital energies barely move)
 #   the network's output zeroed (guess [+ Fock step])  fast 7,783 / 4,245 / 3,111   accurate 3,734 / 3,277 / 2,566
 #   the Δ baseline (guess) dropped                     fast > 86,000                 accurate > 54,000
 BOUNDS = {  # mean |dH| µEh, max |dH| mEh, gap mEh, dipole D     measured: mean |dH|, max |dH|, gap, dipole
-    "fast": {
-        "water": (3400, 50.0, 40.0, 0.20),    # 1,699 µEh, 25.5 mEh, 17.70 mEh, 0.074 D
-        "ethanol": (1400, 25.0, 25.0, 1.00),  # 712 µEh, 12.5 mEh, 10.48 mEh, 0.403 D
-        "glycine": (1900, 42.0, 6.0, 1.50),   # 954 µEh, 21.0 mEh, 2.47 mEh, 0.714 D
+    "fast": {  # the H C N O F S Cl Br model (issue 26's stage 4, shipped in session 18)
+        "water": (3800, 54.0, 36.0, 0.10),    # 1,919 µEh, 27.0 mEh, 15.80 mEh, 0.002 D
+        "ethanol": (1440, 20.0, 19.0, 0.90),  # 719 µEh, 10.0 mEh, 8.34 mEh, 0.387 D
+        "glycine": (1850, 38.0, 1.0, 0.85),   # 918 µEh, 18.7 mEh, 0.21 mEh, 0.370 D
+        "thiophene": (1060, 26.0, 5.5, 0.19),          # 530 µEh, 12.7 mEh, 2.43 mEh, 0.075 D
+        "3-bromopyridine": (1040, 31.0, 1.0, 0.55),    # 517 µEh, 15.3 mEh, 0.00 mEh, 0.249 D
     },
     "accurate": {
         "water": (2700, 20.0, 5.0, 0.20),     # 1,342 µEh, 10.0 mEh, 2.15 mEh, 0.072 D
@@ -73,7 +76,7 @@ def test_references_are_at_the_shipped_models_settings_and_self_consistent():
     from pyscf import dft, gto
 
     doc = load_reference()
-    assert set(doc["molecules"]) == set(BOUNDS["fast"]) == set(BOUNDS["accurate"])
+    assert set(doc["molecules"]) == set(BOUNDS["fast"]) >= set(BOUNDS["accurate"])  # accurate: H C N O F only
     for mode in ("fast", "accurate"):
         meta = eqchem.load_model(mode, quick=True).metadata
         assert {k: meta[k] for k in ("xc", "basis", "grids_level", "conv_tol")} == doc["settings"], mode

@@ -1,6 +1,7 @@
 """PySCF reference values of a few committed example molecules, at the shipped models' level of theory.
 
-    python datasets/examples/reference.py [--molecules water ethanol glycine] [--out reference_values.json]
+    python datasets/examples/reference.py [--molecules water ethanol glycine thiophene 3-bromopyridine] \
+        [--out reference_values.json]
 
 For each molecule (``datasets/examples/<name>.xyz``) this runs one restricted Kohn–Sham SCF with eqchem's own
 DFT runner (:func:`eqchem.dft.runner.run_dft`, the one that labels the training data) at the settings stored
@@ -17,7 +18,8 @@ Writes, next to this script (or to ``--out``):
   row-major) of the converged Kohn–Sham matrix (Eh, PySCF AO order of ``gto.M(basis="def2-svp")``), enough
   for the H MAE of a prediction (mirror it for the full symmetric matrix).
 
-tests/test_reference_values.py compares both shipped models against these files.
+tests/test_reference_values.py compares both shipped models against these files (each on the molecules its
+elements cover).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_MOLECULES = ("water", "ethanol", "glycine")
+DEFAULT_MOLECULES = ("water", "ethanol", "glycine", "thiophene", "3-bromopyridine")
 SETTING_KEYS = ("xc", "basis", "grids_level", "conv_tol")
 
 

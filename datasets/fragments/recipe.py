@@ -78,10 +78,11 @@ def existing_keys(paths: list[str]) -> set[str]:
     return keys
 
 
-def write_xyz(fragments: Path, out: Path, limit: int | None, skip: list[str]) -> int:
-    """The next ``limit`` fragments (rank order) not in ``skip`` files, as extxyz."""
+def write_xyz(fragments: Path, out: Path, limit: int | None, skip: list[str], from_rank: int = 0) -> int:
+    """The next ``limit`` fragments (rank order) from rank ``from_rank`` on, not in ``skip`` files, as extxyz
+    (``from_rank``: the ranks before it reached a stage model through files that are gone)."""
     done = existing_keys(skip)
-    todo = [f for f in read_fragments(fragments) if f[0] not in done][:limit]
+    todo = [f for f in read_fragments(fragments) if f[0] not in done and int(f[0].split("_")[1]) >= from_rank][:limit]
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as fh:
         for key, smiles, atoms in todo:
@@ -122,6 +123,8 @@ def main() -> None:
         p.add_argument("--out", type=Path, required=True)
     parsers["xyz"].add_argument("--limit", type=int, default=None, help="at most this many fragments")
     parsers["xyz"].add_argument("--skip", nargs="*", default=[], help="HDF5 files whose keys are done")
+    parsers["xyz"].add_argument("--from-rank", type=int, default=0,
+                                help="skip lower ranks too (computed by an earlier session, whose files are gone)")
     parsers["split"].add_argument("data", nargs="+", help="eqchem HDF5 data files")
     a = ap.parse_args()
     if a.cmd == "split":
@@ -129,7 +132,7 @@ def main() -> None:
     elif not a.fragments.exists():
         raise SystemExit(f"{a.fragments}: no fragment list (the shared data's fragments.xyz); give --fragments")
     else:
-        write_xyz(a.fragments, a.out, a.limit, a.skip)
+        write_xyz(a.fragments, a.out, a.limit, a.skip, a.from_rank)
 
 
 if __name__ == "__main__":

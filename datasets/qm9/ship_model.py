@@ -1,11 +1,13 @@
-"""Evaluate a trained QM9 model on the held-out test molecules and ship it as one of eqchem's models.
+"""Evaluate a trained model on the held-out test molecules and ship it as one of eqchem's models.
 
     python datasets/qm9/ship_model.py MODEL.pt --mode accurate|fast --data part-001.h5 qm9.h5 \
-        --split split.json [--scf-molecules 5] [--notes "..."]
+        --split split.json... [--recipe qm9|fragments] [--scf-molecules 5] [--notes "..."]
 
 Writes ``eqchem/models/<mode>.pt`` (the model with its test metrics, its wall time per test molecule by
-prediction stage, and card fields in the metadata) and ``datasets/qm9/<mode>_training_set.csv`` (QM9
-index and canonical SMILES of every training molecule). Test metrics follow QH9/QHNet: H MAE (all /
+prediction stage, and card fields in the metadata) and ``datasets/<recipe>/<mode>_training_set.csv`` (key,
+QM9 index where it is a QM9 molecule, and canonical SMILES of every training molecule; the card names the
+file). ``--recipe fragments``: a model of QM9 and drug-like fragments (``datasets/fragments``); the test keys
+are the union of the ``--split`` files'. Test metrics follow QH9/QHNet: H MAE (all /
 diagonal / off-diagonal blocks), occupied orbital-energy MAE, occupied-orbital cosine similarity,
 HOMO/LUMO/gap MAE; the SCF cycle ratio uses PySCF's minao cycle counts stored with the data and a fresh SCF
 from the predicted density.
@@ -24,6 +26,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 
+RECIPES = {"qm9": "datasets/qm9/recipe.py (QM9 geometries from qm9pack; split by QM9 index)",
+           "fragments": "datasets/fragments/README.md (QM9 molecules split by QM9 index, drug-like MOSES fragments "
+                        "with force-field geometries split by canonical SMILES; the shared data's parts plus each "
+                        "session's)"}
 PEERS = {"QHNet (QH9-stable-id, ~130k molecules)": {"h_mae_uEh": 76.3, "h_mae_diag_uEh": 111, "h_mae_offd_uEh": 73.7,
                                                    "eps_occ_mae_uEh": 799, "psi_cos_pct": 95.85, "scf_ratio": 0.71}}
 
@@ -54,7 +60,8 @@ def test_metrics(model, data: list[str], test: set[str], scf_molecules: int, foc
             scf_left -= len(sub)
     if not rows:
         raise SystemExit("no test molecules found in the data")
-    metric_keys = [k for k in rows[0] if k not in ("key", "n_atoms", *SCF_FIELDS)]
+    metric_keys = [k for k in rows[0] if k not in ("key", "n_atoms", *SCF_FIELDS)  # numbers only (a calibrated
+                   and isinstance(rows[0][k], (int, float)) and not isinstance(rows[0][k], bool)]  # model: reasons)
     summary = {k: float(np.nanmean([r[k] for r in rows])) for k in metric_keys}
     scf_rows = [r for r in rows if "scf_cycles_pred" in r]
     if scf_rows:
@@ -80,7 +87,8 @@ def main() -> None:
     ap.add_argument("model", type=Path)
     ap.add_argument("--mode", choices=sorted(SHIPPED_MODELS), required=True, help="which shipped model this becomes")
     ap.add_argument("--data", nargs="+", required=True)
-    ap.add_argument("--split", type=Path, required=True)
+    ap.add_argument("--split", type=Path, nargs="+", required=True, help="split files: their test keys, united")
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="qm9", help="the recipe that made the data")
     ap.add_argument("--scf-molecules", type=int, default=5)
     ap.add_argument("--notes", default="")
     ap.add_argument("--train-hardware", default="",
@@ -97,9 +105,9 @@ def main() -> None:
     chosen = {"correction_overlap_cutoff": a.correction_cutoff, "correction_pair_cutoff": a.pair_cutoff,
               "fock_mixing": a.fock_mixing}
     model = load_model(a.model).with_settings(**{k: v for k, v in chosen.items() if v is not None})
-    split = json.loads(a.split.read_text())
-    summary = test_metrics(model, a.data, set(split["test"]), a.scf_molecules)
-    network_only = (test_metrics(model, a.data, set(split["test"]), a.scf_molecules, fock_step=False)
+    test = {k for path in a.split for k in json.loads(path.read_text())["test"]}
+    summary = test_metrics(model, a.data, test, a.scf_molecules)
+    network_only = (test_metrics(model, a.data, test, a.scf_molecules, fock_step=False)
                     if model.fock_mixing > 0 else None)
 
     meta = dict(model.metadata)
@@ -116,7 +124,7 @@ def main() -> None:
         if meta.get("pyscf_version") == pyscf.__version__:  # the same PySCF parses the name the same way
             meta["xc_description"] = xc_description(meta["xc"])
     meta["peers"] = PEERS
-    meta["name"] = f"eqchem-{a.mode}-qm9-b3lyp-def2svp"
+    meta["name"] = f"eqchem-{a.mode}-{'qm9' if a.recipe == 'qm9' else 'qm9-fragments'}-b3lyp-def2svp"
     meta["mode"] = a.mode
     meta["notes"] = a.notes
     meta["off_equilibrium_geometries"] = False
@@ -138,7 +146,9 @@ def main() -> None:
     meta["training_stages"] = stages
     hardware = {hardware_text(st["train_hardware"]) for st in stages if st.get("train_hardware")}
     meta["train_hardware"] = a.train_hardware or "; ".join(sorted(hardware)) or "not recorded"
-    meta["data_recipe"] = "datasets/qm9/recipe.py (QM9 geometries from qm9pack; split by QM9 index)"
+    meta["data_recipe"] = RECIPES[a.recipe]
+    csv_path = HERE.parent / a.recipe / f"{a.mode}_training_set.csv"
+    meta["training_set_file"] = str(csv_path.relative_to(ROOT))
     out = a.out or default_model_path(a.mode)
     save_model(out, model.net, ModelCard.from_dict(meta), model.settings, model.change_of_basis, model.uncertainty)
 
@@ -153,7 +163,6 @@ def main() -> None:
         for k in meta["train_keys"]:
             if k in f["molecules"] and k not in smiles:
                 smiles[k] = f["molecules"][k].attrs.get("smiles", "")
-    csv_path = HERE / f"{a.mode}_training_set.csv"
     with open(csv_path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["key", "qm9_index", "canonical_smiles"])
@@ -162,7 +171,7 @@ def main() -> None:
             if smi and k not in sel:
                 mol = Chem.MolFromSmiles(smi)
                 smi = Chem.MolToSmiles(mol) if mol is not None else smi
-            w.writerow([k, int(k.split("_")[1]), smi])
+            w.writerow([k, int(k.split("_")[1]) if k.startswith("qm9_") else "", smi])
     print(json.dumps({"with Fock step": summary, "network only": network_only}, indent=1))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {csv_path}")
 

@@ -253,7 +253,7 @@ def calibrate(model: EqchemModel, datasets: Sequence[H5Dataset], validation_keys
         raw = RawStatistics(r["leverage_mean"], r["leverage_max"], r["uncertainty_homo_ev"] ** 2,
                             r["uncertainty_lumo_ev"] ** 2, r["n_atoms"], r["size_excess"], r["geometry_excess"])
         score = r["check_score_ev"]
-        threshold = cal.partner_threshold_ev if r.get("check_by") == "partner" else cal.check_threshold_ev
+        threshold = cal.check_threshold(r.get("check_by") or "fock")
         checked = {k: r[k] for k in r if k.startswith("check_")}  # estimate() leaves the check out
         rows.append({**r, **estimate_fields(estimate(raw, cal, r["reasons"])), **checked,
                      "flagged": bool(score is not None and score > threshold)})

@@ -335,10 +335,10 @@ class PredictionPipeline:
                     # the Fock step's F[P] where it ran (checks the network's matrix), else one build for the check
                     net_m = pred.network_matrix
                     fock = pred.fock if pred.fock is not None else self._fock(molecule, net_m)
-                    unc = self_check(unc, fock, net_m, molecule.overlap, nocc, cal.check_threshold_ev)
+                    unc = self_check(unc, fock, net_m, molecule.overlap, nocc, cal.check_threshold("fock"))
                 if partner is not None:
                     unc = partner_check(unc, partner.gap_ev(molecule, nocc), _gap_ev(pred.matrix, molecule, nocc),
-                                        cal.partner_threshold_ev)
+                                        cal.check_threshold("partner"))
         return replace(unc, seconds=time.perf_counter() - t0)
 
     def _partner_for(self, molecule: MoleculeContext) -> "PredictionPipeline | None":

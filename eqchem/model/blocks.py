@@ -54,7 +54,8 @@ class BlockAssembler(nn.Module):
         super().__init__()
         self.irreps_out, w = block_irreps(layout)
         self.p = layout.padded_dim
-        self.register_buffer("w", torch.as_tensor(w, dtype=torch.get_default_dtype()))
+        # a constant of the layout, rebuilt on construction: not stored in model files (4 MB for H-Br)
+        self.register_buffer("w", torch.as_tensor(w, dtype=torch.get_default_dtype()), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x @ self.w.T).reshape(*x.shape[:-1], self.p, self.p)

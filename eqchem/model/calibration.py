@@ -74,6 +74,11 @@ class UncertaintyCalibration:
     n_molecules: int = 0
     keys: list = field(default_factory=list)  # the validation keys fitted on
 
+    def check_threshold(self, source: str) -> float:
+        """The --check threshold (eV) of a check by ``source``: "partner" (the gap difference from the check
+        partner's) or "fock" (the gap shift of one Fock build)."""
+        return self.partner_threshold_ev if source == "partner" else self.check_threshold_ev
+
     def growth(self, size_excess: float, geometry_excess: float) -> tuple[float, float]:
         """Factors (H MAE, orbital energies) ≥ 1 of a molecule ``size_excess`` and ``geometry_excess`` beyond
         the training ranges."""

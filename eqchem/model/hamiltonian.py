@@ -213,8 +213,10 @@ def portable_state_dict(net: nn.Module) -> dict:
 
 
 def load_portable_state_dict(net: nn.Module, state: dict) -> None:
-    """Load a :func:`portable_state_dict`; every non-constant parameter and buffer must be present."""
-    result = net.load_state_dict(state, strict=False)
+    """Load a :func:`portable_state_dict`; every non-constant parameter and buffer must be present. Buffers
+    the network rebuilds on construction (non-persistent; older files stored some) are ignored."""
+    rebuilt = set(dict(net.named_buffers())) - set(net.state_dict())
+    result = net.load_state_dict({k: v for k, v in state.items() if k not in rebuilt}, strict=False)
     missing = [k for k in result.missing_keys if "_compiled_main" not in k]
     unexpected = [k for k in result.unexpected_keys if "_compiled_main" not in k]
     if missing or unexpected:
