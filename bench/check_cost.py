@@ -47,7 +47,7 @@ def stage_seconds(model, structures) -> dict[str, dict[str, float]]:
 
 
 def main() -> None:
-    from recipe import split_of
+    from recipe import split_of_key
     from report import write_report
 
     from eqchem.cpu import processor_name
@@ -70,7 +70,7 @@ def main() -> None:
     for path in a.data:
         ds = H5Dataset(path)
         for k in ds.keys():
-            if k.startswith("qm9_") and split_of(int(k[4:])) == "test" and len(structures) < a.count:
+            if k.startswith("qm9_") and split_of_key(k) == "test" and len(structures) < a.count:
                 rec = ds.read(k, overlap=False)
                 structures.append(Structure(rec.numbers, rec.positions, name=k))
     if not structures:

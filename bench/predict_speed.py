@@ -120,7 +120,7 @@ def main() -> None:
     else:
         if not default_model_path().exists():
             print(f"error: no default model file yet ({default_model_path()} does not exist); train and ship one "
-                  f"(datasets/qm9/ship_model.py), or pass --model MODEL.pt, or use --quick", file=sys.stderr)
+                  f"(datasets/ship_model.py), or pass --model MODEL.pt, or use --quick", file=sys.stderr)
             sys.exit(2)
         model_arg = None
     out.mkdir(parents=True, exist_ok=True)

@@ -80,7 +80,7 @@ FRAGMENT_CLASSES = ((35, "with Br"), (17, "with Cl"), (16, "with S"), (None, "no
 
 def test_molecules(paths: list[str], limit: int) -> list[tuple[str, object]]:
     """(label, Record) of the QM9 test molecules (recipe split of the QM9 index) in the data files."""
-    from recipe import split_of
+    from recipe import split_of_key
 
     from eqchem.data.reader import H5Dataset
 
@@ -88,7 +88,7 @@ def test_molecules(paths: list[str], limit: int) -> list[tuple[str, object]]:
     for path in paths:
         ds = H5Dataset(path)
         for key in ds.keys():
-            if key.startswith("qm9_") and split_of(int(key.split("_")[1])) == "test":
+            if key.startswith("qm9_") and split_of_key(key) == "test":
                 out.append((key, ds[key]))
                 if len(out) >= limit:
                     return out

@@ -8,8 +8,9 @@ uses only the rows that have all of its keys with finite values):
 - estimated 1σ: ``uncertainty_h_mae_uEh``, ``uncertainty_homo_ev``, ``uncertainty_lumo_ev``,
   ``uncertainty_gap_ev``, ``uncertainty_dipole_debye``; ``in_domain`` (bool);
 - check: ``check_score_ev`` (larger = more suspicious), ``flagged`` (bool); where present, each source's own
-  score: ``check_fock_score_ev`` (one Fock build's |gap shift|), ``check_partner_score_ev`` (|partner's gap −
-  this gap|).
+  score: ``check_fock_score_ev`` (one Fock build's gap shift), ``check_partner_score_ev`` (partner's gap −
+  this gap), each beyond its typical value and with the gap σ in quadrature
+  (:meth:`eqchem.model.calibration.UncertaintyCalibration.check_score`).
 
 Pure NumPy/SciPy; matplotlib only inside :func:`plot_reliability`.
 """
@@ -207,9 +208,9 @@ def calibration_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"  check AUC (|gap error| > {t:g} eV): {_fmt(check.get(check_auc_key(t)), '.3f')} "
                      f"({check['n_positive']} of {check['n']} positive); flag precision "
                      f"{_fmt(check.get('flag_precision'), '.2f')}, recall {_fmt(check.get('flag_recall'), '.2f')}")
-        for source, what in (("fock", "one Fock build's gap shift"), ("partner", "partner model's gap")):
+        for source, what in (("fock", "one Fock build"), ("partner", "partner model")):
             if check.get(f"n_{source}"):
-                lines.append(f"    by the {what} alone: AUC {_fmt(check.get(f'auc_{source}'), '.3f')} over "
+                lines.append(f"    by the {what}'s score alone: AUC {_fmt(check.get(f'auc_{source}'), '.3f')} over "
                              f"{check[f'n_{source}']}")
     else:
         lines.append("  check AUC: n/a")

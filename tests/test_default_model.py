@@ -86,7 +86,7 @@ def test_both_modes_ship_small_self_described_models(mode):
     m = load_model(mode)
     assert m.path == default_model_path(mode) and m.path.name == SHIPPED_MODELS[mode]
     assert m.path.stat().st_size < 5e6 and np.isfinite(m.metadata["test_metrics"]["h_mae_uEh"])
-    if mode == "fast":  # shipped by datasets/qm9/ship_model.py, which records these
+    if mode == "fast":  # shipped by datasets/ship_model.py, which records these
         assert m.metadata["test_metrics"]["n_test_molecules"] >= 20 and m.metadata["mode"] == "fast"
         assert m.metadata["test_metrics"]["seconds_per_molecule"] > 0
     # fast: no PySCF Fock build at all (a grid-free Δ baseline, no Fock step); accurate: two

@@ -135,21 +135,50 @@ def test_calibration_fit_recovers_known_scales():
                      "uncertainty_homo_ev": np.sqrt(vh), "uncertainty_lumo_ev": np.sqrt(vl),
                      "uncertainty_gap_ev": np.sqrt(vh + vl), "homo_error_ev": 2.0 * np.sqrt(vh) * rng.choice([-1, 1]),
                      "lumo_error_ev": 0.5 * np.sqrt(vl), "gap_error_ev": -0.5 * np.sqrt(vh + vl),
-                     "dipole_error_debye": 3e-4 * 7.0 * lev ** 0.5 * 4.0, "check_fock_score_ev": rng.uniform(0.1, 0.3),
-                     "check_partner_score_ev": rng.uniform(0.2, 0.6)})
-    rows[0].update(gap_error_ev=2.0, check_fock_score_ev=5.0, check_partner_score_ev=5.0)  # a wrong gap: its
-    cal = fit_calibration(rows[1:], {}, ["k"])                                             # score sets no threshold
+                     "dipole_error_debye": 3e-4 * 7.0 * lev ** 0.5 * 4.0, "check_gap_shift_ev": rng.uniform(-0.6, 0.0),
+                     "check_partner_gap_diff_ev": rng.uniform(0.0, 0.8)})
+    rows[0].update(gap_error_ev=2.0, check_gap_shift_ev=5.0, check_partner_gap_diff_ev=5.0)  # a wrong gap: its
+    cal = fit_calibration(rows[1:], {}, ["k"])                                               # score sets no threshold
+
+    def threshold(key):  # no wrong gap to weigh the σ by: the discrepancy beyond its median alone
+        d = np.array([r[key] for r in rows[1:]])
+        return np.quantile(np.abs(d - np.median(d)), 0.95)
+
     assert cal.gap_scale == pytest.approx(0.5)
-    assert cal.check_threshold_ev == pytest.approx(np.quantile([r["check_fock_score_ev"] for r in rows[1:]], 0.95))
+    assert cal.check_threshold_ev == pytest.approx(threshold("check_gap_shift_ev")) and cal.check_sigma_weight == 0
+    assert cal.check_center_ev == pytest.approx(np.median([r["check_gap_shift_ev"] for r in rows[1:]]))
     assert cal.check_partner is None and cal.partner_threshold_ev == np.inf  # no partner: never by the partner
     cal = fit_calibration(rows, {}, ["k"], check_partner="accurate")
-    assert cal.partner_threshold_ev == pytest.approx(np.quantile([r["check_partner_score_ev"] for r in rows[1:]], 0.95))
+    assert cal.partner_threshold_ev == pytest.approx(threshold("check_partner_gap_diff_ev"))
     cal = fit_calibration(rows, {}, ["k"])
     assert cal.h_mae_log_slope == pytest.approx(0.5) and np.exp(cal.h_mae_log_scale) == pytest.approx(7.0)
     assert (cal.homo_scale, cal.lumo_scale) == pytest.approx((2.0, 0.5))
     assert cal.dipole_scale == pytest.approx(3e-4)
-    assert cal.check_threshold_ev == pytest.approx(np.quantile([r["check_fock_score_ev"] for r in rows[1:]], 0.95))
+    assert cal.check_threshold_ev == pytest.approx(threshold("check_gap_shift_ev"))  # the wrong gap's shift: top
     assert cal.leverage_limit == pytest.approx(3.0 * max(r["leverage_max"] for r in rows))
+
+
+def test_the_check_score_weighs_in_the_gap_sigma_where_that_tells_wrong_gaps_apart():
+    """Validation rows whose wrong gaps (error > 0.3 eV) have larger σ but ordinary Fock-build shifts: the fit
+    gives the σ a weight, and the score separates them better than the shift alone; where the shift tells and
+    the σ does not, the weight stays 0. The score is the shift beyond its median and the weighted σ in quadrature."""
+    from eqchem.calibration_metrics import auc
+    from eqchem.inference.calibrate import fit_check
+
+    rng = np.random.default_rng(3)
+    n, wrong = 200, np.arange(200) < 30
+    sigma = np.where(wrong, rng.uniform(0.25, 0.5, n), rng.uniform(0.05, 0.3, n))
+    shift = rng.normal(-0.2, 0.15, n)
+    rows = [{"gap_error_ev": 0.6 if w else 0.05, "check_gap_shift_ev": float(d)} for w, d in zip(wrong, shift)]
+    fit = fit_check(rows, sigma, "fock")
+    assert fit["check_sigma_weight"] > 0 and fit["check_center_ev"] == pytest.approx(np.median(shift[~wrong]))
+    score = np.hypot(fit["check_sigma_weight"] * sigma, shift - fit["check_center_ev"])
+    assert auc(wrong.tolist(), score.tolist()) > auc(wrong.tolist(), np.abs(shift - fit["check_center_ev"]).tolist()) + 0.2
+    assert fit["check_threshold_ev"] == pytest.approx(max(0.1, np.quantile(score[~wrong], 0.95)))
+    telling = [{"gap_error_ev": r["gap_error_ev"], "check_gap_shift_ev": 2.0 if w else r["check_gap_shift_ev"]}
+               for r, w in zip(rows, wrong)]
+    assert fit_check(telling, rng.uniform(0.05, 0.3, n), "fock")["check_sigma_weight"] == 0
+    assert fit_check([{"gap_error_ev": 0.1}], [0.1], "partner") == {"partner_threshold_ev": np.inf}
 
 
 def test_domain_excess_measures_how_far_beyond_the_training_ranges():
@@ -196,8 +225,73 @@ def test_a_stretched_carbon_carbon_bond_is_out_of_domain_by_its_bond_valences():
     assert (z[d.argmin(axis=1)] != z).all()  # every nearest neighbour still a C-H partner
     assert domain_reasons(z, r, cal, None, None) == []
     reasons = domain_reasons(z, far, cal, None, None)
-    assert len(reasons) == 1 and "bond-valence sum" in reasons[0] and "(C)" in reasons[0]
+    assert len(reasons) == 1 and "bond-valence sum" in reasons[0] and "(C[H1,H1,H1]): " in reasons[0] and "training C " in reasons[0]
     assert bond_valences(z, far)[c1] < v[c1] - 0.6 and domain_excess(z, far, cal, None, None)[1] > 0.12
+
+
+def test_bond_valences_are_judged_within_the_atoms_environment():
+    """Trained on ethane and fluoroform, a carbon's bond-valence sum spans 3.8-4.35; fluoroform with one C-F bond
+    stretched by 15 % keeps its carbon inside that span (only the fluorine's sum tells, by its element's range),
+    but not inside the span of carbons bonded to F, F, F, H (each bonded to it alone). An environment with fewer training atoms than
+    MIN_ENVIRONMENT_ATOMS falls back to its element's range."""
+    from dataclasses import replace
+
+    from eqchem.inference.calibrate import UNIT, training_domain
+    from eqchem.inference.uncertainty import (MIN_ENVIRONMENT_ATOMS, domain_reasons, valence_environments,
+                                              valence_range, valence_ranges)
+    from eqchem.io.readers import read_structures
+
+    rng = np.random.default_rng(0)
+    ethane, fluoroform = (read_structures(smi)[0] for smi in ("CC", "C(F)(F)F"))
+    training = [(m.numbers, m.positions + rng.normal(scale=0.005, size=m.positions.shape))
+                for m in (ethane, fluoroform) for _ in range(4)]
+    _, domain = training_domain(training)
+    z, r = fluoroform.numbers, fluoroform.positions
+    c, f = int(np.flatnonzero(z == 6)[0]), int(np.flatnonzero(z == 9)[0])
+    far = r.copy()
+    far[f] = r[c] + 1.15 * (r[f] - r[c])
+    v, labels = valence_environments(z, far)
+    assert labels[c] == "C[F1,F1,F1,H1]" and domain["valence_ranges"]["C"][0] < v[c] < domain["valence_ranges"]["C[F1,F1,F1,H1]"][0]
+    cal = replace(UNIT, **domain)  # the valence check alone (no nearest-neighbour ranges)
+    per_element = replace(cal, valence_ranges={k: x for k, x in domain["valence_ranges"].items() if "[" not in k})
+    assert c == 0 and domain_reasons(z, r, cal, None, None) == []
+    assert [x.split(":")[0] for x in domain_reasons(z, far, per_element, None, None)] == [f"atom {f + 1} (F[C4])"]
+    reasons = domain_reasons(z, far, cal, None, None)
+    assert len(reasons) == 1 and "atom 1 (C[F1,F1,F1,H1])" in reasons[0] and "training C[F1,F1,F1,H1]" in reasons[0]
+    one = valence_ranges(training[4:5])  # one fluoroform: its carbon once, its fluorines three times
+    assert MIN_ENVIRONMENT_ATOMS == 3 and "C[F1,F1,F1,H1]" not in one and "F[C4]" in one
+    assert valence_range(one, "C[F1,F1,F1,H1]") == one["C"] and valence_range(one, "N[C3,C3]") is None
+
+
+def test_out_of_domain_estimates_are_no_better_than_a_typical_molecule_inside():
+    """The floor of out-of-domain estimates: the mean in-domain validation estimate (fitted), times 1 + the
+    excess; a molecule inside keeps its fitted estimate however small."""
+    from dataclasses import replace
+
+    from eqchem.inference.calibrate import UNIT, fit_calibration
+    from eqchem.inference.uncertainty import RawStatistics, estimate
+
+    rng = np.random.default_rng(2)
+    rows = []
+    for i in range(40):
+        lev, vh, vl = rng.uniform(1e-3, 1e-2), *rng.uniform(0.01, 0.1, size=2)
+        rows.append({"leverage_mean": lev, "leverage_max": 2 * lev, "h_mae_uEh": 5e3 * lev, "n_atoms": 12,
+                     "size_excess": 0.0, "geometry_excess": 0.0, "in_domain": True,
+                     "uncertainty_homo_ev": np.sqrt(vh), "uncertainty_lumo_ev": np.sqrt(vl),
+                     "uncertainty_gap_ev": np.sqrt(vh + vl), "homo_error_ev": rng.normal(0, 0.1),
+                     "lumo_error_ev": rng.normal(0, 0.1), "gap_error_ev": rng.normal(0, 0.1),
+                     "dipole_error_debye": rng.normal(0, 0.3), "check_score_ev": None})
+    cal = fit_calibration(rows, {}, ["k"])
+    inside = [estimate(RawStatistics(r["leverage_mean"], r["leverage_max"], r["uncertainty_homo_ev"] ** 2,
+                                     r["uncertainty_lumo_ev"] ** 2, 12), cal, []) for r in rows]
+    assert cal.out_of_domain_floor["gap_ev"] == pytest.approx(np.mean([u.gap_ev for u in inside]))
+    small = RawStatistics(1e-4, 2e-4, 1e-4, 1e-4, 30, size_excess=0.5)
+    assert estimate(small, cal, []).gap_ev < 0.5 * cal.out_of_domain_floor["gap_ev"]  # in domain: as fitted
+    larger = estimate(small, cal, ["30 atoms, outside the training molecules' 3-12"])
+    for q, floor in cal.out_of_domain_floor.items():
+        assert getattr(larger, q) == pytest.approx(1.5 * floor)
+    assert not larger.in_domain and estimate(small, replace(cal, out_of_domain_floor={}), ["x"]).gap_ev < floor
+    assert UNIT.out_of_domain_floor == {}
 
 
 def test_calibration_fit_recovers_how_errors_grow_beyond_the_training_ranges():

@@ -97,7 +97,7 @@ def key_of(qm9_index: int, kind: str, factor: float) -> str:
 
 def split_of(key: str) -> str:
     """The split of a distorted key: its QM9 molecule's."""
-    return qm9.split_of(int(key.split("_")[2]))
+    return qm9.split_of_key(key)
 
 
 def write_xyz(split: str, count: int, out: Path, skip: list[str]) -> int:

@@ -56,6 +56,11 @@ def _qm9_recipe():
     return module
 
 
+def rank_of(key: str) -> int:
+    """The rank in ``fragments.xyz`` of a fragment's key ("frag_00467": 467)."""
+    return int(key.removeprefix("frag_"))
+
+
 def read_fragments(path: Path) -> list[tuple[str, str, list[str]]]:
     """(key, SMILES, the frame's lines) of every fragment in ``fragments.xyz``, in rank order."""
     lines = Path(path).read_text().splitlines()
@@ -82,7 +87,7 @@ def write_xyz(fragments: Path, out: Path, limit: int | None, skip: list[str], fr
     """The next ``limit`` fragments (rank order) from rank ``from_rank`` on, not in ``skip`` files, as extxyz
     (``from_rank``: the ranks before it reached a stage model through files that are gone)."""
     done = existing_keys(skip)
-    todo = [f for f in read_fragments(fragments) if f[0] not in done and int(f[0].split("_")[1]) >= from_rank][:limit]
+    todo = [f for f in read_fragments(fragments) if f[0] not in done and rank_of(f[0]) >= from_rank][:limit]
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as fh:
         for key, smiles, atoms in todo:
@@ -103,7 +108,7 @@ def write_split(data: list[str], out: Path, fragments: Path) -> dict:
         with h5py.File(p, "r") as f:
             for k, g in f.get("molecules", {}).items():
                 if k.startswith("qm9_"):
-                    split[qm9.split_of(int(k[4:]))].add(k)
+                    split[qm9.split_of_key(k)].add(k)
                 elif k.startswith("frag_"):
                     s = smiles.get(k) or g.attrs.get("smiles", "")
                     if not s:

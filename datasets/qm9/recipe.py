@@ -42,7 +42,24 @@ def split_of(qm9_index: int) -> str:
 
 
 def key_of(qm9_index: int) -> str:
+    """The data key of a QM9 molecule: "qm9_000539"."""
     return f"qm9_{int(qm9_index):06d}"
+
+
+def index_of(key: str) -> int | None:
+    """The QM9 index in a key of a QM9 molecule ("qm9_000539": 539) or of one made from it
+    ("dist_qm9_000539_xh130", ``datasets/distorted``); None for any other key."""
+    parts = key.split("_")
+    for i, part in enumerate(parts[:-1]):
+        if part == "qm9" and parts[i + 1].isdigit():
+            return int(parts[i + 1])
+    return None
+
+
+def split_of_key(key: str) -> str | None:
+    """The split of a key made from a QM9 molecule (:func:`index_of`, :func:`split_of`); None for others."""
+    index = index_of(key)
+    return None if index is None else split_of(index)
 
 
 def qm9pack_csvs() -> list[Path]:
@@ -143,7 +160,7 @@ def write_split(data: list[str], out: Path) -> dict:
         with h5py.File(p, "r") as f:
             for k in f.get("molecules", {}):
                 if k.startswith("qm9_"):
-                    split[split_of(int(k[4:]))].append(k)
+                    split[split_of_key(k)].append(k)
     return save_split(split, out)
 
 

@@ -60,11 +60,10 @@ def predict(
                                  "prediction stage (s): total and per molecule (summed over processes)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Threads of this process for torch, PySCF and "
                                           "BLAS (default: 1, or OMP_NUM_THREADS where set; more cores: --workers)."),
-    check: bool = typer.Option(False, "--check", help="Check each prediction at the cost of about one cheap Fock "
-                               "build: a second shipped model trained apart predicts it where the model file names "
-                               "one (the fast model: the accurate one), else one Fock build from its density (the "
-                               "accurate mode's own Fock step); flag those whose gaps disagree by more than the "
-                               "model's threshold."),
+    check: bool = typer.Option(False, "--check", help="Check each prediction at the cost of one cheap Fock build "
+                               "from its density (the accurate mode's own Fock step; or a second shipped model where "
+                               "the model file names one): flag those whose gap shift, beyond its typical one and "
+                               "with the gap's error bar, scores above the model's threshold."),
 ):
     """Predict Hamiltonians, orbitals, HOMO/LUMO, dipoles and charges of molecules.
 
@@ -259,13 +258,14 @@ def _trust_lines(r) -> list[str]:
     if u is None:
         return []
     out = [f"[yellow]out of domain:[/] {r.name}: {why}" for why in u.reasons]
+    score = f"check score {u.check_score_ev:.2f} eV with the gap's ±{u.gap_ev:.2f}" if u.flagged else ""
     if u.flagged and u.check_by == "partner":
         out.append(f"[red]flagged:[/] {r.name}: the check's partner model puts the gap {u.check_partner_gap_diff_ev:+.2f}"
-                   " eV from this one: its frontier orbitals are likely wrong; run the SCF (--refine)")
+                   f" eV from this one ({score}): its frontier orbitals are likely wrong; run the SCF (--refine)")
     elif u.flagged:
         out.append(f"[red]flagged:[/] {r.name}: one Fock build from the predicted density moves the gap by "
-                   f"{u.check_gap_shift_ev:+.2f} eV (residual {u.residual_uEh:.0f} µEh): its frontier orbitals are "
-                   "likely wrong; run the SCF (--refine)")
+                   f"{u.check_gap_shift_ev:+.2f} eV (residual {u.residual_uEh:.0f} µEh; {score}): its frontier "
+                   "orbitals are likely wrong; run the SCF (--refine)")
     return out
 
 

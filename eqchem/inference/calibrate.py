@@ -139,12 +139,40 @@ def _fit_orbitals(rows: Sequence[dict]) -> tuple[dict, float, float]:
     return {q: float(v) for q, v in zip(names, s)}, float(k[0]), float(k[1])
 
 
-def _check_threshold(rows: Sequence[dict], score_key: str, floor_ev: float, false_alarm: float,
-                     wrong_gap_ev: float) -> float:
-    """The (1 - ``false_alarm``) quantile of ``score_key`` over the rows whose gap is right (error ≤
-    ``wrong_gap_ev``), at least ``floor_ev``; inf where no row has the score."""
-    scores = [r[score_key] for r in rows if r.get(score_key) is not None and abs(r["gap_error_ev"]) <= wrong_gap_ev]
-    return float(max(floor_ev, np.quantile(scores, 1 - false_alarm))) if scores else float("inf")
+CHECK_DISCREPANCY = {"fock": "check_gap_shift_ev", "partner": "check_partner_gap_diff_ev"}
+"""The row field of each check source's signed discrepancy (eV)."""
+
+
+def fit_check(rows: Sequence[dict], gap_sigma: Sequence[float], source: str, floor_ev: float = 0.1,
+              false_alarm: float = 0.05, wrong_gap_ev: float = 0.3) -> dict:
+    """{center, sigma weight, threshold} of the check by ``source`` over the validation ``rows`` that ran it,
+    with their calibrated gap σ ``gap_sigma`` (eV; :mod:`eqchem.model.calibration`): the center is the median
+    discrepancy over the right gaps (error ≤ ``wrong_gap_ev``); the weight, of
+    :data:`~eqchem.model.calibration.CHECK_SIGMA_WEIGHTS`, the one whose score has the best ROC AUC for the
+    wrong gaps (the smallest on a tie; 0 where the rows have no wrong gap); the threshold, the
+    (1 - ``false_alarm``) quantile of the score over the right gaps, at least ``floor_ev``. Threshold inf
+    where no row ran the check."""
+    from ..calibration_metrics import auc
+    from ..model.calibration import CHECK_SIGMA_WEIGHTS
+
+    name = "partner" if source == "partner" else "check"
+    got = [(r[CHECK_DISCREPANCY[source]], s, abs(r["gap_error_ev"]) > wrong_gap_ev)
+           for r, s in zip(rows, gap_sigma) if r.get(CHECK_DISCREPANCY[source]) is not None]
+    if not got:
+        return {f"{name}_threshold_ev": float("inf")}
+    d, sigma, wrong = (np.array(x, dtype=float) for x in zip(*got))
+    right = wrong == 0
+    center = float(np.median(d[right])) if right.any() else 0.0
+
+    def score(weight: float) -> np.ndarray:
+        return np.hypot(weight * sigma, d - center)
+
+    weight = 0.0
+    if wrong.any() and right.any():
+        aucs = [auc(wrong.astype(bool).tolist(), score(w).tolist()) for w in CHECK_SIGMA_WEIGHTS]
+        weight = float(CHECK_SIGMA_WEIGHTS[int(np.argmax(aucs))])
+    threshold = float(max(floor_ev, np.quantile(score(weight)[right], 1 - false_alarm))) if right.any() else floor_ev
+    return {f"{name}_center_ev": center, f"{name}_sigma_weight": weight, f"{name}_threshold_ev": threshold}
 
 
 def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequence[str],
@@ -154,10 +182,10 @@ def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequenc
     (each with its ``size_excess`` and ``geometry_excess``): the H MAE line and its growth beyond the training
     ranges (:func:`_fit_h_mae`); the orbital scales and their growth (:func:`_fit_orbitals`); for the dipole
     the scale that makes the root mean square of error/σ one; the largest leverage of the validation molecules
-    within the training ranges times the margin; each check threshold (the Fock build's gap shift; the gap
-    difference to ``check_partner``'s prediction where the rows have it) at the (1 - ``false_alarm``) quantile
-    of its scores over the validation molecules whose gap is right (error ≤ ``wrong_gap_ev``), at least
-    ``check_floor_ev``: about one right gap in twenty flagged."""
+    within the training ranges times the margin; the floor of out-of-domain estimates
+    (:func:`out_of_domain_floor`); each check's score and threshold (:func:`fit_check`: the Fock build's gap
+    shift; the gap difference to ``check_partner``'s prediction where the rows have it), with the gap σ of
+    this calibration: about one right gap (error ≤ ``wrong_gap_ev``) in twenty flagged."""
     intercept, slope, h_size, h_geometry = _fit_h_mae(rows)
     orbital, o_size, o_geometry = _fit_orbitals(rows)
     es, eg = _excesses(rows)
@@ -169,18 +197,38 @@ def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequenc
     inside = [r["leverage_max"] for r, a, b in zip(rows, es, eg) if a == 0 and b == 0] or \
         [r["leverage_max"] for r in rows]
     margin = UncertaintyCalibration.leverage_margin
-    return UncertaintyCalibration(
+    cal = UncertaintyCalibration(
         h_mae_log_scale=intercept, h_mae_log_slope=slope,
         homo_scale=orbital["homo"], lumo_scale=orbital["lumo"], gap_scale=orbital["gap"],
         dipole_scale=dipole_scale,
         leverage_limit=float(max(inside) * margin),
-        check_threshold_ev=_check_threshold(rows, "check_fock_score_ev", check_floor_ev, false_alarm, wrong_gap_ev),
-        check_partner=check_partner,
-        partner_threshold_ev=_check_threshold(rows, "check_partner_score_ev", check_floor_ev, false_alarm,
-                                              wrong_gap_ev) if check_partner else float("inf"),
+        check_threshold_ev=float("inf"), check_partner=check_partner,
         nearest_neighbour=nearest_neighbour, h_mae_size_slope=h_size, h_mae_geometry_slope=h_geometry,
         orbital_size_slope=o_size, orbital_geometry_slope=o_geometry,
         n_beyond=int(np.sum((es > 0) | (eg > 0))), n_molecules=len(rows), keys=sorted(keys), **(domain or {}))
+    cal = replace(cal, out_of_domain_floor=out_of_domain_floor(rows, cal))
+    gap_sigma = [estimate(_raw(r), cal, r.get("reasons", [])).gap_ev for r in rows]
+    checks = fit_check(rows, gap_sigma, "fock", check_floor_ev, false_alarm, wrong_gap_ev)
+    if check_partner:
+        checks.update(fit_check(rows, gap_sigma, "partner", check_floor_ev, false_alarm, wrong_gap_ev))
+    return replace(cal, **checks)
+
+
+def _raw(row: dict) -> RawStatistics:
+    """The raw statistics of a validation row computed under :data:`UNIT`."""
+    return RawStatistics(row["leverage_mean"], row["leverage_max"], row["uncertainty_homo_ev"] ** 2,
+                         row["uncertainty_lumo_ev"] ** 2, row["n_atoms"], row.get("size_excess", 0.0),
+                         row.get("geometry_excess", 0.0))
+
+
+def out_of_domain_floor(rows: Sequence[dict], cal: UncertaintyCalibration) -> dict:
+    """{quantity: mean estimate under ``cal``} over the in-domain ``rows`` (raw, under :data:`UNIT`; all rows
+    where none is in domain): the least an out-of-domain prediction's estimate may be
+    (:mod:`eqchem.model.calibration`)."""
+    inside = [r for r in rows if r.get("in_domain", True)] or list(rows)
+    est = [estimate(_raw(r), cal, []) for r in inside]
+    return {q: float(np.mean([getattr(u, q) for u in est]))
+            for q in ("h_mae_uEh", "homo_ev", "lumo_ev", "gap_ev", "dipole_debye")}
 
 
 def read_molecules(found: Sequence[tuple[H5Dataset, str]]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -248,13 +296,18 @@ def calibrate(model: EqchemModel, datasets: Sequence[H5Dataset], validation_keys
                                check_both=bool(check_partner))
     cal = fit_calibration(raw_rows, nn, val, domain=domain, check_partner=check_partner)
     calibrated = model.with_uncertainty(ModelUncertainty(posterior, cal))
-    rows = []
-    for r in raw_rows:  # the same molecules under the fitted scalars (no second prediction needed)
-        raw = RawStatistics(r["leverage_mean"], r["leverage_max"], r["uncertainty_homo_ev"] ** 2,
-                            r["uncertainty_lumo_ev"] ** 2, r["n_atoms"], r["size_excess"], r["geometry_excess"])
-        score = r["check_score_ev"]
-        threshold = cal.check_threshold(r.get("check_by") or "fock")
-        checked = {k: r[k] for k in r if k.startswith("check_")}  # estimate() leaves the check out
-        rows.append({**r, **estimate_fields(estimate(raw, cal, r["reasons"])), **checked,
-                     "flagged": bool(score is not None and score > threshold)})
-    return calibrated, rows
+    return calibrated, [rescored(r, cal) for r in raw_rows]
+
+
+def rescored(row: dict, cal: UncertaintyCalibration) -> dict:
+    """A validation row computed under :data:`UNIT` with its estimates, check scores and flag under ``cal``
+    (no second prediction needed: the row keeps the raw statistics and the checks' discrepancies)."""
+    unc = estimate(_raw(row), cal, row["reasons"])
+    scores = {source: cal.check_score(source, unc.gap_ev, row[key]) if row.get(key) is not None else None
+              for source, key in CHECK_DISCREPANCY.items()}
+    source = row.get("check_by") or "fock"
+    checked = {k: row[k] for k in row if k.startswith("check_")}  # estimate() leaves the check out
+    score = scores[source]
+    return {**row, **estimate_fields(unc), **checked, "check_score_ev": score,
+            "check_fock_score_ev": scores["fock"], "check_partner_score_ev": scores["partner"],
+            "flagged": bool(score is not None and score > cal.check_threshold(source))}

@@ -32,6 +32,16 @@ def _check_given_basis(model: "EqchemModel", s: Structure) -> None:
                          f"'{model.basis}'; build it with basis='{model.basis}' (or use a model trained in that basis)")
 
 
+def covers(model: "EqchemModel", numbers, charge: int, spin: int, basis: str | None = None) -> bool:
+    """Whether ``model`` predicts a molecule of these atomic ``numbers``, ``charge`` and ``spin`` (2S) inside its
+    training data, in ``basis`` where given: what :func:`check_structure` would neither refuse nor need
+    ``extrapolate`` for (size aside, which only warns). For a second model that must answer in the same basis
+    (the ``--check`` partner)."""
+    return ((basis is None or _basis_key(model.basis) == _basis_key(basis))
+            and {int(z) for z in numbers} <= {int(z) for z in model.elements}
+            and int(charge) in model.charges and int(spin) in model.spins)
+
+
 def coverage_warnings(model: "EqchemModel", s: Structure) -> list[str]:
     """Why a prediction of ``s`` would extrapolate the model: charge, spin, size (atoms; heavy atoms where the card
     records their range) beyond the training structures' (empty list: it does not)."""

@@ -112,25 +112,12 @@ def estimate_fields(unc) -> dict:
             "uncertainty_dipole_debye": unc.dipole_debye, "in_domain": unc.in_domain, "reasons": list(unc.reasons),
             "leverage_mean": unc.leverage_mean, "leverage_max": unc.leverage_max,
             "size_excess": unc.size_excess, "geometry_excess": unc.geometry_excess,
-            "check_score_ev": _check_score(unc), "check_by": unc.check_by,
-            "check_fock_score_ev": _abs(unc.check_gap_shift_ev),
-            "check_partner_score_ev": _abs(unc.check_partner_gap_diff_ev),
+            "check_score_ev": unc.check_score_ev, "check_by": unc.check_by,
+            "check_fock_score_ev": unc.check_fock_score_ev, "check_partner_score_ev": unc.check_partner_score_ev,
             "check_partner_gap_diff_ev": unc.check_partner_gap_diff_ev,
             "check_residual_uEh": unc.residual_uEh, "check_gap_shift_ev": unc.check_gap_shift_ev,
             "check_homo_shift_ev": unc.check_homo_shift_ev, "check_lumo_shift_ev": unc.check_lumo_shift_ev,
             "flagged": unc.flagged, "seconds": unc.seconds}
-
-
-def _abs(x: float | None) -> float | None:
-    return abs(x) if x is not None else None
-
-
-def _check_score(unc) -> float | None:
-    """The score the check's flag thresholds (eV): |partner's gap - this gap| where the partner ran, else the
-    Fock build's |gap shift|; None without a check."""
-    if unc.check_by == "partner":
-        return abs(unc.check_partner_gap_diff_ev)
-    return _abs(unc.check_gap_shift_ev)
 
 
 def dipole_error(record, h_pred: np.ndarray, basis: str) -> float:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import numpy as np
 
 from ..dft.molecule import MoleculeContext
+from .checks import covers
 
 if TYPE_CHECKING:
     from ..io.structure import Structure
@@ -335,10 +336,9 @@ class PredictionPipeline:
                     # the Fock step's F[P] where it ran (checks the network's matrix), else one build for the check
                     net_m = pred.network_matrix
                     fock = pred.fock if pred.fock is not None else self._fock(molecule, net_m)
-                    unc = self_check(unc, fock, net_m, molecule.overlap, nocc, cal.check_threshold("fock"))
+                    unc = self_check(unc, fock, net_m, molecule.overlap, nocc, cal)
                 if partner is not None:
-                    unc = partner_check(unc, partner.gap_ev(molecule, nocc), _gap_ev(pred.matrix, molecule, nocc),
-                                        cal.check_threshold("partner"))
+                    unc = partner_check(unc, partner.gap_ev(molecule, nocc), _gap_ev(pred.matrix, molecule, nocc), cal)
         return replace(unc, seconds=time.perf_counter() - t0)
 
     def _partner_for(self, molecule: MoleculeContext) -> "PredictionPipeline | None":
@@ -349,9 +349,7 @@ class PredictionPipeline:
             return None
         if self._partner is None:
             self._partner = PredictionPipeline(self.model.load_check_partner(), batch_size=1, device=self.device)
-        m = self._partner.model
-        covered = (m.basis == self.model.basis and set(molecule.numbers.tolist()) <= set(m.elements)
-                   and molecule.charge in m.charges and molecule.spin in m.spins)
+        covered = covers(self._partner.model, molecule.numbers, molecule.charge, molecule.spin, self.model.basis)
         return self._partner if covered else None
 
     def gap_ev(self, molecule: MoleculeContext, nocc: int) -> float:

@@ -48,9 +48,12 @@ class Uncertainty:
             training range's nearest end; 0 within): its atom or heavy-atom count; its farthest-out nearest-
             neighbour distance or bond-valence sum (:func:`domain_excess`); the estimates grow with them as
             fitted on validation molecules beyond the ranges.
-        flagged: ``--check`` only (else None): the frontier orbitals are likely wrong: the partner model's gap
-            differs from this one by more than the model's threshold, or (without a partner covering the
-            molecule) one Fock build from the predicted density moved the gap by more than its threshold.
+        flagged: ``--check`` only (else None): the frontier orbitals are likely wrong: the check's score beyond
+            the model's threshold; the score (eV) adds the check's discrepancy (one Fock build's gap shift beyond
+            its typical one, or the partner model's gap difference) and the calibrated gap σ in quadrature
+            (:meth:`~eqchem.model.calibration.UncertaintyCalibration.check_score`).
+        check_score_ev: the score the flag thresholds (eV); check_fock_score_ev, check_partner_score_ev: each
+            source's where it ran (both where an evaluation asked for both).
         check_by: what the check used: ``"partner"`` (the model file's ``check_partner``) or ``"fock"``.
         check_partner_gap_diff_ev: the partner model's gap minus this prediction's, eV (``check_by="partner"``).
         check_gap_shift_ev, check_homo_shift_ev, check_lumo_shift_ev: the Fock build's shifts, eV
@@ -71,6 +74,9 @@ class Uncertainty:
     size_excess: float = 0.0
     geometry_excess: float = 0.0
     flagged: bool | None = None
+    check_score_ev: float | None = None
+    check_fock_score_ev: float | None = None
+    check_partner_score_ev: float | None = None
     check_by: str | None = None
     check_partner_gap_diff_ev: float | None = None
     check_gap_shift_ev: float | None = None
@@ -115,12 +121,16 @@ def estimate(raw: RawStatistics, cal: UncertaintyCalibration, reasons: list[str]
         reasons.append(f"readout leverage {raw.leverage_max:.3g} beyond the validation molecules' "
                        f"{cal.leverage_limit / cal.leverage_margin:.3g} (x{cal.leverage_margin:g}): an environment "
                        f"unlike any training molecule's")
+    sigma = {"h_mae_uEh": h_mae,
+             "homo_ev": float(grow_orbital * cal.homo_scale * np.sqrt(raw.v_homo)),
+             "lumo_ev": float(grow_orbital * cal.lumo_scale * np.sqrt(raw.v_lumo)),
+             "gap_ev": float(grow_orbital * cal.gap_scale * np.sqrt(raw.v_homo + raw.v_lumo)),
+             "dipole_debye": float(cal.dipole_scale * h_mae * np.sqrt(raw.n_atoms))}
+    if reasons:  # beyond the training molecules: no better than a typical one inside (model.calibration)
+        grow = 1.0 + max(raw.size_excess, raw.geometry_excess)
+        sigma = {q: max(v, grow * float(cal.out_of_domain_floor.get(q, 0.0))) for q, v in sigma.items()}
     return Uncertainty(
-        h_mae_uEh=h_mae,
-        homo_ev=float(grow_orbital * cal.homo_scale * np.sqrt(raw.v_homo)),
-        lumo_ev=float(grow_orbital * cal.lumo_scale * np.sqrt(raw.v_lumo)),
-        gap_ev=float(grow_orbital * cal.gap_scale * np.sqrt(raw.v_homo + raw.v_lumo)),
-        dipole_debye=float(cal.dipole_scale * h_mae * np.sqrt(raw.n_atoms)),
+        **sigma,
         in_domain=not reasons, reasons=reasons,
         leverage_mean=raw.leverage_mean, leverage_max=raw.leverage_max,
         size_excess=raw.size_excess, geometry_excess=raw.geometry_excess)
@@ -154,8 +164,9 @@ def domain_excess(numbers: np.ndarray, positions: np.ndarray, cal: UncertaintyCa
     end of the training range (0 within it; ≈ the relative excess where small): (size: its atom or heavy-atom
     count, e.g. 18 heavy atoms against at most 9 -> ln 2 = 0.69; geometry: the largest of any atom's
     nearest-neighbour distance against the range of its pair of elements, e.g. a C-H bond at 1.44 Å against
-    at most 1.11 -> 0.26, and of its bond-valence sum against its element's, e.g. a carbon at 3.0 against at
-    least 3.6 -> 0.18 (pairs and elements that training lacks count 0; their reasons say so))."""
+    at most 1.11 -> 0.26, and of its bond-valence sum against its environment's (:func:`valence_range`), e.g.
+    a carbon at 3.0 against at least 3.6 -> 0.18 (pairs and elements that training lacks count 0; their
+    reasons say so))."""
     size = max(_beyond(len(numbers), atoms_range), _beyond(heavy_atoms(numbers), heavy_atoms_range))
     geometry = 0.0
     if len(numbers) > 1 and cal.nearest_neighbour:
@@ -163,8 +174,8 @@ def domain_excess(numbers: np.ndarray, positions: np.ndarray, cal: UncertaintyCa
         geometry = max(_beyond(float(r), _pair_range(cal, int(z), int(numbers[k])))
                        for z, k, r in zip(numbers, j, nearest))
     if len(numbers) > 1 and cal.valence_ranges:
-        geometry = max(geometry, *(_beyond(float(v), cal.valence_ranges.get(symbol(int(z))))
-                                   for z, v in zip(numbers, bond_valences(numbers, positions))))
+        geometry = max(geometry, *(_beyond(float(v), valence_range(cal.valence_ranges, label))
+                                   for v, label in zip(*valence_environments(numbers, positions))))
     return float(size), float(geometry)
 
 
@@ -173,8 +184,9 @@ def domain_reasons(numbers: np.ndarray, positions: np.ndarray, cal: UncertaintyC
     """Why a structure lies outside the training data by size or geometry (empty: it does not): atom and
     heavy-atom counts outside the training ranges; an atom whose nearest neighbour is nearer or farther than
     in any training molecule (by more than ``cal.distance_tolerance``, relative); else an atom whose
-    bond-valence sum (:func:`bond_valences`) lies outside its element's training range (by more than
-    ``cal.valence_tolerance``): a bond stretched or squeezed though the atom's nearest neighbour is not."""
+    bond-valence sum lies outside the training range of its environment (:func:`valence_environments`; its
+    element's where training had few such atoms) by more than ``cal.valence_tolerance``: a bond stretched or
+    squeezed though the atom's nearest neighbour is not."""
     out = []
     n, heavy = len(numbers), heavy_atoms(numbers)
     if atoms_range and not atoms_range[0] <= n <= atoms_range[1]:
@@ -199,10 +211,11 @@ def domain_reasons(numbers: np.ndarray, positions: np.ndarray, cal: UncertaintyC
                 geometry_reason = True
                 break
     if n > 1 and cal.valence_ranges and not geometry_reason:
-        for i, (z, v) in enumerate(zip(numbers, bond_valences(numbers, positions))):
-            lo_hi = cal.valence_ranges.get(symbol(int(z)))
+        for i, (v, label) in enumerate(zip(*valence_environments(numbers, positions))):
+            lo_hi = valence_range(cal.valence_ranges, label)
             if _beyond(float(v), lo_hi, cal.valence_tolerance) > 0:
-                out.append(f"atom {i + 1} ({symbol(int(z))}): bond-valence sum {v:.2f}, training {lo_hi[0]:.2f}-"
+                of = label if label in cal.valence_ranges else label.split("[")[0]
+                out.append(f"atom {i + 1} ({label}): bond-valence sum {v:.2f}, training {of} {lo_hi[0]:.2f}-"
                            f"{lo_hi[1]:.2f} (a stretched, squeezed or broken bond?)")
                 break
     return out
@@ -211,6 +224,21 @@ def domain_reasons(numbers: np.ndarray, positions: np.ndarray, cal: UncertaintyC
 BOND_ORDER_DECAY = 0.30
 """b, Å, of the bond order exp((R_a + R_b - d) / b) between atoms at distance d (Pauling's relation has 0.26,
 the bond-valence model 0.37)."""
+BONDED_ORDER = 0.30
+"""Bond order above which two atoms count as bonded neighbours in an atom's environment label (d below
+R_a + R_b + 0.36 Å: every bond of a training molecule, no 1,3 pair)."""
+MIN_ENVIRONMENT_ATOMS = 3
+"""Training atoms an environment needs for its own bond-valence range (else its element's range serves)."""
+
+
+def _bond_orders(numbers: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """exp((R_i + R_j - d_ij) / b) (n, n), 0 on the diagonal (R: :data:`eqchem.io.elements.SINGLE_BOND_RADII`)."""
+    from ..io.elements import SINGLE_BOND_RADII
+
+    radii = np.array([SINGLE_BOND_RADII.get(int(z), 1.5) for z in numbers])
+    d = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    return np.exp((radii[:, None] + radii[None] - d) / BOND_ORDER_DECAY)
 
 
 def bond_valences(numbers: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -218,22 +246,41 @@ def bond_valences(numbers: np.ndarray, positions: np.ndarray) -> np.ndarray:
     (:data:`eqchem.io.elements.SINGLE_BOND_RADII`), b :data:`BOND_ORDER_DECAY`: about 4 for a carbon, 1 for a
     hydrogen at their usual bond lengths; a bond stretched by 30 % takes about 0.8 off both its atoms', which
     nearest-neighbour distances miss where the atom keeps a shorter bond."""
-    from ..io.elements import SINGLE_BOND_RADII
+    return _bond_orders(numbers, positions).sum(axis=1)
 
-    radii = np.array([SINGLE_BOND_RADII.get(int(z), 1.5) for z in numbers])
-    d = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
-    np.fill_diagonal(d, np.inf)
-    return np.exp((radii[:, None] + radii[None] - d) / BOND_ORDER_DECAY).sum(axis=1)
+
+def valence_environments(numbers: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Each atom's bond-valence sum (n,) (:func:`bond_valences`) and environment label: its element and its
+    bonded neighbours (bond order above :data:`BONDED_ORDER`), each with its own number of bonded neighbours,
+    sorted: "C[C4,H1,H1,H1]" for ethane's carbons, "O[C3]" for a carbonyl oxygen, "O[S4]" for a sulfonyl's and
+    "O[S3]" for a sulfoxide's. A carbon's sum spans 3.6-4.7 over organic molecules, much less within one
+    environment, where a bond stretched by 30 % stands out."""
+    orders = _bond_orders(numbers, positions)
+    bonded = [np.flatnonzero(row > BONDED_ORDER) for row in orders]
+    labels = [f"{symbol(int(z))}[{','.join(sorted(f'{symbol(int(numbers[j]))}{len(bonded[j])}' for j in nb))}]"
+              for z, nb in zip(numbers, bonded)]
+    return orders.sum(axis=1), labels
+
+
+def valence_range(ranges: dict, label: str) -> list | None:
+    """[smallest, largest] training bond-valence sum of an atom of environment ``label`` ("C[C4,H1,H1,H1]"); its
+    element's ("C") where training had fewer than :data:`MIN_ENVIRONMENT_ATOMS` such atoms (or the model file
+    predates environments); None where training lacked the element."""
+    return ranges.get(label, ranges.get(label.split("[")[0]))
 
 
 def valence_ranges(molecules) -> dict[str, list[float]]:
-    """{"C": [smallest, largest] bond-valence sum (:func:`bond_valences`) of a carbon} over (numbers, positions)
-    pairs, per element."""
+    """{"C": [smallest, largest] bond-valence sum (:func:`bond_valences`) of a carbon, "C[C4,H1,H1,H1]": the same of a
+    carbon in that environment (:func:`valence_environments`; those of at least
+    :data:`MIN_ENVIRONMENT_ATOMS` atoms)} over (numbers, positions) pairs."""
     out: dict[str, list[float]] = {}
+    counts: dict[str, int] = {}
     for numbers, positions in molecules:
-        for z, v in zip(numbers, bond_valences(numbers, positions)):
+        for z, v, label in zip(numbers, *valence_environments(numbers, positions)):
             _extend_range(out, symbol(int(z)), float(v))
-    return out
+            _extend_range(out, label, float(v))
+            counts[label] = counts.get(label, 0) + 1
+    return {k: v for k, v in out.items() if "[" not in k or counts[k] >= MIN_ENVIRONMENT_ATOMS}
 
 
 def nearest_neighbour_ranges(molecules) -> dict[str, list[float]]:
@@ -255,25 +302,31 @@ def _extend_range(ranges: dict[str, list[float]], key: str, value: float) -> Non
 
 
 def self_check(unc: Uncertainty, fock: np.ndarray, hamiltonian: np.ndarray, overlap: np.ndarray, nocc: int,
-               threshold_ev: float, seconds: float = 0.0) -> Uncertainty:
+               cal: UncertaintyCalibration, seconds: float = 0.0) -> Uncertainty:
     """``unc`` with the check of one Fock build: ``fock`` = F[P(H)] (nao, nao) Eh of the predicted
-    ``hamiltonian``'s aufbau density; flagged when it moves the gap by more than ``threshold_ev``."""
+    ``hamiltonian``'s aufbau density; flagged when its score (the gap shift and ``unc.gap_ev``:
+    :meth:`~eqchem.model.calibration.UncertaintyCalibration.check_score`) exceeds the calibration's threshold."""
     from ..orbitals import solve_generalized
 
     e_h = solve_generalized(hamiltonian, overlap)[0]
     e_f = solve_generalized(fock, overlap)[0]
     homo = (e_f[nocc - 1] - e_h[nocc - 1]) * HARTREE_EV
     lumo = (e_f[nocc] - e_h[nocc]) * HARTREE_EV if nocc < len(e_h) else 0.0
-    gap = lumo - homo
-    return replace(unc, flagged=bool(abs(gap) > threshold_ev), check_by="fock", check_gap_shift_ev=float(gap),
+    gap = float(lumo - homo)
+    score = cal.check_score("fock", unc.gap_ev, gap)
+    return replace(unc, flagged=bool(score > cal.check_threshold("fock")), check_by="fock", check_score_ev=score,
+                   check_fock_score_ev=score, check_gap_shift_ev=gap,
                    check_homo_shift_ev=float(homo), check_lumo_shift_ev=float(lumo),
                    residual_uEh=float(np.abs(fock - hamiltonian).mean() * MICRO_HARTREE),
                    seconds=unc.seconds + seconds)
 
 
-def partner_check(unc: Uncertainty, partner_gap_ev: float, gap_ev: float, threshold_ev: float) -> Uncertainty:
-    """``unc`` with the partner model's check: flagged when its gap ``partner_gap_ev`` differs from this
-    prediction's ``gap_ev`` (both eV) by more than ``threshold_ev``; the Fock build's fields (if ``unc`` has
-    them) stay, for evaluations that ask for both."""
+def partner_check(unc: Uncertainty, partner_gap_ev: float, gap_ev: float, cal: UncertaintyCalibration) -> Uncertainty:
+    """``unc`` with the partner model's check: its gap ``partner_gap_ev`` against this prediction's ``gap_ev``
+    (both eV), flagged when the score of their difference (:meth:`~eqchem.model.calibration.
+    UncertaintyCalibration.check_score`) exceeds the calibration's partner threshold; the Fock build's fields
+    (if ``unc`` has them) stay, for evaluations that ask for both."""
     diff = float(partner_gap_ev - gap_ev)
-    return replace(unc, flagged=bool(abs(diff) > threshold_ev), check_by="partner", check_partner_gap_diff_ev=diff)
+    score = cal.check_score("partner", unc.gap_ev, diff)
+    return replace(unc, flagged=bool(score > cal.check_threshold("partner")), check_by="partner",
+                   check_score_ev=score, check_partner_score_ev=score, check_partner_gap_diff_ev=diff)

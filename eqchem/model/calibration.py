@@ -17,32 +17,50 @@ The estimates (:mod:`eqchem.inference.uncertainty`), per molecule:
   :func:`eqchem.inference.uncertainty.domain_excess`). The slopes (≥ 0) are fitted jointly with the scales on
   validation molecules that include ones beyond the ranges (``n_beyond``: stretched bonds, larger molecules);
   without such molecules they stay 0.
+- out of domain (any reason below), no estimate falls under ``out_of_domain_floor`` (the mean estimate of the
+  in-domain validation molecules, per quantity) times ``1 + max(s, g)``: beyond the training molecules the
+  fitted growth is an extrapolation from few validation molecules (on session 18's drug-sized test molecules
+  it left the gap's 1σ covering 58 %), so the estimate promises no better than a typical molecule inside.
 - in domain: atom count, heavy-atom count (``atoms_range``, ``heavy_atoms_range``: those of the training
   molecules the posterior was summed over), each atom's nearest-neighbour distance within the training
   molecules' ranges (``nearest_neighbour``, Å, per pair of elements, widened by ``distance_tolerance``), each
-  atom's bond-valence sum Σ_j exp((R_i + R_j - d_ij) / 0.3 Å) within its element's training range
-  (``valence_ranges``, widened by ``valence_tolerance``: a C-C bond stretched by 30 % takes ~0.8 off both
-  carbons' sums though their nearest neighbours stay), and no atom or pair leverage beyond ``leverage_limit``
+  atom's bond-valence sum Σ_j exp((R_i + R_j - d_ij) / 0.3 Å) within the training range of its environment
+  (``valence_ranges``: per element and bonded neighbours with theirs, "C[C4,H1,H1,H1]", else per element; widened by
+  ``valence_tolerance``: a C-C bond stretched by 30 % takes ~0.8 off both carbons' sums though their nearest
+  neighbours stay), and no atom or pair leverage beyond ``leverage_limit``
   (the largest on the validation molecules times ``leverage_margin``).
-- ``check_threshold_ev``: with ``--check`` a molecule is flagged when one cheap Fock build from its predicted
-  density moves the gap by more than this (eV).
+- ``--check``: one cheap Fock build from the predicted density moves the gap by d (eV); the check's score
+  (eV) is ``sqrt((check_sigma_weight · σ_gap)² + (d - check_center_ev)²)``: the build's shift beyond its
+  typical one (one build from a right density still shifts the gap, on validation molecules by about
+  -0.2 eV) added in quadrature to the molecule's calibrated gap σ, so that a suspicious shift and an
+  uncertain molecule both count; the molecule is flagged when the score exceeds ``check_threshold_ev``.
+  (Files calibrated before the score had center and weight 0: the |shift| alone.)
 - ``check_partner``: the shipped model (``"accurate"``, ``"fast"``) whose prediction is the check's second
   opinion (a committee of two models trained apart); where it covers the molecule's elements, ``--check`` runs
   its whole prediction instead of the Fock build above (the accurate model: two cheap Fock builds, its minao
   guess and its Fock step; without the Fock step its gap tells little) and flags the molecule when the two gaps
-  differ by more than ``partner_threshold_ev`` (eV). None: the Fock build alone.
+  differ by more than ``partner_threshold_ev`` (eV) in the same score (d: the gap difference,
+  ``partner_center_ev``, ``partner_sigma_weight``). None: the Fock build alone.
 Fits on the validation molecules: the H MAE line and its slopes by least squares in log space; the orbital
 scales and slopes by the Gaussian likelihood of the HOMO, LUMO and gap errors (with the slopes at 0 this sets
 each scale to the root mean square of error/σ-without-scale, so that error/σ has RMS 1); the dipole scale
-so that error/σ has RMS 1.
+so that error/σ has RMS 1; each check's center, the median d over the validation molecules whose gap is
+right (error ≤ 0.3 eV), its σ weight, the one of :data:`CHECK_SIGMA_WEIGHTS` whose score best separates
+those from the wrong gaps (ROC AUC), and its threshold, the 95th percentile of the score over the right
+gaps (about one right gap in twenty flagged).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported only where a posterior is read (model headers stay torch-free)
     from .posterior import ReadoutPosterior
+
+
+CHECK_SIGMA_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
+"""The σ weights a calibration tries for each check's score (0: the check's discrepancy alone)."""
 
 
 @dataclass(frozen=True)
@@ -56,21 +74,26 @@ class UncertaintyCalibration:
     gap_scale: float
     dipole_scale: float             # Debye per (µEh · sqrt(atoms))
     leverage_limit: float           # largest in-domain leverage of an atom or pair block
-    check_threshold_ev: float       # |gap shift| of one Fock build beyond which --check flags
+    check_threshold_ev: float       # score of one Fock build's check beyond which --check flags (eV)
     nearest_neighbour: dict = field(default_factory=dict)  # {"A-B": [min, max] Å}: atoms of A nearest to a B
-    valence_ranges: dict = field(default_factory=dict)     # {"C": [min, max]}: bond-valence sums of training atoms
+    valence_ranges: dict = field(default_factory=dict)     # {"C": [min, max], "C[C4,H1,H1,H1]": ...}: bond-valence sums
     atoms_range: list | None = None         # [fewest, most] atoms of the posterior's training molecules
     heavy_atoms_range: list | None = None   # [fewest, most] heavy atoms of them
     distance_tolerance: float = 0.10
-    valence_tolerance: float = 0.02
+    valence_tolerance: float = 0.04         # per environment (files with per-element ranges stored 0.02)
     leverage_margin: float = 3.0
     h_mae_size_slope: float = 0.0           # growth per unit of size excess (module docstring)
     h_mae_geometry_slope: float = 0.0
     orbital_size_slope: float = 0.0
     orbital_geometry_slope: float = 0.0
     n_beyond: int = 0                       # validation molecules beyond the training ranges the slopes saw
+    out_of_domain_floor: dict = field(default_factory=dict)  # {"h_mae_uEh": ..., "gap_ev": ...}: see above
     check_partner: str | None = None        # shipped model whose gap is the check's second opinion
-    partner_threshold_ev: float = float("inf")  # |gap - partner's gap| beyond which --check flags
+    partner_threshold_ev: float = float("inf")  # score of the partner's check beyond which --check flags (eV)
+    check_center_ev: float = 0.0            # the Fock build's typical gap shift (module docstring)
+    check_sigma_weight: float = 0.0         # weight of the gap σ in its score
+    partner_center_ev: float = 0.0          # the partner's typical gap difference
+    partner_sigma_weight: float = 0.0
     n_molecules: int = 0
     keys: list = field(default_factory=list)  # the validation keys fitted on
 
@@ -78,6 +101,14 @@ class UncertaintyCalibration:
         """The --check threshold (eV) of a check by ``source``: "partner" (the gap difference from the check
         partner's) or "fock" (the gap shift of one Fock build)."""
         return self.partner_threshold_ev if source == "partner" else self.check_threshold_ev
+
+    def check_score(self, source: str, gap_sigma_ev: float, discrepancy_ev: float) -> float:
+        """The score (eV) of a check by ``source`` ("partner", "fock") that measured ``discrepancy_ev`` (the
+        partner's gap minus this one; the Fock build's gap shift) on a molecule of estimated gap σ
+        ``gap_sigma_ev``: sqrt((weight · σ)² + (discrepancy - center)²) (module docstring)."""
+        center, weight = ((self.partner_center_ev, self.partner_sigma_weight) if source == "partner"
+                          else (self.check_center_ev, self.check_sigma_weight))
+        return math.hypot(weight * gap_sigma_ev, discrepancy_ev - center)
 
     def growth(self, size_excess: float, geometry_excess: float) -> tuple[float, float]:
         """Factors (H MAE, orbital energies) ≥ 1 of a molecule ``size_excess`` and ``geometry_excess`` beyond

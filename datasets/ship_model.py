@@ -1,6 +1,6 @@
 """Evaluate a trained model on the held-out test molecules and ship it as one of eqchem's models.
 
-    python datasets/qm9/ship_model.py MODEL.pt --mode accurate|fast --data part-001.h5 qm9.h5 \
+    python datasets/ship_model.py MODEL.pt --mode accurate|fast --data part-001.h5 qm9.h5 \
         --split split.json... [--recipe qm9|fragments] [--scf-molecules 5] [--notes "..."]
 
 Writes ``eqchem/models/<mode>.pt`` (the model with its test metrics, its wall time per test molecule by
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-sys.path.insert(0, str(HERE))
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE / "qm9"))
 
 RECIPES = {"qm9": "datasets/qm9/recipe.py (QM9 geometries from qm9pack; split by QM9 index)",
            "fragments": "datasets/fragments/README.md (QM9 molecules split by QM9 index, drug-like MOSES fragments "
@@ -32,6 +32,38 @@ RECIPES = {"qm9": "datasets/qm9/recipe.py (QM9 geometries from qm9pack; split by
                         "session's)"}
 PEERS = {"QHNet (QH9-stable-id, ~130k molecules)": {"h_mae_uEh": 76.3, "h_mae_diag_uEh": 111, "h_mae_offd_uEh": 73.7,
                                                    "eps_occ_mae_uEh": 799, "psi_cos_pct": 95.85, "scf_ratio": 0.71}}
+
+
+def _stage_of(m) -> dict:
+    """One training run's card entry: its time, epochs, hardware, molecules and config."""
+    tc = m.metadata.get("train_config", {})
+    return {"train_seconds": m.metadata.get("train_seconds"), "epochs": m.metadata.get("epochs"),
+            "train_hardware": m.metadata.get("train_hardware"),
+            "n_train_molecules": m.metadata.get("n_train_molecules"), "train_config": tc}
+
+
+def training_stages(model, where: Path) -> list[dict]:
+    """The training runs that made ``model`` (file in directory ``where``), first to last, following each run's
+    ``--init`` model; a shipped model met on the way brings its card's stages (those not already listed: a run's
+    ``--init eqchem/models/fast.pt`` names whatever that file holds today, which may be a later stage shipped
+    since)."""
+    from eqchem.inference.model_file import load_model
+
+    stages, m = [], model
+    while m is not None:
+        if m is not model and m.metadata.get("training_stages"):  # a shipped model: its card has its stages
+            seen = {(st.get("train_seconds"), st.get("epochs"), st.get("n_train_molecules")) for st in stages}
+            earlier = [st for st in m.metadata["training_stages"]
+                       if (st.get("train_seconds"), st.get("epochs"), st.get("n_train_molecules")) not in seen]
+            return earlier + stages
+        stages.insert(0, _stage_of(m))
+        init = m.metadata.get("train_config", {}).get("init_model")
+        # a relative --init path was relative to the directory that run started in: try the model's own
+        found = next((p for p in (Path(init), where / init) if p.exists()), None) if init else None
+        if init and found is None:
+            raise SystemExit(f"stage model {init} not found: the card would miss a training stage")
+        m, where = (load_model(found), found.parent) if found else (None, where)
+    return stages
 
 
 def test_metrics(model, data: list[str], test: set[str], scf_molecules: int, fock_step: bool = True) -> dict:
@@ -75,7 +107,7 @@ def test_metrics(model, data: list[str], test: set[str], scf_molecules: int, foc
 
 
 def main() -> None:
-    from recipe import read_selection
+    from recipe import index_of, read_selection
 
     from eqchem.data.reader import H5Dataset
     from eqchem.model.card import ModelCard
@@ -128,26 +160,12 @@ def main() -> None:
     meta["mode"] = a.mode
     meta["notes"] = a.notes
     meta["off_equilibrium_geometries"] = False
-    stages, m, where = [], model, a.model.parent  # fine-tuned models: the runs that made them (--init)
-    while m is not None:
-        if m is not model and m.metadata.get("training_stages"):  # a shipped model: its card has its stages
-            stages = list(m.metadata["training_stages"]) + stages
-            break
-        tc = m.metadata.get("train_config", {})
-        stages.insert(0, {"train_seconds": m.metadata.get("train_seconds"), "epochs": m.metadata.get("epochs"),
-                          "train_hardware": m.metadata.get("train_hardware"),
-                          "n_train_molecules": m.metadata.get("n_train_molecules"), "train_config": tc})
-        init = tc.get("init_model")
-        # a relative --init path was relative to the directory that run started in: try the model's own
-        found = next((p for p in (Path(init), where / init) if p.exists()), None) if init else None
-        if init and found is None:
-            raise SystemExit(f"stage model {init} not found: the card would miss a training stage")
-        m, where = (load_model(found), found.parent) if found else (None, where)
+    stages = training_stages(model, a.model.parent)
     meta["training_stages"] = stages
     hardware = {hardware_text(st["train_hardware"]) for st in stages if st.get("train_hardware")}
     meta["train_hardware"] = a.train_hardware or "; ".join(sorted(hardware)) or "not recorded"
     meta["data_recipe"] = RECIPES[a.recipe]
-    csv_path = HERE.parent / a.recipe / f"{a.mode}_training_set.csv"
+    csv_path = HERE / a.recipe / f"{a.mode}_training_set.csv"
     meta["training_set_file"] = str(csv_path.relative_to(ROOT))
     out = a.out or default_model_path(a.mode)
     save_model(out, model.net, ModelCard.from_dict(meta), model.settings, model.change_of_basis, model.uncertainty)
@@ -171,7 +189,7 @@ def main() -> None:
             if smi and k not in sel:
                 mol = Chem.MolFromSmiles(smi)
                 smi = Chem.MolToSmiles(mol) if mol is not None else smi
-            w.writerow([k, int(k.split("_")[1]) if k.startswith("qm9_") else "", smi])
+            w.writerow([k, index_of(k) if k.startswith("qm9_") else "", smi])
     print(json.dumps({"with Fock step": summary, "network only": network_only}, indent=1))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {csv_path}")
 
