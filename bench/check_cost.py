@@ -1,6 +1,7 @@
 """What ``--check`` costs per molecule, by source, measured in one run on the same molecules: the model file's
 check partner (the fast model's: the accurate model, two cheap Fock builds) against one Fock build from the
-predicted density (the check without a partner), beside the prediction without a check.
+predicted density (the check without a partner), beside the prediction without a check and the part of it that
+its error estimates take.
 
     python bench/check_cost.py --data DATA.h5... [--model fast] [--count 12] [--out bench/results/check_cost]
 
@@ -82,6 +83,10 @@ def main() -> None:
             "partner": f"check: the {cal.check_partner} model's prediction (the model file's partner)"}
     lines = ["| what | s / molecule | × the prediction |", "|---|---:|---:|"]
     lines += [f"| {what[k]} | {v:.3f} | {v / per['none']:.1f} |" for k, v in per.items()]
+    estimates = stages["none"].get("uncertainty", 0.0)  # readout leverages and estimates, inside the prediction
+    lines.append(f"| of the prediction: its error estimates (stage `uncertainty`) | {estimates:.4f} | "
+                 f"{estimates / per['none']:.2f} ({100 * estimates / (per['none'] - estimates):.0f} % of the rest) |")
+    per["estimates"] = estimates
     footer = (f"Model {a.model}; {len(structures)} QM9 test molecules, each through every pipeline in turn; one thread; "
               f"{processor_name()}; {time.perf_counter() - t0:.0f} s.")
     write_report(a.out, "check_cost", "\n".join(lines), footer,

@@ -252,6 +252,9 @@ def main() -> None:
                    help="early stopping: epochs without a better validation loss before a point stops (default: "
                         "the config's); with a generous --max-time as a cap, every point trains to convergence")
     p.add_argument("--batch-size", type=int, default=None, help="override the config's batch size")
+    p.add_argument("--init", type=Path, default=None,
+                   help="model file whose weights start every point (the config's init_model; e.g. the QM9-only "
+                        "fast model for a curve on fragments: new elements' parts start afresh)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shuffle that orders the training keys")
     p.add_argument("--eval-batch-size", type=int, default=16)
     p.add_argument("--out", type=Path, default=None,
@@ -332,7 +335,7 @@ def main() -> None:
 
     level = f"{dss[0].xc}/{dss[0].basis}"
     overrides = {"max_epochs": max_epochs, "max_time_minutes": a.max_time, "batch_size": a.batch_size,
-                 "early_stopping_patience": a.patience}
+                 "early_stopping_patience": a.patience, "init_model": str(a.init) if a.init else None}
     base = TrainConfig.load(a.config, overrides)
     budget = f"max_epochs {base.max_epochs}, max_time {base.max_time_minutes or 'none'} min"
     print(f"{len(data)} data file(s), {level}; split {split_path}: {len(parts['train'])} train / "

@@ -142,11 +142,6 @@ def drug_sized() -> list:
     return out
 
 
-def covers(model, structure) -> bool:
-    """Whether ``model`` knows every element of ``structure``."""
-    return {int(z) for z in structure.numbers} <= set(model.elements)
-
-
 def scf(mol, xc: str, grid: int, conv_tol: float, density_fit: bool, dm0=None):
     """(converged PySCF object, cycles, seconds) of one Kohn–Sham SCF."""
     from eqchem.dft.runner import DFTSettings, make_scf, run_scf
@@ -480,14 +475,14 @@ def main() -> None:
     if not molecules:
         sys.exit("no molecules: give --data files with QM9 test molecules or fragments, --drug-sized and/or --examples")
     models = {"accurate": model} if fast is None else {"fast": fast, "accurate": model}
-    covered = {role: [x[1] for x in molecules if covers(m, x[1])] for role, m in models.items()}
+    covered = {role: [x[1] for x in molecules if m.covers_elements(x[1].numbers)] for role, m in models.items()}
     for role, m in models.items():  # warm-up: lazy imports, first-call costs
         if covered[role]:
             eqchem.predict(covered[role][0], model=m)
     rows = []
     skipped: dict[str, list] = {role: [] for role in models}
     for i, (label, s, ref, group) in enumerate(molecules):
-        runs = {role: covers(m, s) for role, m in models.items()}
+        runs = {role: m.covers_elements(s.numbers) for role, m in models.items()}
         for role in models:
             if not runs[role]:
                 skipped[role].append((label, s.numbers))

@@ -54,6 +54,7 @@ def test_domain_checks(model, run_cli, tmp_path):
     (tmp_path / "ph3.xyz").write_text("4\nname=phosphine\nP 0 0 0\nH 1.42 0 0\nH -0.07 1.42 0\nH -0.07 -0.07 1.42\n")
     code, out = run_cli("predict", tmp_path / "ph3.xyz")
     assert code != 0 and "P" in out and "not covered" in out
+    assert model.covers_elements([1, 6, 8]) and not model.covers_elements([15, 1])
     big = eqchem.read_structures("CCCCCCCCCCCCCCCC")[0]  # hexadecane: 50 atoms, beyond QM9's size range
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -127,6 +127,7 @@ def test_converter_round_trip_and_unknown_element():
     diag, offd, dmask, omask = conv.to_blocks(m, numbers, pairs)
     assert np.allclose(conv.to_matrix(diag, offd, numbers, pairs), m)
     assert dmask[1].sum() == 25 and omask[0].sum() == 14 * 5
+    assert conv.missing_elements([8, 1, 1]) == [] and conv.missing_elements([16, 6, 1, 6]) == [6, 16]
     with pytest.raises(ModelError, match="not covered"):
         conv.check_elements([6, 1])
 

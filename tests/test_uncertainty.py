@@ -29,6 +29,11 @@ def _water_set(n=6, seed=0):
     return [(z, r + rng.normal(scale=0.03, size=r.shape)) for _ in range(n)]
 
 
+def _excess(domain):
+    """(size, geometry) excess of a :class:`eqchem.inference.uncertainty.Domain`."""
+    return domain.size_excess, domain.geometry_excess
+
+
 def _rotation(seed=1):
     from scipy.spatial.transform import Rotation
 
@@ -97,12 +102,12 @@ def test_a_stretched_bond_is_out_of_domain_with_a_larger_estimate():
 
 def test_size_outside_the_training_range_is_out_of_domain():
     from eqchem.inference.calibrate import UNIT
-    from eqchem.inference.uncertainty import domain_reasons
+    from eqchem.inference.uncertainty import domain_verdict
 
     z, r = np.array(WATER[0]), np.array(WATER[1])
-    assert domain_reasons(z, r, UNIT, [3, 20], [1, 9]) == []
-    assert "3 atoms" in domain_reasons(z, r, UNIT, [10, 25], [1, 9])[0]
-    assert "1 heavy atoms" in domain_reasons(z, r, UNIT, [3, 25], [2, 9])[0]
+    assert domain_verdict(z, r, UNIT, [3, 20], [1, 9]).reasons == []
+    assert "3 atoms" in domain_verdict(z, r, UNIT, [10, 25], [1, 9]).reasons[0]
+    assert "1 heavy atoms" in domain_verdict(z, r, UNIT, [3, 25], [2, 9]).reasons[0]
 
 
 def test_nearest_neighbour_ranges_are_per_element_pair():
@@ -110,17 +115,17 @@ def test_nearest_neighbour_ranges_are_per_element_pair():
     from dataclasses import replace
 
     from eqchem.inference.calibrate import UNIT
-    from eqchem.inference.uncertainty import domain_reasons, nearest_neighbour_ranges
+    from eqchem.inference.uncertainty import domain_verdict, nearest_neighbour_ranges
 
     ch = (np.array([6, 1]), np.array([[0.0, 0, 0], [1.09, 0, 0]]))
     sh = (np.array([16, 1]), np.array([[0.0, 0, 0], [1.34, 0, 0]]))
     cal = replace(UNIT, nearest_neighbour=nearest_neighbour_ranges([ch, sh]))
     assert set(cal.nearest_neighbour) == {"C-H", "H-C", "S-H", "H-S"}
-    assert domain_reasons(*sh, cal, None, None) == []
+    assert domain_verdict(*sh, cal, None, None).reasons == []
     stretched = (ch[0], np.array([[0.0, 0, 0], [1.34, 0, 0]]))
-    assert "C-H at 1.34 Å" in domain_reasons(*stretched, cal, None, None)[0]
+    assert "C-H at 1.34 Å" in domain_verdict(*stretched, cal, None, None).reasons[0]
     nh = (np.array([7, 1]), np.array([[0.0, 0, 0], [1.01, 0, 0]]))
-    assert "never nearest neighbours" in domain_reasons(*nh, cal, None, None)[0]
+    assert "never nearest neighbours" in domain_verdict(*nh, cal, None, None).reasons[0]
 
 
 def test_calibration_fit_recovers_known_scales():
@@ -181,23 +186,23 @@ def test_the_check_score_weighs_in_the_gap_sigma_where_that_tells_wrong_gaps_apa
     assert fit_check([{"gap_error_ev": 0.1}], [0.1], "partner") == {"partner_threshold_ev": np.inf}
 
 
-def test_domain_excess_measures_how_far_beyond_the_training_ranges():
+def test_the_domain_verdict_measures_how_far_beyond_the_training_ranges():
     """A C-H bond stretched 30 % past the longest training C-H: geometry excess ln 1.3; twice the most atoms or
     half the fewest: size excess ln 2; within every range: 0, 0."""
     from dataclasses import replace
 
     from eqchem.inference.calibrate import UNIT
-    from eqchem.inference.uncertainty import domain_excess, nearest_neighbour_ranges
+    from eqchem.inference.uncertainty import domain_verdict, nearest_neighbour_ranges
 
     ch = (np.array([6, 1]), np.array([[0.0, 0, 0], [1.10, 0, 0]]))
     cal = replace(UNIT, nearest_neighbour=nearest_neighbour_ranges([ch]))
-    assert domain_excess(*ch, cal, [2, 2], [1, 1]) == (0.0, 0.0)
+    assert _excess(domain_verdict(*ch, cal, [2, 2], [1, 1])) == (0.0, 0.0)
     far = (ch[0], np.array([[0.0, 0, 0], [1.43, 0, 0]]))
-    assert domain_excess(*far, cal, [2, 2], [1, 1]) == pytest.approx((0.0, np.log(1.3)))
+    assert _excess(domain_verdict(*far, cal, [2, 2], [1, 1])) == pytest.approx((0.0, np.log(1.3)))
     near = (ch[0], np.array([[0.0, 0, 0], [1.00, 0, 0]]))
-    assert domain_excess(*near, cal, [2, 2], [1, 1]) == pytest.approx((0.0, np.log(1.1)))
-    assert domain_excess(*ch, cal, [1, 1], [1, 1])[0] == pytest.approx(np.log(2))
-    assert domain_excess(*ch, cal, [4, 8], [2, 9])[0] == pytest.approx(np.log(2))  # half the fewest atoms or heavy atoms
+    assert _excess(domain_verdict(*near, cal, [2, 2], [1, 1])) == pytest.approx((0.0, np.log(1.1)))
+    assert _excess(domain_verdict(*ch, cal, [1, 1], [1, 1]))[0] == pytest.approx(np.log(2))
+    assert _excess(domain_verdict(*ch, cal, [4, 8], [2, 9]))[0] == pytest.approx(np.log(2))  # half the fewest atoms or heavy atoms
 
 
 def test_a_stretched_carbon_carbon_bond_is_out_of_domain_by_its_bond_valences():
@@ -206,7 +211,7 @@ def test_a_stretched_carbon_carbon_bond_is_out_of_domain_by_its_bond_valences():
     from dataclasses import replace
 
     from eqchem.inference.calibrate import UNIT, training_domain
-    from eqchem.inference.uncertainty import bond_valences, domain_excess, domain_reasons
+    from eqchem.inference.uncertainty import bond_valences, domain_verdict
     from eqchem.io.readers import read_structures
 
     ethane = read_structures("CC")[0]
@@ -223,10 +228,10 @@ def test_a_stretched_carbon_carbon_bond_is_out_of_domain_by_its_bond_valences():
     far[side] += 0.3 * (r[c2] - r[c1])
     d = np.linalg.norm(far[:, None] - far[None], axis=-1) + np.eye(len(z)) * 9
     assert (z[d.argmin(axis=1)] != z).all()  # every nearest neighbour still a C-H partner
-    assert domain_reasons(z, r, cal, None, None) == []
-    reasons = domain_reasons(z, far, cal, None, None)
+    assert domain_verdict(z, r, cal, None, None).reasons == []
+    reasons = domain_verdict(z, far, cal, None, None).reasons
     assert len(reasons) == 1 and "bond-valence sum" in reasons[0] and "(C[H1,H1,H1]): " in reasons[0] and "training C " in reasons[0]
-    assert bond_valences(z, far)[c1] < v[c1] - 0.6 and domain_excess(z, far, cal, None, None)[1] > 0.12
+    assert bond_valences(z, far)[c1] < v[c1] - 0.6 and domain_verdict(z, far, cal, None, None).geometry_excess > 0.12
 
 
 def test_bond_valences_are_judged_within_the_atoms_environment():
@@ -237,7 +242,7 @@ def test_bond_valences_are_judged_within_the_atoms_environment():
     from dataclasses import replace
 
     from eqchem.inference.calibrate import UNIT, training_domain
-    from eqchem.inference.uncertainty import (MIN_ENVIRONMENT_ATOMS, domain_reasons, valence_environments,
+    from eqchem.inference.uncertainty import (MIN_ENVIRONMENT_ATOMS, domain_verdict, valence_environments,
                                               valence_range, valence_ranges)
     from eqchem.io.readers import read_structures
 
@@ -254,9 +259,9 @@ def test_bond_valences_are_judged_within_the_atoms_environment():
     assert labels[c] == "C[F1,F1,F1,H1]" and domain["valence_ranges"]["C"][0] < v[c] < domain["valence_ranges"]["C[F1,F1,F1,H1]"][0]
     cal = replace(UNIT, **domain)  # the valence check alone (no nearest-neighbour ranges)
     per_element = replace(cal, valence_ranges={k: x for k, x in domain["valence_ranges"].items() if "[" not in k})
-    assert c == 0 and domain_reasons(z, r, cal, None, None) == []
-    assert [x.split(":")[0] for x in domain_reasons(z, far, per_element, None, None)] == [f"atom {f + 1} (F[C4])"]
-    reasons = domain_reasons(z, far, cal, None, None)
+    assert c == 0 and domain_verdict(z, r, cal, None, None).reasons == []
+    assert [x.split(":")[0] for x in domain_verdict(z, far, per_element, None, None).reasons] == [f"atom {f + 1} (F[C4])"]
+    reasons = domain_verdict(z, far, cal, None, None).reasons
     assert len(reasons) == 1 and "atom 1 (C[F1,F1,F1,H1])" in reasons[0] and "training C[F1,F1,F1,H1]" in reasons[0]
     one = valence_ranges(training[4:5])  # one fluoroform: its carbon once, its fluorines three times
     assert MIN_ENVIRONMENT_ATOMS == 3 and "C[F1,F1,F1,H1]" not in one and "F[C4]" in one
@@ -415,14 +420,14 @@ def test_estimates_travel_in_the_model_file_and_every_output(tmp_path, run_cli):
 
 def test_the_shipped_fast_model_says_how_far_to_trust_it(run_cli):
     """Calibrated estimates in the package: water (3 atoms) is out of domain, its gap 0.4 eV off (reference:
-    datasets/examples/reference_values.json) but within twice its estimated σ; ethanol with a C-H bond stretched
-    by 30 % is out of domain, and the check (one Fock build; its score the shift beyond its typical one and
-    the gap σ in quadrature) flags it: its gap is off by more than 0.3 eV against PySCF on the same geometry
-    (the cheap label settings, 2 s)."""
+    datasets/examples/reference_values.json) but within twice its estimated σ; ethanol with its O-H bond
+    stretched by 30 % is out of domain, and the check (one Fock build; its score the shift beyond its typical
+    one and the gap σ in quadrature) flags it: its gap is off by more than 0.5 eV against PySCF on the same
+    geometry; with a C-H bond stretched alike it is out of domain and its gap error (> 0.3 eV) lies within
+    twice its σ."""
     import eqchem
     from eqchem.inference.model_file import load_model
     from eqchem.io.readers import read_structures
-    from pyscf import dft, gto
 
     from .test_reference_values import load_reference
 
@@ -440,23 +445,35 @@ def test_the_shipped_fast_model_says_how_far_to_trust_it(run_cli):
                                                       u.check_gap_shift_ev - cal.check_center_ev))
     assert u.flagged == (u.check_score_ev > cal.check_threshold_ev)
     ethanol = read_structures(str(EXAMPLES / "ethanol.xyz"))[0]
-    stretched = ethanol.positions.copy()
-    h = int(np.flatnonzero(ethanol.numbers == 1)[0])
-    d = np.linalg.norm(ethanol.positions - ethanol.positions[h], axis=1)
-    d[h] = np.inf
-    j = int(np.argmin(d))
-    stretched[h] = ethanol.positions[j] + 1.3 * (ethanol.positions[h] - ethanol.positions[j])
-    res = eqchem.predict((ethanol.numbers, stretched), model=model, check=True)
-    u = res.uncertainty
-    assert not u.in_domain and any("nearest neighbour" in r for r in u.reasons) and u.flagged
-    mol = gto.M(atom=[[int(z), tuple(r)] for z, r in zip(ethanol.numbers, stretched)], basis="def2-svp", verbose=0)
+    oh, oh_error = _stretched_ethanol(ethanol, 8, model)  # its O-H bond 30 % longer: gap off by 0.81 eV
+    assert not oh.uncertainty.in_domain and any("nearest neighbour" in r for r in oh.uncertainty.reasons)
+    assert abs(oh_error) > 0.5 and oh.uncertainty.flagged
+    ch, ch_error = _stretched_ethanol(ethanol, 6, model)  # a C-H bond: off by 0.35 eV, gap sigma 0.62 eV
+    assert not ch.uncertainty.in_domain and 0.3 < abs(ch_error) < 2 * ch.uncertainty.gap_ev
+    code, out = run_cli("info", "--model", "fast")
+    assert code == 0 and "calibrated on" in out
+
+
+def _stretched_ethanol(ethanol, partner: int, model):
+    """The prediction (with ``--check``) of ``ethanol`` with its first hydrogen bonded to an atom of element
+    ``partner`` moved 30 % farther from it, and its gap error (eV) against PySCF on that geometry (the cheap
+    label settings: density fitting, grid 1, 1e-8; about 2 s)."""
+    import eqchem
+    from pyscf import dft, gto
+
+    z, r = ethanol.numbers, ethanol.positions
+    d = np.linalg.norm(r[:, None] - r[None], axis=-1) + np.eye(len(z)) * 9
+    h = next(i for i in np.flatnonzero(z == 1) if z[d[i].argmin()] == partner)
+    j = int(d[h].argmin())
+    stretched = r.copy()
+    stretched[h] = r[j] + 1.3 * (r[h] - r[j])
+    res = eqchem.predict((z, stretched), model=model, check=True)
+    mol = gto.M(atom=[[int(a), tuple(p)] for a, p in zip(z, stretched)], basis="def2-svp", verbose=0)
     mf = dft.RKS(mol).density_fit(auxbasis="def2-universal-jkfit")
     mf.xc, mf.grids.level, mf.conv_tol = "b3lyp", 1, 1e-8
     mf.kernel()
     nocc = mol.nelectron // 2
-    assert abs(res.gap - (mf.mo_energy[nocc] - mf.mo_energy[nocc - 1])) * ev > 0.3  # measured 0.32 eV
-    code, out = run_cli("info", "--model", "fast")
-    assert code == 0 and "calibrated on" in out
+    return res, (res.gap - (mf.mo_energy[nocc] - mf.mo_energy[nocc - 1])) * 27.211386245988
 
 
 def test_calibrate_and_evaluate_through_the_cli(tmp_path, run_cli):
@@ -482,13 +499,13 @@ def test_calibrate_and_evaluate_through_the_cli(tmp_path, run_cli):
     from dataclasses import replace
 
     from eqchem.inference.calibrate import UNIT, read_molecules, training_domain
-    from eqchem.inference.uncertainty import domain_excess
+    from eqchem.inference.uncertainty import domain_verdict
 
     ds = H5Dataset(data)
     nn, domain = training_domain(read_molecules([(ds, k) for k in keys[:6]]))
     rows = json.loads((tmp_path / "rep.json").read_text())[0]["molecules"]
-    expected = [domain_excess(ds.numbers(r["key"]), ds.read(r["key"], overlap=False).positions,
-                              replace(UNIT, nearest_neighbour=nn, **domain), None, None)[1] for r in rows]
+    expected = [domain_verdict(ds.numbers(r["key"]), ds.read(r["key"], overlap=False).positions,
+                               replace(UNIT, nearest_neighbour=nn, **domain), None, None).geometry_excess for r in rows]
     assert [r["geometry_excess"] for r in rows] == pytest.approx(expected) and max(expected) > 0
     with pytest.raises(InputError, match="training keys"):
         calibrate(load_model(path), [H5Dataset(data)], keys[:8])

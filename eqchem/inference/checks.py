@@ -38,7 +38,7 @@ def covers(model: "EqchemModel", numbers, charge: int, spin: int, basis: str | N
     ``extrapolate`` for (size aside, which only warns). For a second model that must answer in the same basis
     (the ``--check`` partner)."""
     return ((basis is None or _basis_key(model.basis) == _basis_key(basis))
-            and {int(z) for z in numbers} <= {int(z) for z in model.elements}
+            and model.covers_elements(numbers)
             and int(charge) in model.charges and int(spin) in model.spins)
 
 

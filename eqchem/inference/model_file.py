@@ -145,7 +145,12 @@ class EqchemModel:
         return self.baseline.fock_builds + int(fock_step and self.fock_mixing > 0)
 
     # -- what it can predict -------------------------------------------------------------------
+    def covers_elements(self, numbers: Sequence[int]) -> bool:
+        """Whether the model predicts every element of ``numbers`` (:meth:`check_covers` refuses the others)."""
+        return not self.converter.missing_elements(numbers)
+
     def check_covers(self, numbers: Sequence[int]) -> None:
+        """Refuse ``numbers`` with an element the model lacks (ModelError naming them)."""
         self.converter.check_elements(numbers)
 
     def check_basis(self, numbers: Sequence[int], known_shells: dict[int, tuple[int, ...]] | None = None) -> None:

@@ -318,7 +318,7 @@ class PredictionPipeline:
         unc_model = self.model.uncertainty
         if unc_model is None or pred.atom_leverage is None:
             return None
-        from .uncertainty import domain_excess, domain_reasons, estimate, partner_check, raw_statistics, self_check
+        from .uncertainty import domain_verdict, estimate, partner_check, raw_statistics, self_check
 
         t0 = time.perf_counter()
         with self.timings.stage("uncertainty"):
@@ -326,9 +326,9 @@ class PredictionPipeline:
             raw = raw_statistics(pred.atom_leverage, pred.pair_leverage, pred.pairs, coefficients, molecule.overlap,
                                  molecule.ao_offsets, nocc)
             ranges = (card.atoms_range or cal.atoms_range, card.heavy_atoms_range or cal.heavy_atoms_range)
-            size, geometry = domain_excess(molecule.numbers, molecule.positions, cal, *ranges)
-            reasons = domain_reasons(molecule.numbers, molecule.positions, cal, *ranges)
-            unc = estimate(replace(raw, size_excess=size, geometry_excess=geometry), cal, reasons)
+            where = domain_verdict(molecule.numbers, molecule.positions, cal, *ranges)
+            unc = estimate(replace(raw, size_excess=where.size_excess, geometry_excess=where.geometry_excess), cal,
+                           where.reasons)
         if self.check:
             with self.timings.stage("check"):
                 partner = self._partner_for(molecule)

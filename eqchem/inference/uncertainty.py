@@ -30,7 +30,7 @@ class RawStatistics:
     v_homo: float          # Σ_blocks h_ab w_a w_b of the HOMO (module docstring)
     v_lumo: float
     n_atoms: int
-    size_excess: float = 0.0      # :func:`domain_excess`
+    size_excess: float = 0.0      # :class:`Domain`
     geometry_excess: float = 0.0
 
 
@@ -46,7 +46,7 @@ class Uncertainty:
         leverage_mean, leverage_max: the raw readout leverages behind the estimates (dimensionless).
         size_excess, geometry_excess: how far beyond the training molecules it lies (log of the ratio to the
             training range's nearest end; 0 within): its atom or heavy-atom count; its farthest-out nearest-
-            neighbour distance or bond-valence sum (:func:`domain_excess`); the estimates grow with them as
+            neighbour distance or bond-valence sum (:class:`Domain`); the estimates grow with them as
             fitted on validation molecules beyond the ranges.
         flagged: ``--check`` only (else None): the frontier orbitals are likely wrong: the check's score beyond
             the model's threshold; the score (eV) adds the check's discrepancy (one Fock build's gap shift beyond
@@ -158,67 +158,70 @@ def _beyond(x: float, lo_hi: list | None, tolerance: float = 0.0) -> float:
     return max(0.0, float(np.log(x / (lo_hi[1] * (1 + tolerance)))), float(np.log(lo_hi[0] * (1 - tolerance) / x)))
 
 
-def domain_excess(numbers: np.ndarray, positions: np.ndarray, cal: UncertaintyCalibration,
-                  atoms_range: list | None, heavy_atoms_range: list | None) -> tuple[float, float]:
-    """How far a structure lies beyond its model's training molecules, as the log of the ratio to the nearest
-    end of the training range (0 within it; ≈ the relative excess where small): (size: its atom or heavy-atom
-    count, e.g. 18 heavy atoms against at most 9 -> ln 2 = 0.69; geometry: the largest of any atom's
-    nearest-neighbour distance against the range of its pair of elements, e.g. a C-H bond at 1.44 Å against
-    at most 1.11 -> 0.26, and of its bond-valence sum against its environment's (:func:`valence_range`), e.g.
-    a carbon at 3.0 against at least 3.6 -> 0.18 (pairs and elements that training lacks count 0; their
-    reasons say so))."""
-    size = max(_beyond(len(numbers), atoms_range), _beyond(heavy_atoms(numbers), heavy_atoms_range))
-    geometry = 0.0
-    if len(numbers) > 1 and cal.nearest_neighbour:
-        j, nearest = _nearest(numbers, positions)
-        geometry = max(_beyond(float(r), _pair_range(cal, int(z), int(numbers[k])))
-                       for z, k, r in zip(numbers, j, nearest))
-    if len(numbers) > 1 and cal.valence_ranges:
-        geometry = max(geometry, *(_beyond(float(v), valence_range(cal.valence_ranges, label))
-                                   for v, label in zip(*valence_environments(numbers, positions))))
-    return float(size), float(geometry)
+@dataclass(frozen=True)
+class Domain:
+    """Where a structure lies against its model's training molecules (:func:`domain_verdict`).
+
+    Attributes:
+        size_excess: how far its atom or heavy-atom count lies beyond the training range, as the log of the
+            ratio to the range's nearest end (0 within; ≈ the relative excess where small): 18 heavy atoms
+            against at most 9 -> ln 2 = 0.69.
+        geometry_excess: the same of its farthest-out nearest-neighbour distance against the range of its pair
+            of elements (a C-H bond at 1.44 Å against at most 1.11 -> 0.26) or bond-valence sum against its
+            environment's (:func:`valence_range`; a carbon at 3.0 against at least 3.6 -> 0.18); pairs and
+            elements that training lacks count 0 (their reasons say so).
+        reasons: why it lies outside the training data (empty: it does not).
+    """
+
+    size_excess: float
+    geometry_excess: float
+    reasons: list[str]
 
 
-def domain_reasons(numbers: np.ndarray, positions: np.ndarray, cal: UncertaintyCalibration,
-                   atoms_range: list | None, heavy_atoms_range: list | None) -> list[str]:
-    """Why a structure lies outside the training data by size or geometry (empty: it does not): atom and
-    heavy-atom counts outside the training ranges; an atom whose nearest neighbour is nearer or farther than
-    in any training molecule (by more than ``cal.distance_tolerance``, relative); else an atom whose
-    bond-valence sum lies outside the training range of its environment (:func:`valence_environments`; its
-    element's where training had few such atoms) by more than ``cal.valence_tolerance``: a bond stretched or
-    squeezed though the atom's nearest neighbour is not."""
-    out = []
+def domain_verdict(numbers: np.ndarray, positions: np.ndarray, cal: UncertaintyCalibration,
+                   atoms_range: list | None, heavy_atoms_range: list | None) -> Domain:
+    """How far a structure (``numbers`` (n,), ``positions`` (n, 3) Å) lies beyond its model's training molecules,
+    and why it is out of domain: atom and heavy-atom counts outside the training ranges; an atom whose nearest
+    neighbour is nearer or farther than in any training molecule (by more than ``cal.distance_tolerance``,
+    relative); else an atom whose bond-valence sum lies outside the training range of its environment
+    (:func:`valence_environments`; its element's where training had few such atoms) by more than
+    ``cal.valence_tolerance``: a bond stretched or squeezed though the atom's nearest neighbour is not. The
+    excesses (:class:`Domain`) take no tolerance; the reasons name the first geometric one only."""
+    reasons: list[str] = []
     n, heavy = len(numbers), heavy_atoms(numbers)
     if atoms_range and not atoms_range[0] <= n <= atoms_range[1]:
-        out.append(f"{n} atoms, outside the training molecules' {atoms_range[0]}-{atoms_range[1]}")
+        reasons.append(f"{n} atoms, outside the training molecules' {atoms_range[0]}-{atoms_range[1]}")
     if heavy_atoms_range and not heavy_atoms_range[0] <= heavy <= heavy_atoms_range[1]:
-        out.append(f"{heavy} heavy atoms, outside the training molecules' {heavy_atoms_range[0]}-{heavy_atoms_range[1]}")
-    geometry_reason = False
+        reasons.append(f"{heavy} heavy atoms, outside the training molecules' "
+                       f"{heavy_atoms_range[0]}-{heavy_atoms_range[1]}")
+    size = max(_beyond(n, atoms_range), _beyond(heavy, heavy_atoms_range))
+    geometry, told = 0.0, False  # told: a geometric reason given (one is enough)
     if n > 1 and cal.nearest_neighbour:
         j, nearest = _nearest(numbers, positions)
-        tol = cal.distance_tolerance
-        for i, z in enumerate(numbers):
+        for i, (z, r) in enumerate(zip(numbers, nearest)):
             pair = f"{symbol(int(z))}-{symbol(int(numbers[j[i]]))}"
             lo_hi = _pair_range(cal, int(z), int(numbers[j[i]]))
+            geometry = max(geometry, _beyond(float(r), lo_hi))
+            if told:
+                continue
             if lo_hi is None:
-                out.append(f"atom {i + 1}: nearest neighbour {pair} at {nearest[i]:.2f} Å, never nearest neighbours "
-                           "in a training molecule")
-                geometry_reason = True
-                break
-            if _beyond(float(nearest[i]), lo_hi, tol) > 0:
-                out.append(f"atom {i + 1} ({symbol(int(z))}): nearest neighbour {pair} at {nearest[i]:.2f} Å, training "
-                           f"{lo_hi[0]:.2f}-{lo_hi[1]:.2f} Å (a stretched or squeezed bond?)")
-                geometry_reason = True
-                break
-    if n > 1 and cal.valence_ranges and not geometry_reason:
+                reasons.append(f"atom {i + 1}: nearest neighbour {pair} at {r:.2f} Å, never nearest neighbours "
+                               "in a training molecule")
+                told = True
+            elif _beyond(float(r), lo_hi, cal.distance_tolerance) > 0:
+                reasons.append(f"atom {i + 1} ({symbol(int(z))}): nearest neighbour {pair} at {r:.2f} Å, training "
+                               f"{lo_hi[0]:.2f}-{lo_hi[1]:.2f} Å (a stretched or squeezed bond?)")
+                told = True
+    if n > 1 and cal.valence_ranges:
         for i, (v, label) in enumerate(zip(*valence_environments(numbers, positions))):
-            lo_hi = valence_range(cal.valence_ranges, label)
-            if _beyond(float(v), lo_hi, cal.valence_tolerance) > 0:
-                of = label if label in cal.valence_ranges else label.split("[")[0]
-                out.append(f"atom {i + 1} ({label}): bond-valence sum {v:.2f}, training {of} {lo_hi[0]:.2f}-"
-                           f"{lo_hi[1]:.2f} (a stretched, squeezed or broken bond?)")
-                break
-    return out
+            key = valence_key(cal.valence_ranges, label)
+            lo_hi = cal.valence_ranges[key] if key else None
+            geometry = max(geometry, _beyond(float(v), lo_hi))
+            if not told and _beyond(float(v), lo_hi, cal.valence_tolerance) > 0:
+                reasons.append(f"atom {i + 1} ({label}): bond-valence sum {v:.2f}, training {key} {lo_hi[0]:.2f}-"
+                               f"{lo_hi[1]:.2f} (a stretched, squeezed or broken bond?)")
+                told = True
+    return Domain(float(size), float(geometry), reasons)
 
 
 BOND_ORDER_DECAY = 0.30
@@ -262,11 +265,20 @@ def valence_environments(numbers: np.ndarray, positions: np.ndarray) -> tuple[np
     return orders.sum(axis=1), labels
 
 
+def valence_key(ranges: dict, label: str) -> str | None:
+    """The key of ``ranges`` that judges an atom of environment ``label`` ("C[C4,H1,H1,H1]"): the label itself, its
+    element ("C") where training had fewer than :data:`MIN_ENVIRONMENT_ATOMS` such atoms (or the model file
+    predates environments), None where training lacked the element."""
+    if label in ranges:
+        return label
+    element = label.split("[")[0]
+    return element if element in ranges else None
+
+
 def valence_range(ranges: dict, label: str) -> list | None:
-    """[smallest, largest] training bond-valence sum of an atom of environment ``label`` ("C[C4,H1,H1,H1]"); its
-    element's ("C") where training had fewer than :data:`MIN_ENVIRONMENT_ATOMS` such atoms (or the model file
-    predates environments); None where training lacked the element."""
-    return ranges.get(label, ranges.get(label.split("[")[0]))
+    """[smallest, largest] training bond-valence sum of an atom of environment ``label`` (:func:`valence_key`)."""
+    key = valence_key(ranges, label)
+    return ranges[key] if key else None
 
 
 def valence_ranges(molecules) -> dict[str, list[float]]:

@@ -103,11 +103,16 @@ class AOConverter:
         sizes = [self.q[int(z)].shape[1] for z in numbers]
         return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
+    def missing_elements(self, numbers) -> list[int]:
+        """The atomic numbers among ``numbers`` that this layout has no blocks for (sorted; empty: it covers them)."""
+        return sorted({int(z) for z in numbers} - set(self.q))
+
     def check_elements(self, numbers) -> None:
+        """Refuse ``numbers`` with an element of :meth:`missing_elements` (ModelError naming them and the known)."""
         from ..errors import ModelError
         from ..io.elements import symbol
 
-        missing = sorted({int(z) for z in numbers} - set(self.q))
+        missing = self.missing_elements(numbers)
         if missing:
             raise ModelError(f"element(s) {', '.join(symbol(z) for z in missing)} not covered "
                              f"(known: {', '.join(symbol(z) for z in sorted(self.q))})")

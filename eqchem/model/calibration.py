@@ -14,7 +14,7 @@ The estimates (:mod:`eqchem.inference.uncertainty`), per molecule:
   + orbital_geometry_slope · g``; s and g: how far the molecule's atom counts and its farthest-out
   nearest-neighbour distance or bond-valence sum lie beyond the training ranges, as the log of the ratio to
   the range's nearest end (0 within them;
-  :func:`eqchem.inference.uncertainty.domain_excess`). The slopes (≥ 0) are fitted jointly with the scales on
+  :class:`eqchem.inference.uncertainty.Domain`). The slopes (≥ 0) are fitted jointly with the scales on
   validation molecules that include ones beyond the ranges (``n_beyond``: stretched bonds, larger molecules);
   without such molecules they stay 0.
 - out of domain (any reason below), no estimate falls under ``out_of_domain_floor`` (the mean estimate of the
