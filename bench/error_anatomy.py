@@ -34,32 +34,23 @@ def _distance_label(d: float) -> str:
     return f"pair {lo:g}–{hi:g} Å" if np.isfinite(hi) else f"pair beyond {lo:g} Å"
 
 
-def ao_labels(numbers: np.ndarray, shells: dict[int, tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per AO (PySCF order, atom by atom, shell by shell): its atom (nao,), its shell's l (nao,) and whether it is
-    a heavy atom's innermost s shell, the 1s (nao,)."""
-    atom, ls, core = [], [], []
-    for i, z in enumerate(numbers):
-        for k, l in enumerate(shells[int(z)]):
-            atom += [i] * (2 * l + 1)
-            ls += [l] * (2 * l + 1)
-            core += [bool(k == 0 and int(z) > 2)] * (2 * l + 1)
-    return np.array(atom), np.array(ls), np.array(core)
-
-
 def anatomy(numbers: np.ndarray, positions: np.ndarray, error: np.ndarray,
             shells: dict[int, tuple[int, ...]]) -> dict[str, dict[str, tuple[float, int]]]:
     """{breakdown: {category: (summed |error|, number of AO pairs)}} of one molecule's |H_pred − H| (nao, nao)."""
+    from eqchem.basis import ao_shells
+    from eqchem.data.reader import atom_ao_offsets
     from eqchem.io.elements import symbol
 
-    atom, ls, core = ao_labels(numbers, shells)
+    off = atom_ao_offsets(numbers, shells)
+    ls, shell_index = ao_shells(numbers, shells)
+    core = (shell_index == 0) & (np.repeat(numbers, np.diff(off)) > 2)  # a heavy atom's 1s
     dist = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
     out: dict[str, dict[str, list]] = {name: defaultdict(lambda: [0.0, 0]) for name in ("block", "shells", "elements")}
     sym = [symbol(int(z)) for z in numbers]
     n = len(numbers)
     for i in range(n):
         for j in range(n):
-            a, b = atom == i, atom == j
-            blk = error[np.ix_(a, b)]
+            blk = error[off[i]:off[i + 1], off[j]:off[j + 1]]
             s, c = float(blk.sum()), int(blk.size)
             kind = "on-site" if i == j else _distance_label(float(dist[i, j]))
             out["block"][kind][0] += s

@@ -58,8 +58,12 @@ def training_stages(model, where: Path) -> list[dict]:
             return earlier + stages
         stages.insert(0, _stage_of(m))
         init = m.metadata.get("train_config", {}).get("init_model")
-        # a relative --init path was relative to the directory that run started in: try the model's own
-        found = next((p for p in (Path(init), where / init) if p.exists()), None) if init else None
+        # a relative --init path was relative to the directory that run started in: try the model's own; a
+        # session's cache is gone by the next one: try the same file name beside the model (stages kept in git)
+        found = next((p for p in (Path(init), where / init, where / Path(init).name) if p.exists()), None) \
+            if init else None
+        if init and found is not None and found != Path(init):
+            print(f"stage model {init} not found; using {found}")
         if init and found is None:
             raise SystemExit(f"stage model {init} not found: the card would miss a training stage")
         m, where = (load_model(found), found.parent) if found else (None, where)

@@ -121,3 +121,19 @@ def test_blocks_decompose_into_irreps_that_rotate_with_e3nn(rng):
             x1 = np.einsum("ijk,ij->k", cg, e1[sa.slice, sb.slice])
             dl = o3.Irrep(big_l, (-1) ** (l1 + l2)).D_from_matrix(torch.from_numpy(r)).numpy()
             assert np.abs(x1 - dl @ x0).max() < 1e-5
+
+
+def test_ao_shells_follow_pyscfs_ao_order():
+    """Each AO's shell l and in-atom shell index match PySCF's own AO list (def2-SVP, S and Cl with d shells)."""
+    mol = gto.M(atom="S 0 0 0; Cl 0 0 2.0; H 0 1.3 -0.3", basis="def2-svp")
+    numbers = np.array([16, 17, 1])
+    ls, index = basis.ao_shells(numbers, {int(z): basis.element_shells("def2-svp", int(z)) for z in numbers})
+    expected_l, expected_k = [], []
+    for i in range(mol.natm):
+        shells = [b for b in range(mol.nbas) if mol.bas_atom(b) == i]
+        for k, b in enumerate(shells):
+            l = mol.bas_angular(b)
+            expected_l += [l] * ((2 * l + 1) * mol.bas_nctr(b))
+            expected_k += [k] * ((2 * l + 1) * mol.bas_nctr(b))
+    assert len(ls) == mol.nao == len(expected_l)
+    assert ls.tolist() == expected_l and index.tolist() == expected_k

@@ -163,3 +163,20 @@ def test_readout_ridge_fit_recovers_a_linear_map_with_masked_outputs():
     fit.solve(acc, ridge=1e-12)
     for name, p in truth.named_parameters():
         torch.testing.assert_close(dict(fit.named_parameters())[name], p, atol=1e-8, rtol=1e-8)
+
+
+def test_typed_linear_applies_a_matrix_to_its_design_features_with_the_bias_row():
+    """apply_to_design (what the leverages use) equals the matrix times design_features, bias row included (1 for
+    the scalar type with a bias, 0 for the others), for every irrep type."""
+    from e3nn import o3
+
+    from eqchem.model.layers import TypedLinear
+
+    torch.manual_seed(0)
+    lin = TypedLinear(o3.Irreps("3x0e + 2x1o + 0e + 2x0o"), o3.Irreps("2x0e + 1x1o + 0o"))
+    x = torch.randn(5, lin.irreps_in.dim)
+    assert {t[3] for t in lin.types} == {True, False}
+    for t, (ir, u, v, has_bias) in enumerate(lin.types):
+        m = torch.randn(4, u + 1, dtype=torch.float64)
+        explicit = torch.einsum("ku,sum->smk", m, lin.design_features(x, t))
+        assert torch.allclose(lin.apply_to_design(m, x, t), explicit, atol=1e-5)

@@ -10,6 +10,8 @@ order, each session the ranks after those already computed (the shared parts and
 
 * ``xyz``: the next ranks to compute as extxyz (``name=frag_NNNNN smiles=...``), skipping keys already in
   the given HDF5 files.
+* ``structures``: a model file's training structures as extxyz named by key (``eqchem calibrate
+  --train-structures``: its posterior and training domain need geometries only, not the labels that are gone).
 * ``split``: train/val/test keys of every structure in the given files: QM9 molecules by their QM9 index
   (``datasets/qm9/recipe.py``), fragments by their canonical SMILES (SHA-1: 10 % test, 5 % validation):
   a pure function of the molecule, so a split of more data keeps every earlier key on its side.
@@ -91,10 +93,38 @@ def write_xyz(fragments: Path, out: Path, limit: int | None, skip: list[str], fr
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as fh:
         for key, smiles, atoms in todo:
-            fh.write(f'{len(atoms)}\nname={key} smiles="{smiles}" charge=0 spin=0\n' + "\n".join(atoms) + "\n")
+            fh.write(fragment_frame(key, smiles, atoms))
     print(f"wrote {out}: {len(todo)} fragments ({len(done)} keys already computed)"
           + (f", ranks {todo[0][0]}..{todo[-1][0]}" if todo else ""))
     return len(todo)
+
+
+def fragment_frame(key: str, smiles: str, atoms: list[str]) -> str:
+    """One extxyz frame (``name=frag_NNNNN smiles=...``) of a fragment of ``fragments.xyz``."""
+    return f'{len(atoms)}\nname={key} smiles="{smiles}" charge=0 spin=0\n' + "\n".join(atoms) + "\n"
+
+
+def write_structures(model: str, fragments: Path, out: Path, part: str = "train", skip: list[str] = ()) -> int:
+    """The training (``part`` "train") or validation ("val") structures of a model file (its card's keys:
+    fragments from ``fragments.xyz``, QM9 molecules from qm9pack), less the keys of the ``skip`` files, as
+    extxyz named by key: ``eqchem calibrate --train-structures`` takes the training ones where a session's
+    label files are gone (the readouts' posterior and the training domain need no labels); the validation ones
+    are what to label again (``eqchem generate``) to calibrate on them."""
+    from eqchem.inference.model_file import load_model
+
+    card = load_model(model).card
+    done = existing_keys(list(skip))
+    keys = sorted(k for k in (card.train_keys if part == "train" else card.val_keys) if k not in done)
+    frags = {key: (smiles, atoms) for key, smiles, atoms in read_fragments(fragments) if key in set(keys)}
+    qm9 = _qm9_recipe()
+    indices = {k: qm9.index_of(k) for k in keys if k.startswith("qm9_")}
+    recs = qm9.load_qm9(set(indices.values())) if indices else {}
+    frames = [fragment_frame(k, *frags[k]) if k in frags else qm9.frame_text(k, indices[k], recs[indices[k]])
+              for k in keys if k in frags or indices.get(k) in recs]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(frames))
+    print(f"wrote {out}: {len(frames)} of the {len(keys)} {part} structures of {model} not in the skipped files")
+    return len(frames)
 
 
 def write_split(data: list[str], out: Path, fragments: Path) -> dict:
@@ -121,7 +151,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     commands = {"xyz": "write the next fragments to compute as extxyz",
-                "split": "train/val/test keys (JSON) for eqchem train --split-file"}
+                "split": "train/val/test keys (JSON) for eqchem train --split-file",
+                "structures": "a model's training structures as extxyz, for eqchem calibrate --train-structures"}
     parsers = {name: sub.add_parser(name, help=text) for name, text in commands.items()}
     for p in parsers.values():
         p.add_argument("--fragments", type=Path, default=DEFAULT_FRAGMENTS, help="the shared data's fragments.xyz")
@@ -131,9 +162,15 @@ def main() -> None:
     parsers["xyz"].add_argument("--from-rank", type=int, default=0,
                                 help="skip lower ranks too (computed by an earlier session, whose files are gone)")
     parsers["split"].add_argument("data", nargs="+", help="eqchem HDF5 data files")
+    parsers["structures"].add_argument("model", help="model file whose training keys to write")
+    parsers["structures"].add_argument("--part", choices=("train", "val"), default="train",
+                                       help="the model's training or validation keys")
+    parsers["structures"].add_argument("--skip", nargs="*", default=[], help="HDF5 files whose keys to leave out")
     a = ap.parse_args()
     if a.cmd == "split":
         write_split(a.data, a.out, a.fragments)
+    elif a.cmd == "structures":
+        write_structures(a.model, a.fragments, a.out, a.part, a.skip)
     elif not a.fragments.exists():
         raise SystemExit(f"{a.fragments}: no fragment list (the shared data's fragments.xyz); give --fragments")
     else:

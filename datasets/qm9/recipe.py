@@ -130,6 +130,14 @@ def existing_keys(paths: list[str]) -> set[str]:
     return found
 
 
+def frame_text(key: str, qm9_index: int, rec: dict) -> str:
+    """One extxyz frame (``name=KEY qm9_index=... smiles=...``) of a QM9 record of :func:`load_qm9`."""
+    symbols = {v: k for k, v in SYMBOL_Z.items()}
+    lines = [f"{len(rec['numbers'])}", f'name={key} qm9_index={qm9_index} smiles="{rec["smiles"]}" charge=0 spin=0']
+    lines += [f"{symbols[z]} {x:.10f} {y:.10f} {zz:.10f}" for z, (x, y, zz) in zip(rec["numbers"], rec["positions"])]
+    return "\n".join(lines) + "\n"
+
+
 def write_xyz(out: Path, limit: int | None, skip: list[str], splits: set[str]) -> int:
     """Multi-frame extxyz of the selection (in order), minus keys already in ``skip`` files."""
     sel = [r for r in read_selection() if r["split"] in splits]
@@ -140,12 +148,7 @@ def write_xyz(out: Path, limit: int | None, skip: list[str], splits: set[str]) -
     tmp = out.with_suffix(".tmp")
     with open(tmp, "w") as fh:
         for r in todo:
-            rec = recs[int(r["qm9_index"])]
-            fh.write(f"{len(rec['numbers'])}\n")
-            fh.write(f'name={r["key"]} qm9_index={r["qm9_index"]} smiles="{rec["smiles"]}" charge=0 spin=0\n')
-            for z, (x, y, zz) in zip(rec["numbers"], rec["positions"]):
-                sym = {v: k for k, v in SYMBOL_Z.items()}[z]
-                fh.write(f"{sym} {x:.10f} {y:.10f} {zz:.10f}\n")
+            fh.write(frame_text(r["key"], int(r["qm9_index"]), recs[int(r["qm9_index"])]))
     tmp.replace(out)
     print(f"wrote {out}: {len(todo)} structures ({len(done)} keys already computed)")
     return len(todo)

@@ -25,6 +25,10 @@ def calibrate(
     check_partner: Optional[str] = typer.Option(None, "--check-partner", help="A shipped model (fast / accurate) "
                                                 "whose gap --check compares with this model's where it covers the "
                                                 "molecule, instead of one Fock build (a committee of two)."),
+    train_structures: Optional[List[Path]] = typer.Option(None, "--train-structures", help="(ext)xyz files of "
+                                                          "training structures named by their keys (name=...), "
+                                                          "repeatable: the posterior and the training domain take "
+                                                          "those whose labels are not in DATA (geometries suffice)."),
     domain_only: bool = typer.Option(False, "--domain-only", help="Only recompute the training-domain ranges "
                                      "(sizes, nearest neighbours per element pair) of a calibrated model."),
 ):
@@ -43,10 +47,11 @@ def calibrate(
     if check_partner is not None and check_partner not in SHIPPED_MODELS:
         raise InputError(f"--check-partner {check_partner}: not a shipped model (one of {', '.join(SHIPPED_MODELS)})")
     m = load_model(model)
+    structures = _structures_by_key(train_structures or [])
     if domain_only:
         from ..inference.calibrate import refresh_domain
 
-        path = refresh_domain(m, [H5Dataset(p) for p in data]).save(out)
+        path = refresh_domain(m, [H5Dataset(p) for p in data], structures).save(out)
         console.print(f"wrote {path}: training-domain ranges recomputed, fitted scalars kept", highlight=False)
         return
     val = list(m.card.val_keys)
@@ -63,7 +68,7 @@ def calibrate(
     n = len(m.card.train_keys) + len(val)
     with ProgressReporter("calibrate", n) as bar:
         calibrated, rows = run_calibrate(m, datasets, val, on_molecule=lambda k: bar.advance(k),
-                                          check_partner=check_partner)
+                                          check_partner=check_partner, structures=structures)
     cal = calibrated.uncertainty.calibration
     path = calibrated.save(out)
     console.print(f"wrote {path}: posterior of {calibrated.uncertainty.posterior.n_molecules} training molecules, "
@@ -76,3 +81,18 @@ def calibrate(
 
         write_json(report, [{"calibration": cal.to_dict(), "report": summary, "molecules": rows}])
         console.print(f"wrote {report}", highlight=False)
+
+
+def _structures_by_key(paths: List[Path]) -> dict:
+    """{key: (numbers, positions Å)} of every frame of ``paths`` (its ``name=``; a name twice is refused)."""
+    from ..errors import InputError
+    from ..io.readers import read_structures
+
+    out: dict = {}
+    for path in paths:
+        for s in read_structures(path):
+            if s.name in out:
+                raise InputError(f"--train-structures {path}: {s.name} appears twice; name each training structure "
+                                 "once (name=KEY in its comment line)")
+            out[s.name] = (s.numbers, s.positions)
+    return out

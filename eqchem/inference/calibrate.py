@@ -7,7 +7,7 @@ The estimates and their formulas: :mod:`eqchem.model.calibration`; applied per p
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -248,23 +248,41 @@ def training_domain(molecules: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple
     return nearest_neighbour_ranges(molecules), ranges
 
 
-def refresh_domain(model: EqchemModel, datasets: Sequence[H5Dataset]) -> EqchemModel:
+def training_molecules(model: EqchemModel, datasets: Sequence[H5Dataset],
+                       structures: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None
+                       ) -> tuple[list[str], list[tuple[np.ndarray, np.ndarray]]]:
+    """(keys, (numbers, positions Å) pairs) of ``model``'s training molecules: from ``datasets`` where they hold
+    the key, else from ``structures`` ({key: (numbers, positions)}: the training geometries whose labels are gone;
+    the posterior and the domain ranges need no labels). Keys found in neither are left out."""
+    keys = sorted(model.card.train_keys)
+    found = _found(datasets, keys)
+    have = {k for _, k in found}
+    extra = [k for k in keys if k not in have and k in (structures or {})]
+    molecules = read_molecules(found) + [(np.asarray(structures[k][0], dtype=np.int64),
+                                          np.asarray(structures[k][1], dtype=np.float64)) for k in extra]
+    return [k for _, k in found] + extra, molecules
+
+
+def refresh_domain(model: EqchemModel, datasets: Sequence[H5Dataset],
+                   structures: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> EqchemModel:
     """``model`` (calibrated) with its training-domain ranges recomputed from its training molecules found in
-    ``datasets`` (the fitted scalars untouched): for files calibrated before the ranges were per element pair
-    or held bond-valence sums."""
-    found = _found(datasets, sorted(model.card.train_keys))
-    if model.uncertainty is None or not found:
+    ``datasets`` or ``structures`` (:func:`training_molecules`; the fitted scalars untouched): for files
+    calibrated before the ranges were per element pair or held bond-valence sums."""
+    _, molecules = training_molecules(model, datasets, structures)
+    if model.uncertainty is None or not molecules:
         raise InputError("the model carries no error estimates, or none of its training keys is in the data")
-    nn, domain = training_domain(read_molecules(found))
+    nn, domain = training_domain(molecules)
     cal = replace(model.uncertainty.calibration, nearest_neighbour=nn, **domain)
     return model.with_uncertainty(replace(model.uncertainty, calibration=cal))
 
 
 def calibrate(model: EqchemModel, datasets: Sequence[H5Dataset], validation_keys: Sequence[str],
               on_molecule: Callable[[str], None] | None = None,
-              check_partner: str | None = None) -> tuple[EqchemModel, list[dict]]:
-    """``model`` with its error estimates (posterior of its training molecules found in ``datasets``,
-    calibration on ``validation_keys``) and the validation rows under the new calibration. ``check_partner``:
+              check_partner: str | None = None,
+              structures: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> tuple[EqchemModel, list[dict]]:
+    """``model`` with its error estimates (posterior of its training molecules found in ``datasets`` or
+    ``structures``: :func:`training_molecules`; calibration on ``validation_keys``) and the validation rows
+    under the new calibration. ``check_partner``:
     the shipped model (``"accurate"``, ``"fast"``) whose gap ``--check`` compares with this model's where it
     covers the molecule (both check sources run on the validation molecules, each gets its threshold).
 
@@ -283,12 +301,11 @@ def calibrate(model: EqchemModel, datasets: Sequence[H5Dataset], validation_keys
     val = [k for ds, k in _found(datasets, validation_keys) if set(ds.numbers(k).tolist()) <= elements]
     if len(val) < MIN_VALIDATION:
         raise InputError(f"{len(val)} of the validation keys found in the data; at least {MIN_VALIDATION} needed")
-    found_train = _found(datasets, sorted(train))
-    if not found_train:
+    train_keys, molecules = training_molecules(model, datasets, structures)
+    if not molecules:
         raise InputError(f"none of the model's {len(train)} training keys is in the data given; its posterior is "
-                         "summed over them: pass the files it was trained on")
-    molecules = read_molecules(found_train)
-    posterior = fit_posterior(model, molecules, (lambda i: on_molecule(found_train[i][1])) if on_molecule else None)
+                         "summed over them: pass the files it was trained on (or their structures)")
+    posterior = fit_posterior(model, molecules, (lambda i: on_molecule(train_keys[i])) if on_molecule else None)
     nn, domain = training_domain(molecules)
     unit = replace(UNIT, nearest_neighbour=nn, check_partner=check_partner, **domain)
     raw_model = model.with_uncertainty(ModelUncertainty(posterior, unit))

@@ -166,6 +166,14 @@ class TypedLinear(nn.Module):
         one = torch.ones(f.shape[0], 1, ir.dim, dtype=f.dtype, device=f.device)
         return torch.cat([f, one if has_bias else 0 * one], dim=1)
 
+    def apply_to_design(self, matrix: torch.Tensor, x: torch.Tensor, t: int) -> torch.Tensor:
+        """``matrix`` (K, U+1) applied to type ``t``'s design features (:meth:`design_features`, bias row
+        included) of every sample and component: (S, 2l+1, K) in ``matrix``'s dtype, without building the
+        float64 design matrix (the bias row is ``matrix``'s last column where the type has a bias)."""
+        u, has_bias = self.types[t][1], self.types[t][3]
+        out = self.type_features(x, t).transpose(1, 2).to(matrix.dtype) @ matrix[:, :u].T
+        return out + matrix[:, u] if has_bias else out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # samples last: each type is one matrix product (V, U) @ (U, m · samples) instead of a batch of small ones
         lead = x.shape[:-1]

@@ -58,11 +58,7 @@ def leverage(readout: TypedLinear, whitening: list[torch.Tensor], x: torch.Tenso
     total = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
     weight = 0
     for t, (ir, u, v, has_bias) in enumerate(readout.types):
-        w = whitening[t].to(device=x.device)                               # (U+1, U+1); column U: the bias row's
-        f = readout.type_features(x, t).transpose(1, 2).to(w.dtype)        # (S, m, U), no design-matrix copy
-        g = f @ w[:, :u].T                                                 # (S, m, U+1): W φ without the bias row
-        if has_bias:
-            g = g + w[:, u]                                                # ... plus its row (1 in φ)
+        g = readout.apply_to_design(whitening[t].to(device=x.device), x, t)  # (S, m, U+1): W φ
         total += v * (g * g).sum(dim=(1, 2)).double()
         weight += v * ir.dim
     return total / weight
