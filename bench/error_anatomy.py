@@ -37,8 +37,7 @@ def _distance_label(d: float) -> str:
 def anatomy(numbers: np.ndarray, positions: np.ndarray, error: np.ndarray,
             shells: dict[int, tuple[int, ...]]) -> dict[str, dict[str, tuple[float, int]]]:
     """{breakdown: {category: (summed |error|, number of AO pairs)}} of one molecule's |H_pred − H| (nao, nao)."""
-    from eqchem.basis import ao_shells
-    from eqchem.data.reader import atom_ao_offsets
+    from eqchem.data.reader import ao_shells, atom_ao_offsets
     from eqchem.io.elements import symbol
 
     off = atom_ao_offsets(numbers, shells)

@@ -89,16 +89,6 @@ def _atom_mole(basis: str, z: int):
     return gto.M(atom=[[int(z), (0.0, 0.0, 0.0)]], basis=basis, spin=int(z) % 2, verbose=0)
 
 
-def ao_shells(numbers, shells: dict[int, tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per AO of a molecule in PySCF order (atom by atom, shell by shell, 2l + 1 each): its shell's l (nao,) and
-    that shell's index within its atom (nao,; 0: the atom's first shell, a heavy atom's 1s). ``shells``: per
-    element, shell l in PySCF order (:func:`element_shells`)."""
-    per_shell = [(l, k) for z in numbers for k, l in enumerate(shells[int(z)])]
-    sizes = [2 * l + 1 for l, _ in per_shell]
-    return (np.repeat([l for l, _ in per_shell], sizes).astype(np.int64),
-            np.repeat([k for _, k in per_shell], sizes).astype(np.int64))
-
-
 # ----------------------------------------------------------------------------------------------
 # PySCF <-> e3nn change of basis per l
 # ----------------------------------------------------------------------------------------------

@@ -125,9 +125,11 @@ def test_blocks_decompose_into_irreps_that_rotate_with_e3nn(rng):
 
 def test_ao_shells_follow_pyscfs_ao_order():
     """Each AO's shell l and in-atom shell index match PySCF's own AO list (def2-SVP, S and Cl with d shells)."""
+    from eqchem.data.reader import ao_shells
+
     mol = gto.M(atom="S 0 0 0; Cl 0 0 2.0; H 0 1.3 -0.3", basis="def2-svp")
     numbers = np.array([16, 17, 1])
-    ls, index = basis.ao_shells(numbers, {int(z): basis.element_shells("def2-svp", int(z)) for z in numbers})
+    ls, index = ao_shells(numbers, {int(z): basis.element_shells("def2-svp", int(z)) for z in numbers})
     expected_l, expected_k = [], []
     for i in range(mol.natm):
         shells = [b for b in range(mol.nbas) if mol.bas_atom(b) == i]

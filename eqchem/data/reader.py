@@ -192,6 +192,16 @@ def atom_ao_offsets(numbers: np.ndarray, shells: dict[int, tuple[int, ...]]) -> 
     return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
 
+def ao_shells(numbers, shells: dict[int, tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per AO of a molecule in PySCF order (atom by atom, shell by shell, 2l + 1 each): its shell's l (nao,) and
+    that shell's index within its atom (nao,; 0: the atom's first shell, a heavy atom's 1s). ``shells``: per
+    element, shell l in PySCF order (:func:`eqchem.basis.element_shells`)."""
+    per_shell = [(l, k) for z in numbers for k, l in enumerate(shells[int(z)])]
+    sizes = [2 * l + 1 for l, _ in per_shell]
+    return (np.repeat([l for l, _ in per_shell], sizes).astype(np.int64),
+            np.repeat([k for _, k in per_shell], sizes).astype(np.int64))
+
+
 def atom_pair_blocks(matrix: np.ndarray, numbers: np.ndarray, shells: dict[int, tuple[int, ...]]) -> dict:
     """Cut an (nao, nao) AO matrix into ``{(i, j): (nao_i, nao_j) block}`` for all atom pairs."""
     off = atom_ao_offsets(numbers, shells)
