@@ -115,7 +115,8 @@ def write_structures(model: str, fragments: Path, out: Path, part: str = "train"
     card = load_model(model).card
     done = existing_keys(list(skip))
     keys = sorted(k for k in (card.train_keys if part == "train" else card.val_keys) if k not in done)
-    frags = {key: (smiles, atoms) for key, smiles, atoms in read_fragments(fragments) if key in set(keys)}
+    wanted = set(keys)
+    frags = {key: (smiles, atoms) for key, smiles, atoms in read_fragments(fragments) if key in wanted}
     qm9 = _qm9_recipe()
     indices = {k: qm9.index_of(k) for k in keys if k.startswith("qm9_")}
     recs = qm9.load_qm9(set(indices.values())) if indices else {}

@@ -214,11 +214,11 @@ def domain_verdict(numbers: np.ndarray, positions: np.ndarray, cal: UncertaintyC
                 told = True
     if n > 1 and cal.valence_ranges:
         for i, (v, label) in enumerate(zip(*valence_environments(numbers, positions))):
-            key = valence_key(cal.valence_ranges, label)
-            lo_hi = cal.valence_ranges[key] if key else None
+            lo_hi = valence_range(cal.valence_ranges, label)
             geometry = max(geometry, _beyond(float(v), lo_hi))
             if not told and _beyond(float(v), lo_hi, cal.valence_tolerance) > 0:
-                reasons.append(f"atom {i + 1} ({label}): bond-valence sum {v:.2f}, training {key} {lo_hi[0]:.2f}-"
+                reasons.append(f"atom {i + 1} ({label}): bond-valence sum {v:.2f}, training "
+                               f"{valence_key(cal.valence_ranges, label)} {lo_hi[0]:.2f}-"
                                f"{lo_hi[1]:.2f} (a stretched, squeezed or broken bond?)")
                 told = True
     return Domain(float(size), float(geometry), reasons)

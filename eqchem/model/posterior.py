@@ -57,7 +57,7 @@ def leverage(readout: TypedLinear, whitening: list[torch.Tensor], x: torch.Tenso
     precision of ``whitening``."""
     total = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
     weight = 0
-    for t, (ir, u, v, has_bias) in enumerate(readout.types):
+    for t, (ir, _, v, _) in enumerate(readout.types):
         g = readout.apply_to_design(whitening[t].to(device=x.device), x, t)  # (S, m, U+1): W φ
         total += v * (g * g).sum(dim=(1, 2)).double()
         weight += v * ir.dim
