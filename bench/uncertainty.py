@@ -116,6 +116,7 @@ def main() -> None:
     from eqchem.calibration_metrics import calibration_lines, calibration_report, plot_reliability
     from eqchem.cpu import processor_name
     from eqchem.data.reader import H5Dataset
+    from eqchem.data.split_file import split_keys
     from eqchem.inference.evaluate import evaluate
     from eqchem.inference.model_file import load_model
     from eqchem.inference.pipeline import StageTimings
@@ -137,7 +138,7 @@ def main() -> None:
     if model.uncertainty is None:
         raise SystemExit(f"{a.model} carries no error estimates: run eqchem calibrate first")
     seen = set(model.card.train_keys) | set(model.card.val_keys) | set(model.uncertainty.calibration.keys)
-    split_test = set(json.loads(a.split.read_text())["test"]) if a.split else None
+    split_test = split_keys([a.split], "test") if a.split else None
     timings = StageTimings()
     rows, test_structures, n_frag = [], [], 0
     for path in a.data:

@@ -141,7 +141,9 @@ def main() -> None:
     chosen = {"correction_overlap_cutoff": a.correction_cutoff, "correction_pair_cutoff": a.pair_cutoff,
               "fock_mixing": a.fock_mixing}
     model = load_model(a.model).with_settings(**{k: v for k, v in chosen.items() if v is not None})
-    test = {k for path in a.split for k in json.loads(path.read_text())["test"]}
+    from eqchem.data.split_file import split_keys
+
+    test = split_keys(a.split, "test")
     summary = test_metrics(model, a.data, test, a.scf_molecules)
     network_only = (test_metrics(model, a.data, test, a.scf_molecules, fock_step=False)
                     if model.fock_mixing > 0 else None)

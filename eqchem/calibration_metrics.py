@@ -35,6 +35,12 @@ QUANTITIES: dict[str, tuple[str, str, str]] = {
 SPEARMAN_FLOOR = 0.5
 COVERAGE_RANGE = (0.5, 0.85)
 AUC_FLOOR = 0.9
+FOCK_SIGNALS = {"first_order": "check_gap_first_order_ev", "eigenvalues": "check_gap_shift_ev"}
+"""The gap shifts of the check's Fock build F = F[P(H)] that a calibration may score (its ``check_signal``), and the
+row field holding each: ``first_order``, δε_i = c_iᵀ (F − H) c_i in the predicted orbitals c_i (what one build
+tells of the prediction's own orbital energies, as the σ propagate); ``eigenvalues``, the gap of F's eigenvalues
+minus the prediction's (files calibrated before session 22): they add the second-order mixing of occupied and
+virtual orbitals by the residual's large occupied-virtual block, which moves right gaps too."""
 
 
 def spearman(est: Sequence[float], actual: Sequence[float]) -> float:
@@ -141,7 +147,8 @@ def calibration_report(rows: Sequence[dict[str, Any]], gap_threshold_ev: float =
       (see :func:`check_auc_key`; scores = check_score_ev), and over rows with ``flagged`` and
       ``gap_error_ev``: ``n_flagged``, ``flag_precision`` (positives among flagged), ``flag_recall``
       (flagged among positives); ``auc_fock`` / ``auc_partner`` and ``n_fock`` / ``n_partner``: each source's
-      score alone over the rows that have it;
+      score alone over the rows that have it; ``auc_first_order_shift_alone`` / ``auc_eigenvalues_shift_alone``:
+      each Fock gap shift (:data:`FOCK_SIGNALS`) beyond its median over the right gaps, without the σ;
     - ``in_domain_fraction``: fraction of rows with ``in_domain`` set that are in domain (None if none).
     """
     rows = list(rows)
@@ -174,6 +181,11 @@ def calibration_report(rows: Sequence[dict[str, Any]], gap_threshold_ev: float =
             if sc.size:
                 check[f"auc_{source}"] = _finite(auc(np.abs(ge) > gap_threshold_ev, sc))
                 check[f"n_{source}"] = int(sc.size)
+        for signal, key in FOCK_SIGNALS.items():  # each Fock shift alone (beyond its median over right gaps)
+            d, ge = _columns(rows, key, "gap_error_ev")
+            pos = np.abs(ge) > gap_threshold_ev
+            if d.size and (~pos).any():
+                check[f"auc_{signal}_shift_alone"] = _finite(auc(pos, np.abs(d - np.median(d[~pos]))))
         check["n_flagged"] = int(flagged.sum())
         check["flag_precision"] = tp / int(flagged.sum()) if flagged.any() else None
         check["flag_recall"] = tp / int(pos_f.sum()) if pos_f.any() else None
@@ -212,6 +224,10 @@ def calibration_lines(report: dict[str, Any]) -> list[str]:
             if check.get(f"n_{source}"):
                 lines.append(f"    by the {what}'s score alone: AUC {_fmt(check.get(f'auc_{source}'), '.3f')} over "
                              f"{check[f'n_{source}']}")
+        shifts = [f"{signal.replace('_', ' ')} {_fmt(check.get(f'auc_{signal}_shift_alone'), '.3f')}"
+                  for signal in FOCK_SIGNALS if f"auc_{signal}_shift_alone" in check]
+        if shifts:
+            lines.append(f"    by the Fock build's gap shift alone, without σ: AUC {', '.join(shifts)}")
     else:
         lines.append("  check AUC: n/a")
     frac = report.get("in_domain_fraction")

@@ -24,6 +24,7 @@ from pathlib import Path
 def main() -> None:
     from eqchem.cpu import processor_name
     from eqchem.data.reader import H5Dataset
+    from eqchem.data.split_file import split_keys
     from eqchem.inference.evaluate import evaluate
     from eqchem.inference.model_file import load_model
     from eqchem.metrics import grouped_aggregate
@@ -39,7 +40,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     model = load_model(a.model)
-    test = {k for path in a.split for k in json.loads(path.read_text())["test"]}
+    test = split_keys(a.split, "test")
     elements = set(model.elements)
     rows = []
     for path in a.data:

@@ -47,6 +47,7 @@ def training_coverage(data: list[str], train_keys: list[str]) -> tuple[list[int]
 
 
 def main() -> None:
+    from eqchem.data.split_file import split_keys
     from eqchem.inference.model_file import load_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,7 +58,7 @@ def main() -> None:
     a = ap.parse_args()
 
     model = load_model(a.model)
-    test = set(json.loads(a.split.read_text())["test"])
+    test = split_keys([a.split], "test")
     with_step, n = dipole_metrics(model, a.data, test, fock_step=True)
     network_only, _ = dipole_metrics(model, a.data, test, fock_step=False) if model.fock_mixing > 0 else (None, n)
     charges, spins, n_found = training_coverage(a.data, model.card.train_keys)

@@ -1,7 +1,6 @@
 """``eqchem calibrate``: give a model file its error estimates (validation molecules only)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
@@ -37,6 +36,7 @@ def calibrate(
     or training molecules."""
     from ..calibration_metrics import calibration_lines, calibration_report
     from ..data.reader import H5Dataset
+    from ..data.split_file import read_split
     from ..errors import InputError
     from ..inference.calibrate import calibrate as run_calibrate
     from ..inference.model_file import load_model
@@ -57,12 +57,9 @@ def calibrate(
     val = list(m.card.val_keys)
     test: set[str] = set()
     for path in split_file or []:
-        try:
-            split = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise InputError(f"--split-file {path}: not a readable JSON split ({exc})") from None
-        val += [k for k in split.get("val", []) if k not in val]
-        test |= set(split.get("test", []))
+        split = read_split(path)
+        val += [k for k in split["val"] if k not in val]
+        test |= set(split["test"])
     val = [k for k in val if k not in test and k not in set(m.card.train_keys)]
     datasets = [H5Dataset(p) for p in data]
     n = len(m.card.train_keys) + len(val)

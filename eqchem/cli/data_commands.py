@@ -152,6 +152,7 @@ def _fitted_guess_params(data: List[Path], kind: str, split_file: Optional[Path]
     import json
 
     from ..data.guess_file import read_params, stored_params
+    from ..data.split_file import read_split
     from ..dft.atomic_potential import OMEGA, fit_on_data, fit_structures
     from ..errors import DataError
     from ..io.elements import symbol
@@ -181,10 +182,7 @@ def _fitted_guess_params(data: List[Path], kind: str, split_file: Optional[Path]
         return json.loads(held.pop())
     keys = None
     if split_file is not None:
-        try:
-            keys = json.loads(split_file.read_text())["train"]
-        except (OSError, ValueError, KeyError, TypeError):
-            fail(f"{split_file}: not a JSON split file with a 'train' key list")
+        keys = read_split(split_file)["train"]
     else:
         console.print(f"{kind}: fitting atomic potentials on every structure given (--split-file keeps "
                       f"validation and test structures out of the fit)", highlight=False)

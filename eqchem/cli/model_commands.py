@@ -264,7 +264,8 @@ def _trust_lines(r) -> list[str]:
                    f" eV from this one ({score}): its frontier orbitals are likely wrong; run the SCF (--refine)")
     elif u.flagged:
         out.append(f"[red]flagged:[/] {r.name}: one Fock build from the predicted density moves the gap by "
-                   f"{u.check_gap_shift_ev:+.2f} eV (residual {u.residual_uEh:.0f} µEh; {score}): its frontier "
+                   f"{u.check_gap_first_order_ev:+.2f} eV to first order ({u.check_gap_shift_ev:+.2f} eV as "
+                   f"eigenvalues; residual {u.residual_uEh:.0f} µEh; {score}): its frontier "
                    "orbitals are likely wrong; run the SCF (--refine)")
     return out
 

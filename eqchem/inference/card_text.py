@@ -64,7 +64,9 @@ def uncertainty_text(model: "EqchemModel") -> str:
             f"validation molecules; --check flags "
             + (f"a gap {cal.partner_threshold_ev:.2f} eV from the {cal.check_partner} model's (elsewhere "
                if cal.check_partner else "")
-            + f"a gap shift beyond {cal.check_threshold_ev:.2f} eV of one Fock build"
+            + f"a score beyond {cal.check_threshold_ev:.2f} eV: one Fock build's gap shift "
+            + ("to first order" if cal.check_signal == "first_order" else "of its eigenvalues")
+            + f" beyond {cal.check_center_ev:+.2f} eV, with {cal.check_sigma_weight:g} σ_gap in quadrature"
             + (")" if cal.check_partner else ""))
     test = (model.card.uncertainty_metrics or {}).get("test", {}).get("all")
     if test:

@@ -115,7 +115,9 @@ def estimate_fields(unc) -> dict:
             "check_score_ev": unc.check_score_ev, "check_by": unc.check_by,
             "check_fock_score_ev": unc.check_fock_score_ev, "check_partner_score_ev": unc.check_partner_score_ev,
             "check_partner_gap_diff_ev": unc.check_partner_gap_diff_ev,
-            "check_residual_uEh": unc.residual_uEh, "check_gap_shift_ev": unc.check_gap_shift_ev,
+            "check_residual_uEh": unc.residual_uEh, "check_gap_first_order_ev": unc.check_gap_first_order_ev,
+            "check_homo_first_order_ev": unc.check_homo_first_order_ev,
+            "check_lumo_first_order_ev": unc.check_lumo_first_order_ev, "check_gap_shift_ev": unc.check_gap_shift_ev,
             "check_homo_shift_ev": unc.check_homo_shift_ev, "check_lumo_shift_ev": unc.check_lumo_shift_ev,
             "flagged": unc.flagged, "seconds": unc.seconds}
 

@@ -56,8 +56,12 @@ class Uncertainty:
             source's where it ran (both where an evaluation asked for both).
         check_by: what the check used: ``"partner"`` (the model file's ``check_partner``) or ``"fock"``.
         check_partner_gap_diff_ev: the partner model's gap minus this prediction's, eV (``check_by="partner"``).
-        check_gap_shift_ev, check_homo_shift_ev, check_lumo_shift_ev: the Fock build's shifts, eV
-            (``check_by="fock"``, or where both were asked for).
+        check_gap_first_order_ev, check_homo_first_order_ev, check_lumo_first_order_ev: the Fock build F's shifts
+            of the predicted orbitals' energies to first order, c_iᵀ (F − H) c_i, eV (``check_by="fock"``, or
+            where both were asked for).
+        check_gap_shift_ev, check_homo_shift_ev, check_lumo_shift_ev: the shifts of F's eigenvalues from the
+            prediction's, eV. The score takes one of the two gap shifts: the calibration's ``check_signal``
+            (:data:`~eqchem.calibration_metrics.FOCK_SIGNALS`; files calibrated before session 22: eigenvalues).
         residual_uEh: MAE of F[P(H)] − H, µEh (with the Fock build).
         seconds: wall time of the estimates (and of the check's Fock build), s.
     """
@@ -79,6 +83,9 @@ class Uncertainty:
     check_partner_score_ev: float | None = None
     check_by: str | None = None
     check_partner_gap_diff_ev: float | None = None
+    check_gap_first_order_ev: float | None = None
+    check_homo_first_order_ev: float | None = None
+    check_lumo_first_order_ev: float | None = None
     check_gap_shift_ev: float | None = None
     check_homo_shift_ev: float | None = None
     check_lumo_shift_ev: float | None = None
@@ -316,19 +323,27 @@ def _extend_range(ranges: dict[str, list[float]], key: str, value: float) -> Non
 def self_check(unc: Uncertainty, fock: np.ndarray, hamiltonian: np.ndarray, overlap: np.ndarray, nocc: int,
                cal: UncertaintyCalibration, seconds: float = 0.0) -> Uncertainty:
     """``unc`` with the check of one Fock build: ``fock`` = F[P(H)] (nao, nao) Eh of the predicted
-    ``hamiltonian``'s aufbau density; flagged when its score (the gap shift and ``unc.gap_ev``:
-    :meth:`~eqchem.model.calibration.UncertaintyCalibration.check_score`) exceeds the calibration's threshold."""
+    ``hamiltonian``'s aufbau density; the HOMO and LUMO shifts it causes, to first order (c_iᵀ (F − H) c_i in the
+    predicted orbitals) and as eigenvalues of F; flagged when the score of the calibration's shift
+    (:attr:`~eqchem.model.calibration.UncertaintyCalibration.check_signal`) and ``unc.gap_ev``
+    (:meth:`~eqchem.model.calibration.UncertaintyCalibration.check_score`) exceeds the calibration's threshold."""
     from ..orbitals import solve_generalized
 
-    e_h = solve_generalized(hamiltonian, overlap)[0]
+    e_h, c_h = solve_generalized(hamiltonian, overlap)
     e_f = solve_generalized(fock, overlap)[0]
-    homo = (e_f[nocc - 1] - e_h[nocc - 1]) * HARTREE_EV
-    lumo = (e_f[nocc] - e_h[nocc]) * HARTREE_EV if nocc < len(e_h) else 0.0
-    gap = float(lumo - homo)
-    score = cal.check_score("fock", unc.gap_ev, gap)
+    frontier = [i for i in (nocc - 1, nocc) if i < len(e_h)]
+    c = c_h[:, frontier]
+    first = np.einsum("mi,mn,ni->i", c, fock - hamiltonian, c) * HARTREE_EV
+    eig = (e_f[frontier] - e_h[frontier]) * HARTREE_EV
+    has_lumo = len(frontier) == 2
+    shifts = {"check_homo_first_order_ev": float(first[0]),
+              "check_lumo_first_order_ev": float(first[-1]) if has_lumo else 0.0,
+              "check_homo_shift_ev": float(eig[0]), "check_lumo_shift_ev": float(eig[-1]) if has_lumo else 0.0}
+    shifts["check_gap_first_order_ev"] = shifts["check_lumo_first_order_ev"] - shifts["check_homo_first_order_ev"]
+    shifts["check_gap_shift_ev"] = shifts["check_lumo_shift_ev"] - shifts["check_homo_shift_ev"]
+    score = cal.check_score("fock", unc.gap_ev, shifts[cal.discrepancy_field("fock")])
     return replace(unc, flagged=bool(score > cal.check_threshold("fock")), check_by="fock", check_score_ev=score,
-                   check_fock_score_ev=score, check_gap_shift_ev=gap,
-                   check_homo_shift_ev=float(homo), check_lumo_shift_ev=float(lumo),
+                   check_fock_score_ev=score, **shifts,
                    residual_uEh=float(np.abs(fock - hamiltonian).mean() * MICRO_HARTREE),
                    seconds=unc.seconds + seconds)
 

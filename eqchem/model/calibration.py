@@ -29,11 +29,12 @@ The estimates (:mod:`eqchem.inference.uncertainty`), per molecule:
   ``valence_tolerance``: a C-C bond stretched by 30 % takes ~0.8 off both carbons' sums though their nearest
   neighbours stay), and no atom or pair leverage beyond ``leverage_limit``
   (the largest on the validation molecules times ``leverage_margin``).
-- ``--check``: one cheap Fock build from the predicted density moves the gap by d (eV); the check's score
-  (eV) is ``sqrt((check_sigma_weight · σ_gap)² + (d - check_center_ev)²)``: the build's shift beyond its
-  typical one (one build from a right density still shifts the gap, on validation molecules by about
-  -0.2 eV) added in quadrature to the molecule's calibrated gap σ, so that a suspicious shift and an
-  uncertain molecule both count; the molecule is flagged when the score exceeds ``check_threshold_ev``.
+- ``--check``: one cheap Fock build F from the predicted density moves the gap by d (eV; ``check_signal``: to
+  first order in F − H or as F's eigenvalues, :data:`FOCK_SIGNALS`, whichever shift alone separates the wrong
+  gaps of the validation molecules better); the check's score (eV) is
+  ``sqrt((check_sigma_weight · σ_gap)² + (d - check_center_ev)²)``: the build's shift beyond its typical one
+  added in quadrature to the molecule's calibrated gap σ, so that a suspicious shift and an uncertain molecule
+  both count; the molecule is flagged when the score exceeds ``check_threshold_ev``.
   (Files calibrated before the score had center and weight 0: the |shift| alone.)
 - ``check_partner``: the shipped model (``"accurate"``, ``"fast"``) whose prediction is the check's second
   opinion (a committee of two models trained apart); where it covers the molecule's elements, ``--check`` runs
@@ -41,10 +42,11 @@ The estimates (:mod:`eqchem.inference.uncertainty`), per molecule:
   guess and its Fock step; without the Fock step its gap tells little) and flags the molecule when the two gaps
   differ by more than ``partner_threshold_ev`` (eV) in the same score (d: the gap difference,
   ``partner_center_ev``, ``partner_sigma_weight``). None: the Fock build alone.
-Fits on the validation molecules: the H MAE line and its slopes by least squares in log space; the orbital
-scales and slopes by the Gaussian likelihood of the HOMO, LUMO and gap errors (with the slopes at 0 this sets
-each scale to the root mean square of error/σ-without-scale, so that error/σ has RMS 1); the dipole scale
-so that error/σ has RMS 1; each check's center, the median d over the validation molecules whose gap is
+Fits on the validation molecules: the H MAE line and its slopes by least squares in log space; each orbital
+scale so that ±σ covers 68 % of the in-domain molecules' HOMO, LUMO or gap errors (a quantile: the errors are
+heavy-tailed, and a root-mean-square scale covered 85-96 % of them), the slopes by the Gaussian likelihood of
+the errors of the molecules beyond the training ranges under those scales; the dipole scale so that ±σ
+covers 68 % of the in-domain molecules' errors; each check's center, the median d over the validation molecules whose gap is
 right (error ≤ 0.3 eV), its σ weight, the one of :data:`CHECK_SIGMA_WEIGHTS` whose score best separates
 those from the wrong gaps (ROC AUC), and its threshold, the 95th percentile of the score over the right
 gaps (about one right gap in twenty flagged).
@@ -54,6 +56,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING
+
+from ..calibration_metrics import FOCK_SIGNALS
 
 if TYPE_CHECKING:  # torch is imported only where a posterior is read (model headers stay torch-free)
     from .posterior import ReadoutPosterior
@@ -90,12 +94,18 @@ class UncertaintyCalibration:
     out_of_domain_floor: dict = field(default_factory=dict)  # {"h_mae_uEh": ..., "gap_ev": ...}: see above
     check_partner: str | None = None        # shipped model whose gap is the check's second opinion
     partner_threshold_ev: float = float("inf")  # score of the partner's check beyond which --check flags (eV)
+    check_signal: str = "eigenvalues"       # the Fock build's gap shift the score takes (:data:`FOCK_SIGNALS`)
     check_center_ev: float = 0.0            # the Fock build's typical gap shift (module docstring)
     check_sigma_weight: float = 0.0         # weight of the gap σ in its score
     partner_center_ev: float = 0.0          # the partner's typical gap difference
     partner_sigma_weight: float = 0.0
     n_molecules: int = 0
     keys: list = field(default_factory=list)  # the validation keys fitted on
+
+    def discrepancy_field(self, source: str) -> str:
+        """The field of :class:`~eqchem.inference.uncertainty.Uncertainty` (and of an evaluation row) holding the
+        signed discrepancy (eV) that a check by ``source`` ("partner", "fock") scores."""
+        return "check_partner_gap_diff_ev" if source == "partner" else FOCK_SIGNALS[self.check_signal]
 
     def check_threshold(self, source: str) -> float:
         """The --check threshold (eV) of a check by ``source``: "partner" (the gap difference from the check

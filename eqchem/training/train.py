@@ -16,6 +16,7 @@ import torch
 
 from ..basis import BasisLayout
 from ..data.reader import H5Dataset
+from ..data.split_file import read_split
 from ..errors import DataError
 from .budget import run_budget
 from .callbacks import epoch_lines, quiet_lightning, stop_reason
@@ -179,8 +180,8 @@ def _split(cfg: TrainConfig, index: DataIndex) -> dict:
     """{"train": keys, "val": keys}: the split file's (keys in the data), else split by ``cfg.split_by``."""
     if not cfg.split_file:
         return split_keys(index.identity, cfg.val_fraction, 0.0, cfg.split_by, cfg.seed)
-    split = json.loads(Path(cfg.split_file).read_text())
-    split = {part: [k for k in split.get(part, []) if k in index.where] for part in ("train", "val")}
+    split = read_split(cfg.split_file)
+    split = {part: [k for k in split[part] if k in index.where] for part in ("train", "val")}
     if not split["train"] or not split["val"]:
         raise DataError(f"split file {cfg.split_file} leaves no training or no validation structure in the data")
     return split
