@@ -131,6 +131,9 @@ def test_guess_fits_on_training_keys_and_training_carries_the_fit_into_the_model
     (d / "split.json").write_text(json.dumps(split))
     code, out = run_cli("guess", d / "water.h5", "--kind", "core-j", "--split-file", d / "split.json")
     assert code != 0 and "core-jx" in out and "Traceback" not in out
+    (d / "no_train.json").write_text(json.dumps({"val": keys[9:11]}))  # nothing to fit on: one clear line
+    code, out = run_cli("guess", d / "water.h5", "--kind", "core-jx", "--split-file", d / "no_train.json")
+    assert code != 0 and "no 'train' keys" in out and "Traceback" not in out
     code, out = run_cli("guess", d / "water.h5", "--kind", "core-jx", "--split-file", d / "split.json")
     assert code == 0, out
     assert "on 9 structures" in out and "13 computed" in out

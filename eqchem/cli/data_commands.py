@@ -183,6 +183,8 @@ def _fitted_guess_params(data: List[Path], kind: str, split_file: Optional[Path]
     keys = None
     if split_file is not None:
         keys = read_split(split_file)["train"]
+        if not keys:
+            fail(f"{split_file}: the split file lists no 'train' keys to fit the atomic potentials on")
     else:
         console.print(f"{kind}: fitting atomic potentials on every structure given (--split-file keeps "
                       f"validation and test structures out of the fit)", highlight=False)
