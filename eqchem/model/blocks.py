@@ -100,8 +100,11 @@ class AOConverter:
             self.mask[z] = layout.element_mask(z)
 
     def offsets(self, numbers: np.ndarray) -> np.ndarray:
-        sizes = [self.q[int(z)].shape[1] for z in numbers]
-        return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        """(n+1,) AO offsets of the atoms (:func:`eqchem.data.reader.atom_ao_offsets`, the one owner of the layout)."""
+        from ..data.reader import atom_ao_offsets
+
+        self.check_elements(numbers)
+        return atom_ao_offsets(numbers, self.layout.shells)
 
     def missing_elements(self, numbers) -> list[int]:
         """The atomic numbers among ``numbers`` that this layout has no blocks for (sorted; empty: it covers them)."""
