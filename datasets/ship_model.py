@@ -114,6 +114,7 @@ def main() -> None:
     from recipe import index_of, read_selection
 
     from eqchem.data.reader import H5Dataset
+    from eqchem.data.split_file import split_keys
     from eqchem.model.card import ModelCard
     from eqchem.inference.card_text import hardware_text
     from eqchem.inference.model_file import load_model
@@ -141,8 +142,6 @@ def main() -> None:
     chosen = {"correction_overlap_cutoff": a.correction_cutoff, "correction_pair_cutoff": a.pair_cutoff,
               "fock_mixing": a.fock_mixing}
     model = load_model(a.model).with_settings(**{k: v for k, v in chosen.items() if v is not None})
-    from eqchem.data.split_file import split_keys
-
     test = split_keys(a.split, "test")
     summary = test_metrics(model, a.data, test, a.scf_molecules)
     network_only = (test_metrics(model, a.data, test, a.scf_molecules, fock_step=False)

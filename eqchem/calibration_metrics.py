@@ -43,6 +43,18 @@ minus the prediction's (files calibrated before session 22): they add the second
 virtual orbitals by the residual's large occupied-virtual block, which moves right gaps too."""
 
 
+def discrepancy_field(source: str, signal: str | None = None) -> str:
+    """The row field (and :class:`~eqchem.inference.uncertainty.Uncertainty` field) holding the signed discrepancy
+    (eV) a check by ``source`` scores: "partner", the partner model's gap difference; "fock", the Fock build's gap
+    shift of ``signal`` (:data:`FOCK_SIGNALS`)."""
+    return "check_partner_gap_diff_ev" if source == "partner" else FOCK_SIGNALS[signal]
+
+
+def shift_alone_auc(discrepancy: np.ndarray, wrong: np.ndarray) -> float:
+    """ROC AUC for the ``wrong`` gaps (bool) of |discrepancy − its median over the right gaps| alone (no σ)."""
+    return auc(wrong.astype(bool), np.abs(discrepancy - np.median(discrepancy[~wrong.astype(bool)])))
+
+
 def spearman(est: Sequence[float], actual: Sequence[float]) -> float:
     """Spearman rank correlation of estimated vs actual values; nan with fewer than 3 pairs or constant input."""
     est, actual = np.asarray(est, dtype=float), np.asarray(actual, dtype=float)
@@ -185,7 +197,7 @@ def calibration_report(rows: Sequence[dict[str, Any]], gap_threshold_ev: float =
             d, ge = _columns(rows, key, "gap_error_ev")
             pos = np.abs(ge) > gap_threshold_ev
             if d.size and (~pos).any():
-                check[f"auc_{signal}_shift_alone"] = _finite(auc(pos, np.abs(d - np.median(d[~pos]))))
+                check[f"auc_{signal}_shift_alone"] = _finite(shift_alone_auc(d, pos))
         check["n_flagged"] = int(flagged.sum())
         check["flag_precision"] = tp / int(flagged.sum()) if flagged.any() else None
         check["flag_recall"] = tp / int(pos_f.sum()) if pos_f.any() else None

@@ -173,21 +173,21 @@ def fit_check(rows: Sequence[dict], gap_sigma: Sequence[float], source: str, flo
     wrong gaps (the smallest on a tie; 0 where the rows have no wrong gap); the threshold, the
     (1 - ``false_alarm``) quantile of the score over the right gaps, at least ``floor_ev``. Threshold inf
     where no row ran the check."""
-    from ..calibration_metrics import FOCK_SIGNALS, auc
+    from ..calibration_metrics import FOCK_SIGNALS, auc, discrepancy_field, shift_alone_auc
     from ..model.calibration import CHECK_SIGMA_WEIGHTS
 
     name = "partner" if source == "partner" else "check"
     signals = [None] if source == "partner" else list(FOCK_SIGNALS)
     fits = []
     for signal in signals:
-        key = replace(UNIT, check_signal=signal or UNIT.check_signal).discrepancy_field(source)
+        key = discrepancy_field(source, signal)
         got = [(r[key], s, abs(r["gap_error_ev"]) > wrong_gap_ev)
                for r, s in zip(rows, gap_sigma) if r.get(key) is not None]
         if got:
             d, sigma, wrong = (np.array(x, dtype=float) for x in zip(*got))
             right = wrong == 0
             center = float(np.median(d[right])) if right.any() else 0.0
-            alone = auc(wrong.astype(bool).tolist(), np.abs(d - center).tolist()) if wrong.any() and right.any() else 0.5
+            alone = shift_alone_auc(d, wrong) if wrong.any() and right.any() else 0.5
             fits.append((alone, signal, d, sigma, wrong, center))
     if not fits:
         return {f"{name}_threshold_ev": float("inf")}

@@ -57,7 +57,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING
 
-from ..calibration_metrics import FOCK_SIGNALS
+from ..calibration_metrics import discrepancy_field
 
 if TYPE_CHECKING:  # torch is imported only where a posterior is read (model headers stay torch-free)
     from .posterior import ReadoutPosterior
@@ -105,7 +105,7 @@ class UncertaintyCalibration:
     def discrepancy_field(self, source: str) -> str:
         """The field of :class:`~eqchem.inference.uncertainty.Uncertainty` (and of an evaluation row) holding the
         signed discrepancy (eV) that a check by ``source`` ("partner", "fock") scores."""
-        return "check_partner_gap_diff_ev" if source == "partner" else FOCK_SIGNALS[self.check_signal]
+        return discrepancy_field(source, self.check_signal)
 
     def check_threshold(self, source: str) -> float:
         """The --check threshold (eV) of a check by ``source``: "partner" (the gap difference from the check
