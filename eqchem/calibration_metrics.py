@@ -43,6 +43,11 @@ minus the prediction's (files calibrated before session 22): they add the second
 virtual orbitals by the residual's large occupied-virtual block, which moves right gaps too."""
 
 
+RESIDUAL_FIELDS = ("check_homo_residual_ev", "check_lumo_residual_ev")
+"""The row fields of the check's frontier-orbital residuals r_i = ‖(F − H) c_i‖ orthogonal to c_i (eV, in the
+predicted orbitals' orthonormal basis): what the residual score (``check_signal = "residuals"``) takes."""
+
+
 def discrepancy_field(source: str, signal: str | None = None) -> str:
     """The row field (and :class:`~eqchem.inference.uncertainty.Uncertainty` field) holding the signed discrepancy
     (eV) a check by ``source`` scores: "partner", the partner model's gap difference; "fock", the Fock build's gap
@@ -161,6 +166,7 @@ def calibration_report(rows: Sequence[dict[str, Any]], gap_threshold_ev: float =
       (flagged among positives); ``auc_fock`` / ``auc_partner`` and ``n_fock`` / ``n_partner``: each source's
       score alone over the rows that have it; ``auc_first_order_shift_alone`` / ``auc_eigenvalues_shift_alone``:
       each Fock gap shift (:data:`FOCK_SIGNALS`) beyond its median over the right gaps, without the σ;
+      ``auc_residuals_alone``: the geometric mean of the frontier residuals (:data:`RESIDUAL_FIELDS`) alone;
     - ``in_domain_fraction``: fraction of rows with ``in_domain`` set that are in domain (None if none).
     """
     rows = list(rows)
@@ -193,6 +199,9 @@ def calibration_report(rows: Sequence[dict[str, Any]], gap_threshold_ev: float =
             if sc.size:
                 check[f"auc_{source}"] = _finite(auc(np.abs(ge) > gap_threshold_ev, sc))
                 check[f"n_{source}"] = int(sc.size)
+        r_homo, r_lumo, ge = _columns(rows, *RESIDUAL_FIELDS, "gap_error_ev")
+        if r_homo.size:  # the frontier residuals alone: their geometric mean, without the σ
+            check["auc_residuals_alone"] = _finite(auc(np.abs(ge) > gap_threshold_ev, np.sqrt(r_homo * r_lumo)))
         for signal, key in FOCK_SIGNALS.items():  # each Fock shift alone (beyond its median over right gaps)
             d, ge = _columns(rows, key, "gap_error_ev")
             pos = np.abs(ge) > gap_threshold_ev
@@ -240,6 +249,9 @@ def calibration_lines(report: dict[str, Any]) -> list[str]:
                   for signal in FOCK_SIGNALS if f"auc_{signal}_shift_alone" in check]
         if shifts:
             lines.append(f"    by the Fock build's gap shift alone, without σ: AUC {', '.join(shifts)}")
+        if "auc_residuals_alone" in check:
+            lines.append(f"    by the frontier orbitals' residuals in F alone, without σ: AUC "
+                         f"{_fmt(check['auc_residuals_alone'], '.3f')}")
     else:
         lines.append("  check AUC: n/a")
     frac = report.get("in_domain_fraction")

@@ -431,6 +431,69 @@ def test_the_checks_first_order_shifts_are_the_residuals_diagonal_in_the_predict
     assert old.check_score_ev == pytest.approx(abs(old.check_gap_shift_ev))
 
 
+def test_the_checks_frontier_residuals_see_the_mixing_a_first_order_shift_misses():
+    """F − H = t S (c_h c_kᵀ + c_k c_hᵀ) S couples the HOMO h with a lower occupied orbital k and nothing else:
+    the HOMO's first-order shift is 0 but its residual is t (the LUMO's 0), and the residual score is the
+    calibration's power law in σ_gap and the residuals."""
+    from dataclasses import replace
+
+    from eqchem.inference.calibrate import UNIT
+    from eqchem.inference.uncertainty import Uncertainty, self_check
+    from eqchem.model.calibration import RESIDUAL_OFFSET_EV
+    from eqchem.orbitals import solve_generalized
+    from eqchem.units import HARTREE_EV
+
+    rng = np.random.default_rng(7)
+    n, nocc, t = 12, 4, 0.02
+    a = rng.normal(size=(n, n))
+    s = np.eye(n) + 0.1 * (a + a.T) / 2
+    h = np.diag(np.linspace(-1.0, 1.0, n)) + 0.05 * (a + a.T)
+    c = solve_generalized(h, s)[1]
+    sc_h, sc_k = s @ c[:, nocc - 1], s @ c[:, 0]
+    fock = h + t * (np.outer(sc_h, sc_k) + np.outer(sc_k, sc_h))
+    cal = replace(UNIT, check_signal="residuals", check_coefficients=[np.log(2.0), 0.5, 1.0, 0.0])
+    u = self_check(Uncertainty(0.0, 0.1, 0.1, 0.4, 0.0, True), fock, h, s, nocc, cal)
+    assert u.check_homo_first_order_ev == pytest.approx(0.0, abs=1e-9)
+    assert u.check_homo_residual_ev == pytest.approx(t * HARTREE_EV, rel=1e-8)
+    assert u.check_lumo_residual_ev == pytest.approx(0.0, abs=1e-6)
+    assert u.check_score_ev == pytest.approx(2.0 * 0.4 ** 0.5 * t * HARTREE_EV - RESIDUAL_OFFSET_EV, rel=1e-8)
+    assert u.flagged is False  # UNIT's threshold: inf
+
+
+def test_the_residual_check_fits_its_power_law_on_validation_and_flags_about_one_right_gap_in_twenty():
+    """Validation rows whose |gap error| + offset is exactly 0.8 σ^0.3 r_homo^1.2 r_lumo^0.5: the least-squares
+    fit recovers the coefficients, the threshold is the 95th percentile of the right gaps' scores, and rows
+    without residuals fall back to a gap shift's score."""
+    from eqchem.inference.calibrate import fit_calibration, fit_residual_check, rescored
+    from eqchem.model.calibration import RESIDUAL_OFFSET_EV
+
+    rng = np.random.default_rng(8)
+    n = 300
+    sigma, r_h, r_l = rng.uniform(0.2, 0.5, n), rng.uniform(0.3, 2.0, n), rng.uniform(0.3, 2.0, n)
+    err = 0.8 * sigma ** 0.3 * r_h ** 1.2 * r_l ** 0.5 - RESIDUAL_OFFSET_EV
+    rows = [{"gap_error_ev": float(e * rng.choice([-1, 1])), "check_homo_residual_ev": float(a),
+             "check_lumo_residual_ev": float(b)} for e, a, b in zip(err, r_h, r_l)]
+    fit = fit_residual_check(rows, sigma)
+    assert fit["check_signal"] == "residuals"
+    assert fit["check_coefficients"] == pytest.approx([np.log(0.8), 0.3, 1.2, 0.5], abs=1e-8)
+    right = np.abs(err) <= 0.3
+    assert fit["check_threshold_ev"] == pytest.approx(max(0.1, np.quantile(np.abs(err)[right], 0.95)))
+    assert fit_residual_check(rows[:4], sigma[:4]) is None  # too few rows to fit four coefficients
+    shifts = [{"gap_error_ev": r["gap_error_ev"], "check_gap_first_order_ev": 0.1} for r in rows]
+    assert fit_residual_check(shifts, sigma) is None
+
+    base = {"leverage_mean": 1e-3, "leverage_max": 1e-2, "uncertainty_homo_ev": 0.1, "uncertainty_lumo_ev": 0.1,
+            "uncertainty_gap_ev": 0.14, "n_atoms": 9,
+            "size_excess": 0.0, "geometry_excess": 0.0, "reasons": [], "homo_error_ev": 0.1, "lumo_error_ev": 0.1,
+            "h_mae_uEh": 300.0, "dipole_error_debye": 0.1, "check_by": "fock"}
+    cal = fit_calibration([{**base, **r} for r in rows], {}, ["k"])
+    assert cal.check_signal == "residuals" and len(cal.check_coefficients) == 4
+    scored = [rescored({**base, **r}, cal) for r in rows]
+    wrong = np.abs(err) > 0.3
+    assert np.mean([r["flagged"] for r, w in zip(scored, wrong) if not w]) == pytest.approx(0.05, abs=0.02)
+    assert np.mean([r["flagged"] for r, w in zip(scored, wrong) if w]) > 0.5
+
+
 def test_the_check_partner_is_a_second_model_in_place_of_the_fock_build(monkeypatch):
     """--check with a check partner: the accurate model (its minao guess and its Fock step) predicts the same
     molecule and the gap difference flags it; no Fock build of the fast model's density. Where the partner

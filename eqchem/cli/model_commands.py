@@ -263,10 +263,10 @@ def _trust_lines(r) -> list[str]:
         out.append(f"[red]flagged:[/] {r.name}: the check's partner model puts the gap {u.check_partner_gap_diff_ev:+.2f}"
                    f" eV from this one ({score}): its frontier orbitals are likely wrong; run the SCF (--refine)")
     elif u.flagged:
-        out.append(f"[red]flagged:[/] {r.name}: one Fock build from the predicted density moves the gap by "
-                   f"{u.check_gap_first_order_ev:+.2f} eV to first order ({u.check_gap_shift_ev:+.2f} eV as "
-                   f"eigenvalues; residual {u.residual_uEh:.0f} µEh; {score}): its frontier "
-                   "orbitals are likely wrong; run the SCF (--refine)")
+        out.append(f"[red]flagged:[/] {r.name}: one Fock build from the predicted density leaves the HOMO and LUMO "
+                   f"off its eigenvectors by {u.check_homo_residual_ev:.2f} and {u.check_lumo_residual_ev:.2f} eV and "
+                   f"moves the gap by {u.check_gap_first_order_ev:+.2f} eV to first order (residual "
+                   f"{u.residual_uEh:.0f} µEh; {score}): its frontier orbitals are likely wrong; run the SCF (--refine)")
     return out
 
 

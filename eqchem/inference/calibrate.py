@@ -162,6 +162,30 @@ def _fit_orbitals(rows: Sequence[dict]) -> tuple[dict, float, float]:
     return {q: float(v) for q, v in zip(names, s)}, float(k[0]), float(k[1])
 
 
+def fit_residual_check(rows: Sequence[dict], gap_sigma: Sequence[float], floor_ev: float = 0.1,
+                       false_alarm: float = 0.05, wrong_gap_ev: float = 0.3) -> dict | None:
+    """{signal "residuals", coefficients, threshold} of the Fock build's residual score over the validation
+    ``rows`` that have the frontier residuals (None where fewer than 5 do): ln(|gap error| +
+    :data:`~eqchem.model.calibration.RESIDUAL_OFFSET_EV`) fitted by least squares on 1, ln σ_gap (``gap_sigma``,
+    eV, calibrated), ln r_homo, ln r_lumo; the threshold, the (1 - ``false_alarm``) quantile of the score over the
+    right gaps (|error| ≤ ``wrong_gap_ev``), at least ``floor_ev``."""
+    from ..calibration_metrics import RESIDUAL_FIELDS
+    from ..model.calibration import RESIDUAL_OFFSET_EV
+
+    got = [(r["gap_error_ev"], s, *(r[k] for k in RESIDUAL_FIELDS)) for r, s in zip(rows, gap_sigma)
+           if all(r.get(k) is not None for k in RESIDUAL_FIELDS)]
+    if len(got) < 5:
+        return None
+    err, sigma, r_homo, r_lumo = (np.array(x, dtype=float) for x in zip(*got))
+    design = np.column_stack([np.ones_like(err)] + [np.log(np.maximum(x, 1e-6)) for x in (sigma, r_homo, r_lumo)])
+    coef = np.linalg.lstsq(design, np.log(np.abs(err) + RESIDUAL_OFFSET_EV), rcond=None)[0]
+    score = np.maximum(np.exp(design @ coef) - RESIDUAL_OFFSET_EV, 0.0)
+    right = np.abs(err) <= wrong_gap_ev
+    threshold = float(max(floor_ev, np.quantile(score[right], 1 - false_alarm))) if right.any() else floor_ev
+    return {"check_signal": "residuals", "check_coefficients": [float(c) for c in coef],
+            "check_threshold_ev": threshold}
+
+
 def fit_check(rows: Sequence[dict], gap_sigma: Sequence[float], source: str, floor_ev: float = 0.1,
               false_alarm: float = 0.05, wrong_gap_ev: float = 0.3) -> dict:
     """{signal, center, sigma weight, threshold} of the check by ``source`` over the validation ``rows`` that ran
@@ -214,10 +238,10 @@ def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequenc
     ranges (:func:`_fit_h_mae`); the orbital scales and their growth (:func:`_fit_orbitals`); for the dipole
     the scale whose ±σ covers :data:`COVERAGE` of the in-domain rows' errors (:func:`_inside`); the largest
     leverage of the validation molecules within the training ranges times the margin; the floor of
-    out-of-domain estimates (:func:`out_of_domain_floor`); each check's score and threshold (:func:`fit_check`:
-    the Fock build's gap shift, first order or eigenvalues, whichever tells wrong gaps better; the gap
-    difference to ``check_partner``'s prediction where the rows have it), with the gap σ of this calibration:
-    about one right gap (error ≤ ``wrong_gap_ev``) in twenty flagged."""
+    out-of-domain estimates (:func:`out_of_domain_floor`); each check's score and threshold, with the gap σ of
+    this calibration: the Fock build's frontier residuals (:func:`fit_residual_check`; rows without them: its
+    gap shift, :func:`fit_check`), the gap difference to ``check_partner``'s prediction where the rows have it
+    (:func:`fit_check`); about one right gap (error ≤ ``wrong_gap_ev``) in twenty flagged."""
     intercept, slope, h_size, h_geometry = _fit_h_mae(rows)
     orbital, o_size, o_geometry = _fit_orbitals(rows)
     es, eg = _excesses(rows)
@@ -240,7 +264,8 @@ def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequenc
         n_beyond=int(np.sum((es > 0) | (eg > 0))), n_molecules=len(rows), keys=sorted(keys), **(domain or {}))
     cal = replace(cal, out_of_domain_floor=out_of_domain_floor(rows, cal))
     gap_sigma = [estimate(_raw(r), cal, r.get("reasons", [])).gap_ev for r in rows]
-    checks = fit_check(rows, gap_sigma, "fock", check_floor_ev, false_alarm, wrong_gap_ev)
+    checks = (fit_residual_check(rows, gap_sigma, check_floor_ev, false_alarm, wrong_gap_ev)
+              or fit_check(rows, gap_sigma, "fock", check_floor_ev, false_alarm, wrong_gap_ev))
     if check_partner:
         checks.update(fit_check(rows, gap_sigma, "partner", check_floor_ev, false_alarm, wrong_gap_ev))
     return replace(cal, **checks)
@@ -352,9 +377,8 @@ def rescored(row: dict, cal: UncertaintyCalibration) -> dict:
     """A validation row computed under :data:`UNIT` with its estimates, check scores and flag under ``cal``
     (no second prediction needed: the row keeps the raw statistics and the checks' discrepancies)."""
     unc = estimate(_raw(row), cal, row["reasons"])
-    fields = {source: cal.discrepancy_field(source) for source in ("fock", "partner")}
-    scores = {source: cal.check_score(source, unc.gap_ev, row[key]) if row.get(key) is not None else None
-              for source, key in fields.items()}
+    scores = {source: cal.check_score(source, unc.gap_ev, row) if cal.measured_by(source, row) else None
+              for source in ("fock", "partner")}
     source = row.get("check_by") or "fock"
     checked = {k: row[k] for k in row if k.startswith("check_")}  # estimate() leaves the check out
     score = scores[source]

@@ -54,6 +54,18 @@ def describe(model: "EqchemModel") -> dict:
     }
 
 
+def _fock_score_text(cal) -> str:
+    """What the Fock build's score of a calibration takes (:meth:`~eqchem.model.calibration.UncertaintyCalibration.
+    check_score`)."""
+    if cal.check_signal == "residuals":
+        return ("the gap error estimated from the frontier orbitals' residuals in one Fock build and σ_gap "
+                f"(fitted on the validation molecules: σ_gap^{cal.check_coefficients[1]:.2f} · r_HOMO^"
+                f"{cal.check_coefficients[2]:.2f} · r_LUMO^{cal.check_coefficients[3]:.2f})")
+    return ("one Fock build's gap shift " + ("to first order" if cal.check_signal == "first_order" else
+                                            "of its eigenvalues")
+            + f" beyond {cal.check_center_ev:+.2f} eV, with {cal.check_sigma_weight:g} σ_gap in quadrature")
+
+
 def uncertainty_text(model: "EqchemModel") -> str:
     """Whether predictions carry error estimates, what calibrated them, and how they did on test molecules."""
     u = model.uncertainty
@@ -64,9 +76,7 @@ def uncertainty_text(model: "EqchemModel") -> str:
             f"validation molecules; --check flags "
             + (f"a gap {cal.partner_threshold_ev:.2f} eV from the {cal.check_partner} model's (elsewhere "
                if cal.check_partner else "")
-            + f"a score beyond {cal.check_threshold_ev:.2f} eV: one Fock build's gap shift "
-            + ("to first order" if cal.check_signal == "first_order" else "of its eigenvalues")
-            + f" beyond {cal.check_center_ev:+.2f} eV, with {cal.check_sigma_weight:g} σ_gap in quadrature"
+            + f"a score beyond {cal.check_threshold_ev:.2f} eV: " + _fock_score_text(cal)
             + (")" if cal.check_partner else ""))
     test = (model.card.uncertainty_metrics or {}).get("test", {}).get("all")
     if test:

@@ -119,6 +119,7 @@ def estimate_fields(unc) -> dict:
             "check_homo_first_order_ev": unc.check_homo_first_order_ev,
             "check_lumo_first_order_ev": unc.check_lumo_first_order_ev, "check_gap_shift_ev": unc.check_gap_shift_ev,
             "check_homo_shift_ev": unc.check_homo_shift_ev, "check_lumo_shift_ev": unc.check_lumo_shift_ev,
+            "check_homo_residual_ev": unc.check_homo_residual_ev, "check_lumo_residual_ev": unc.check_lumo_residual_ev,
             "flagged": unc.flagged, "seconds": unc.seconds}
 
 

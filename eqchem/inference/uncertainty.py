@@ -49,9 +49,10 @@ class Uncertainty:
             neighbour distance or bond-valence sum (:class:`Domain`); the estimates grow with them as
             fitted on validation molecules beyond the ranges.
         flagged: ``--check`` only (else None): the frontier orbitals are likely wrong: the check's score beyond
-            the model's threshold; the score (eV) adds the check's discrepancy (one Fock build's gap shift beyond
-            its typical one, or the partner model's gap difference) and the calibrated gap σ in quadrature
-            (:meth:`~eqchem.model.calibration.UncertaintyCalibration.check_score`).
+            the model's threshold; the score (eV; :meth:`~eqchem.model.calibration.UncertaintyCalibration.
+            check_score`): the check's estimate of the gap error from the frontier orbitals' residuals in one
+            Fock build and the calibrated gap σ (or, in files calibrated before, a gap shift or the partner
+            model's gap difference with the σ in quadrature).
         check_score_ev: the score the flag thresholds (eV); check_fock_score_ev, check_partner_score_ev: each
             source's where it ran (both where an evaluation asked for both).
         check_by: what the check used: ``"partner"`` (the model file's ``check_partner``) or ``"fock"``.
@@ -60,8 +61,11 @@ class Uncertainty:
             of the predicted orbitals' energies to first order, c_iᵀ (F − H) c_i, eV (``check_by="fock"``, or
             where both were asked for).
         check_gap_shift_ev, check_homo_shift_ev, check_lumo_shift_ev: the shifts of F's eigenvalues from the
-            prediction's, eV. The score takes one of the two gap shifts: the calibration's ``check_signal``
-            (:data:`~eqchem.calibration_metrics.FOCK_SIGNALS`; files calibrated before session 22: eigenvalues).
+            prediction's, eV.
+        check_homo_residual_ev, check_lumo_residual_ev: the frontier orbitals' residuals in F, ‖(F − H) c_i‖
+            orthogonal to c_i in the predicted orbitals' orthonormal basis, eV: how far each is from an
+            eigenvector of F. The score takes these (calibrations since session 23, ``check_signal =
+            "residuals"``) or one of the gap shifts (earlier files, :data:`~eqchem.calibration_metrics.FOCK_SIGNALS`).
         residual_uEh: MAE of F[P(H)] − H, µEh (with the Fock build).
         seconds: wall time of the estimates (and of the check's Fock build), s.
     """
@@ -89,6 +93,8 @@ class Uncertainty:
     check_gap_shift_ev: float | None = None
     check_homo_shift_ev: float | None = None
     check_lumo_shift_ev: float | None = None
+    check_homo_residual_ev: float | None = None
+    check_lumo_residual_ev: float | None = None
     residual_uEh: float | None = None
     seconds: float = 0.0
 
@@ -323,25 +329,27 @@ def _extend_range(ranges: dict[str, list[float]], key: str, value: float) -> Non
 def self_check(unc: Uncertainty, fock: np.ndarray, hamiltonian: np.ndarray, overlap: np.ndarray, nocc: int,
                cal: UncertaintyCalibration, seconds: float = 0.0) -> Uncertainty:
     """``unc`` with the check of one Fock build: ``fock`` = F[P(H)] (nao, nao) Eh of the predicted
-    ``hamiltonian``'s aufbau density; the HOMO and LUMO shifts it causes, to first order (c_iᵀ (F − H) c_i in the
-    predicted orbitals) and as eigenvalues of F; flagged when the score of the calibration's shift
-    (:attr:`~eqchem.model.calibration.UncertaintyCalibration.check_signal`) and ``unc.gap_ev``
-    (:meth:`~eqchem.model.calibration.UncertaintyCalibration.check_score`) exceeds the calibration's threshold."""
+    ``hamiltonian``'s aufbau density; in the predicted orbitals' basis, D = Cᵀ (F − H) C: the HOMO and LUMO
+    shifts to first order (D_ii), as eigenvalues of F, and the frontier residuals (‖D_:i‖ without D_ii); flagged
+    when the calibration's score (:meth:`~eqchem.model.calibration.UncertaintyCalibration.check_score`, with
+    ``unc.gap_ev``) exceeds its threshold."""
     from ..orbitals import solve_generalized
 
     e_h, c_h = solve_generalized(hamiltonian, overlap)
     e_f = solve_generalized(fock, overlap)[0]
     frontier = [i for i in (nocc - 1, nocc) if i < len(e_h)]
-    c = c_h[:, frontier]
-    first = np.einsum("mi,mn,ni->i", c, fock - hamiltonian, c) * HARTREE_EV
+    d = c_h.T @ (fock - hamiltonian) @ c_h[:, frontier]  # (nmo, 2) Eh
+    first = d[frontier, range(len(frontier))] * HARTREE_EV
+    off = np.sqrt(np.maximum((d ** 2).sum(axis=0) - d[frontier, range(len(frontier))] ** 2, 0.0)) * HARTREE_EV
     eig = (e_f[frontier] - e_h[frontier]) * HARTREE_EV
     has_lumo = len(frontier) == 2
     shifts = {"check_homo_first_order_ev": float(first[0]),
               "check_lumo_first_order_ev": float(first[-1]) if has_lumo else 0.0,
-              "check_homo_shift_ev": float(eig[0]), "check_lumo_shift_ev": float(eig[-1]) if has_lumo else 0.0}
+              "check_homo_shift_ev": float(eig[0]), "check_lumo_shift_ev": float(eig[-1]) if has_lumo else 0.0,
+              "check_homo_residual_ev": float(off[0]), "check_lumo_residual_ev": float(off[-1]) if has_lumo else 0.0}
     shifts["check_gap_first_order_ev"] = shifts["check_lumo_first_order_ev"] - shifts["check_homo_first_order_ev"]
     shifts["check_gap_shift_ev"] = shifts["check_lumo_shift_ev"] - shifts["check_homo_shift_ev"]
-    score = cal.check_score("fock", unc.gap_ev, shifts[cal.discrepancy_field("fock")])
+    score = cal.check_score("fock", unc.gap_ev, shifts)
     return replace(unc, flagged=bool(score > cal.check_threshold("fock")), check_by="fock", check_score_ev=score,
                    check_fock_score_ev=score, **shifts,
                    residual_uEh=float(np.abs(fock - hamiltonian).mean() * MICRO_HARTREE),
@@ -354,6 +362,6 @@ def partner_check(unc: Uncertainty, partner_gap_ev: float, gap_ev: float, cal: U
     UncertaintyCalibration.check_score`) exceeds the calibration's partner threshold; the Fock build's fields
     (if ``unc`` has them) stay, for evaluations that ask for both."""
     diff = float(partner_gap_ev - gap_ev)
-    score = cal.check_score("partner", unc.gap_ev, diff)
+    score = cal.check_score("partner", unc.gap_ev, {"check_partner_gap_diff_ev": diff})
     return replace(unc, flagged=bool(score > cal.check_threshold("partner")), check_by="partner",
                    check_score_ev=score, check_partner_score_ev=score, check_partner_gap_diff_ev=diff)

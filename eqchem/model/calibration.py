@@ -29,13 +29,16 @@ The estimates (:mod:`eqchem.inference.uncertainty`), per molecule:
   ``valence_tolerance``: a C-C bond stretched by 30 % takes ~0.8 off both carbons' sums though their nearest
   neighbours stay), and no atom or pair leverage beyond ``leverage_limit``
   (the largest on the validation molecules times ``leverage_margin``).
-- ``--check``: one cheap Fock build F from the predicted density moves the gap by d (eV; ``check_signal``: to
-  first order in F − H or as F's eigenvalues, :data:`FOCK_SIGNALS`, whichever shift alone separates the wrong
-  gaps of the validation molecules better); the check's score (eV) is
-  ``sqrt((check_sigma_weight · σ_gap)² + (d - check_center_ev)²)``: the build's shift beyond its typical one
-  added in quadrature to the molecule's calibrated gap σ, so that a suspicious shift and an uncertain molecule
-  both count; the molecule is flagged when the score exceeds ``check_threshold_ev``.
-  (Files calibrated before the score had center and weight 0: the |shift| alone.)
+- ``--check``: one cheap Fock build F from the predicted density. Its score (eV) for ``check_signal =
+  "residuals"`` (calibrations since session 23) is the check's estimate of the gap's error,
+  ``exp(c0 + c1 ln σ_gap + c2 ln r_homo + c3 ln r_lumo) - RESIDUAL_OFFSET_EV`` (at least 0), c =
+  ``check_coefficients``: r_i = ‖(F − H) c_i‖ orthogonal to c_i, the frontier orbitals' residuals in F (eV; how far
+  each predicted orbital is from being an eigenvector of the Fock matrix its own density builds: a wrong orbital
+  mixes with its neighbours in F), fitted by least squares to ln(|gap error| + RESIDUAL_OFFSET_EV) of the
+  validation molecules. Files calibrated in sessions 16–22 score a gap shift d instead (``check_signal``:
+  "first_order" or "eigenvalues", :data:`FOCK_SIGNALS`): ``sqrt((check_sigma_weight · σ_gap)² + (d -
+  check_center_ev)²)``, the build's shift beyond its typical one added in quadrature to the gap σ (files before
+  session 21 had center and weight 0). The molecule is flagged when the score exceeds ``check_threshold_ev``.
 - ``check_partner``: the shipped model (``"accurate"``, ``"fast"``) whose prediction is the check's second
   opinion (a committee of two models trained apart); where it covers the molecule's elements, ``--check`` runs
   its whole prediction instead of the Fock build above (the accurate model: two cheap Fock builds, its minao
@@ -46,8 +49,8 @@ Fits on the validation molecules: the H MAE line and its slopes by least squares
 scale so that ±σ covers 68 % of the in-domain molecules' HOMO, LUMO or gap errors (a quantile: the errors are
 heavy-tailed, and a root-mean-square scale covered 85-96 % of them), the slopes by the Gaussian likelihood of
 the errors of the molecules beyond the training ranges under those scales; the dipole scale so that ±σ
-covers 68 % of the in-domain molecules' errors; each check's center, the median d over the validation molecules whose gap is
-right (error ≤ 0.3 eV), its σ weight, the one of :data:`CHECK_SIGMA_WEIGHTS` whose score best separates
+covers 68 % of the in-domain molecules' errors; the Fock build's coefficients by least squares (above); a
+shift score's center, the median d over the validation molecules whose gap is right (error ≤ 0.3 eV), its σ weight, the one of :data:`CHECK_SIGMA_WEIGHTS` whose score best separates
 those from the wrong gaps (ROC AUC), and its threshold, the 95th percentile of the score over the right
 gaps (about one right gap in twenty flagged).
 """
@@ -55,13 +58,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
 
-from ..calibration_metrics import discrepancy_field
+from ..calibration_metrics import RESIDUAL_FIELDS, discrepancy_field
 
 if TYPE_CHECKING:  # torch is imported only where a posterior is read (model headers stay torch-free)
     from .posterior import ReadoutPosterior
 
+
+RESIDUAL_OFFSET_EV = 0.05
+"""eV added to |gap error| before its log is fitted (errors of a few meV would otherwise weigh as much as wrong
+gaps), and taken off the score again."""
 
 CHECK_SIGMA_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
 """The σ weights a calibration tries for each check's score (0: the check's discrepancy alone)."""
@@ -94,7 +101,8 @@ class UncertaintyCalibration:
     out_of_domain_floor: dict = field(default_factory=dict)  # {"h_mae_uEh": ..., "gap_ev": ...}: see above
     check_partner: str | None = None        # shipped model whose gap is the check's second opinion
     partner_threshold_ev: float = float("inf")  # score of the partner's check beyond which --check flags (eV)
-    check_signal: str = "eigenvalues"       # the Fock build's gap shift the score takes (:data:`FOCK_SIGNALS`)
+    check_signal: str = "eigenvalues"       # "residuals" or the gap shift the score takes (:data:`FOCK_SIGNALS`)
+    check_coefficients: list = field(default_factory=list)  # [c0, c1, c2, c3] of the residual score
     check_center_ev: float = 0.0            # the Fock build's typical gap shift (module docstring)
     check_sigma_weight: float = 0.0         # weight of the gap σ in its score
     partner_center_ev: float = 0.0          # the partner's typical gap difference
@@ -104,21 +112,34 @@ class UncertaintyCalibration:
 
     def discrepancy_field(self, source: str) -> str:
         """The field of :class:`~eqchem.inference.uncertainty.Uncertainty` (and of an evaluation row) holding the
-        signed discrepancy (eV) that a check by ``source`` ("partner", "fock") scores."""
-        return discrepancy_field(source, self.check_signal)
+        signed discrepancy (eV) that a check by ``source`` ("partner", "fock") scores (the Fock build's
+        first-order gap shift where the score takes the residuals: what the flag's message quotes)."""
+        return discrepancy_field(source, "first_order" if self.check_signal == "residuals" else self.check_signal)
 
     def check_threshold(self, source: str) -> float:
         """The --check threshold (eV) of a check by ``source``: "partner" (the gap difference from the check
         partner's) or "fock" (the gap shift of one Fock build)."""
         return self.partner_threshold_ev if source == "partner" else self.check_threshold_ev
 
-    def check_score(self, source: str, gap_sigma_ev: float, discrepancy_ev: float) -> float:
-        """The score (eV) of a check by ``source`` ("partner", "fock") that measured ``discrepancy_ev`` (the
-        partner's gap minus this one; the Fock build's gap shift) on a molecule of estimated gap σ
-        ``gap_sigma_ev``: sqrt((weight · σ)² + (discrepancy - center)²) (module docstring)."""
+    def check_score(self, source: str, gap_sigma_ev: float, measured: Mapping[str, Any]) -> float:
+        """The score (eV) of a check by ``source`` ("partner", "fock") on a molecule of estimated gap σ
+        ``gap_sigma_ev``, from what the check ``measured`` (an :class:`~eqchem.inference.uncertainty.Uncertainty`'s
+        fields or an evaluation row): the residual score of the frontier orbitals, or a discrepancy d (the partner's
+        gap minus this one; the Fock build's gap shift) as sqrt((weight · σ)² + (d - center)²) (module docstring)."""
+        if source == "fock" and self.check_signal == "residuals":
+            c0, c1, c2, c3 = self.check_coefficients
+            log_r = [math.log(max(float(measured[k]), 1e-6)) for k in RESIDUAL_FIELDS]
+            z = c0 + c1 * math.log(max(gap_sigma_ev, 1e-6)) + c2 * log_r[0] + c3 * log_r[1]
+            return max(math.exp(z) - RESIDUAL_OFFSET_EV, 0.0)
         center, weight = ((self.partner_center_ev, self.partner_sigma_weight) if source == "partner"
                           else (self.check_center_ev, self.check_sigma_weight))
-        return math.hypot(weight * gap_sigma_ev, discrepancy_ev - center)
+        return math.hypot(weight * gap_sigma_ev, float(measured[self.discrepancy_field(source)]) - center)
+
+    def measured_by(self, source: str, measured: Mapping[str, Any]) -> bool:
+        """Whether ``measured`` (fields or a row) holds what a check by ``source`` scores."""
+        if source == "fock" and self.check_signal == "residuals":
+            return all(measured.get(k) is not None for k in RESIDUAL_FIELDS)
+        return measured.get(self.discrepancy_field(source)) is not None
 
     def growth(self, size_excess: float, geometry_excess: float) -> tuple[float, float]:
         """Factors (H MAE, orbital energies) ≥ 1 of a molecule ``size_excess`` and ``geometry_excess`` beyond
