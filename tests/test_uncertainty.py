@@ -434,7 +434,7 @@ def test_the_checks_first_order_shifts_are_the_residuals_diagonal_in_the_predict
 def test_the_checks_frontier_residuals_see_the_mixing_a_first_order_shift_misses():
     """F − H = t S (c_h c_kᵀ + c_k c_hᵀ) S couples the HOMO h with a lower occupied orbital k and nothing else:
     the HOMO's first-order shift is 0 but its residual is t (the LUMO's 0), and the residual score is the
-    calibration's power law in σ_gap and the residuals."""
+    calibration's power law in σ_gap, the residuals and the eigenvalue gap shift beyond its center."""
     from dataclasses import replace
 
     from eqchem.inference.calibrate import UNIT
@@ -451,34 +451,40 @@ def test_the_checks_frontier_residuals_see_the_mixing_a_first_order_shift_misses
     c = solve_generalized(h, s)[1]
     sc_h, sc_k = s @ c[:, nocc - 1], s @ c[:, 0]
     fock = h + t * (np.outer(sc_h, sc_k) + np.outer(sc_k, sc_h))
-    cal = replace(UNIT, check_signal="residuals", check_coefficients=[np.log(2.0), 0.5, 1.0, 0.0])
+    cal = replace(UNIT, check_signal="residuals", check_center_ev=0.1, check_coefficients=[np.log(2.0), 0.5, 1.0, 0.0, 1.0])
     u = self_check(Uncertainty(0.0, 0.1, 0.1, 0.4, 0.0, True), fock, h, s, nocc, cal)
     assert u.check_homo_first_order_ev == pytest.approx(0.0, abs=1e-9)
     assert u.check_homo_residual_ev == pytest.approx(t * HARTREE_EV, rel=1e-8)
     assert u.check_lumo_residual_ev == pytest.approx(0.0, abs=1e-6)
-    assert u.check_score_ev == pytest.approx(2.0 * 0.4 ** 0.5 * t * HARTREE_EV - RESIDUAL_OFFSET_EV, rel=1e-8)
+    beyond = abs(u.check_gap_shift_ev - 0.1) + RESIDUAL_OFFSET_EV  # the eigenvalue shift (second order here)
+    assert u.check_score_ev == pytest.approx(2.0 * 0.4 ** 0.5 * t * HARTREE_EV * beyond - RESIDUAL_OFFSET_EV, rel=1e-8)
     assert u.flagged is False  # UNIT's threshold: inf
 
 
 def test_the_residual_check_fits_its_power_law_on_validation_and_flags_about_one_right_gap_in_twenty():
-    """Validation rows whose |gap error| + offset is exactly 0.8 σ^0.3 r_homo^1.2 r_lumo^0.5: the least-squares
-    fit recovers the coefficients, the threshold is the 95th percentile of the right gaps' scores, and rows
-    without residuals fall back to a gap shift's score."""
+    """Validation rows whose |gap error| + offset is exactly 0.8 σ^0.3 r_homo^1.2 r_lumo^0.5 (|d − c| + offset)^0.7,
+    c the median shift d of the right gaps: the least-squares fit recovers the coefficients and c, the threshold is
+    the 95th percentile of the right gaps' scores, and rows without residuals fall back to a gap shift's score."""
     from eqchem.inference.calibrate import fit_calibration, fit_residual_check, rescored
     from eqchem.model.calibration import RESIDUAL_OFFSET_EV
 
     rng = np.random.default_rng(8)
-    n = 300
-    sigma, r_h, r_l = rng.uniform(0.2, 0.5, n), rng.uniform(0.3, 2.0, n), rng.uniform(0.3, 2.0, n)
-    err = 0.8 * sigma ** 0.3 * r_h ** 1.2 * r_l ** 0.5 - RESIDUAL_OFFSET_EV
+    center, m = -0.15, 150  # pairs of rows alike but for a shift d = center ± x: the right gaps' median is center
+    sigma, r_h, r_l, x = (np.tile(v, 2) for v in (rng.uniform(0.2, 0.5, m), rng.uniform(0.3, 2.0, m),
+                                                   rng.uniform(0.3, 2.0, m), rng.uniform(0.0, 1.0, m)))
+    d = center + np.concatenate([x[:m], -x[m:]])
+    err = 0.8 * sigma ** 0.3 * r_h ** 1.2 * r_l ** 0.5 * (x + RESIDUAL_OFFSET_EV) ** 0.7 - RESIDUAL_OFFSET_EV
+    keep = err > 1e-3  # |error| + offset follows the law only where the law exceeds the offset
+    sigma, r_h, r_l, d, err = (v[keep] for v in (sigma, r_h, r_l, d, err))
+    right = err <= 0.3
+    assert 20 < (~right).sum() < len(err) - 20
     rows = [{"gap_error_ev": float(e * rng.choice([-1, 1])), "check_homo_residual_ev": float(a),
-             "check_lumo_residual_ev": float(b)} for e, a, b in zip(err, r_h, r_l)]
+             "check_lumo_residual_ev": float(b), "check_gap_shift_ev": float(y)} for e, a, b, y in zip(err, r_h, r_l, d)]
     fit = fit_residual_check(rows, sigma)
-    assert fit["check_signal"] == "residuals"
-    assert fit["check_coefficients"] == pytest.approx([np.log(0.8), 0.3, 1.2, 0.5], abs=1e-8)
-    right = np.abs(err) <= 0.3
-    assert fit["check_threshold_ev"] == pytest.approx(max(0.1, np.quantile(np.abs(err)[right], 0.95)))
-    assert fit_residual_check(rows[:4], sigma[:4]) is None  # too few rows to fit four coefficients
+    assert fit["check_signal"] == "residuals" and fit["check_center_ev"] == pytest.approx(center)
+    assert fit["check_coefficients"] == pytest.approx([np.log(0.8), 0.3, 1.2, 0.5, 0.7], abs=1e-8)
+    assert fit["check_threshold_ev"] == pytest.approx(max(0.1, np.quantile(err[right], 0.95)))
+    assert fit_residual_check(rows[:9], sigma[:9]) is None  # too few rows to fit
     shifts = [{"gap_error_ev": r["gap_error_ev"], "check_gap_first_order_ev": 0.1} for r in rows]
     assert fit_residual_check(shifts, sigma) is None
 
@@ -487,7 +493,7 @@ def test_the_residual_check_fits_its_power_law_on_validation_and_flags_about_one
             "size_excess": 0.0, "geometry_excess": 0.0, "reasons": [], "homo_error_ev": 0.1, "lumo_error_ev": 0.1,
             "h_mae_uEh": 300.0, "dipole_error_debye": 0.1, "check_by": "fock"}
     cal = fit_calibration([{**base, **r} for r in rows], {}, ["k"])
-    assert cal.check_signal == "residuals" and len(cal.check_coefficients) == 4
+    assert cal.check_signal == "residuals" and len(cal.check_coefficients) == 5
     scored = [rescored({**base, **r}, cal) for r in rows]
     wrong = np.abs(err) > 0.3
     assert np.mean([r["flagged"] for r, w in zip(scored, wrong) if not w]) == pytest.approx(0.05, abs=0.02)
@@ -564,8 +570,8 @@ def test_estimates_travel_in_the_model_file_and_every_output(tmp_path, run_cli):
 def test_the_shipped_fast_model_says_how_far_to_trust_it(run_cli):
     """Calibrated estimates in the package: water (3 atoms) is out of domain, its gap 0.4 eV off (reference:
     datasets/examples/reference_values.json) but within twice its estimated σ; ethanol with its O-H bond
-    stretched by 30 % is out of domain, and the check (one Fock build; its score the shift beyond its typical
-    one and the gap σ in quadrature) flags it: its gap is off by more than 0.5 eV against PySCF on the same
+    stretched by 30 % is out of domain, and the check (one Fock build; its score a power law of the gap σ, the
+    frontier orbitals' residuals in F and its gap shift) flags it: its gap is off by more than 0.5 eV against PySCF on the same
     geometry; with a C-H bond stretched alike it is out of domain and its gap error (> 0.3 eV) lies within
     twice its σ."""
     import eqchem
@@ -584,8 +590,10 @@ def test_the_shipped_fast_model_says_how_far_to_trust_it(run_cli):
     assert not u.in_domain and "3 atoms" in u.reasons[0] and u.check_by == "fock" and u.residual_uEh > 0
     error = abs(water.gap * ev - load_reference()["molecules"]["water"]["gap"] * ev)
     assert 0.3 < error < 2 * u.gap_ev
-    assert u.check_score_ev == pytest.approx(np.hypot(cal.check_sigma_weight * u.gap_ev,
-                                                      getattr(u, cal.discrepancy_field("fock")) - cal.check_center_ev))
+    c0, c_sigma, c_homo, c_lumo, c_shift = cal.check_coefficients  # the check's estimate of the gap error
+    assert cal.check_signal == "residuals" and u.check_score_ev == pytest.approx(max(
+        np.exp(c0) * u.gap_ev ** c_sigma * u.check_homo_residual_ev ** c_homo * u.check_lumo_residual_ev ** c_lumo
+        * (abs(u.check_gap_shift_ev - cal.check_center_ev) + 0.05) ** c_shift - 0.05, 0.0))
     assert u.flagged == (u.check_score_ev > cal.check_threshold_ev)
     ethanol = read_structures(str(EXAMPLES / "ethanol.xyz"))[0]
     oh, oh_error = _stretched_ethanol(ethanol, 8, model)  # its O-H bond 30 % longer: gap off by 0.83 eV

@@ -164,25 +164,28 @@ def _fit_orbitals(rows: Sequence[dict]) -> tuple[dict, float, float]:
 
 def fit_residual_check(rows: Sequence[dict], gap_sigma: Sequence[float], floor_ev: float = 0.1,
                        false_alarm: float = 0.05, wrong_gap_ev: float = 0.3) -> dict | None:
-    """{signal "residuals", coefficients, threshold} of the Fock build's residual score over the validation
-    ``rows`` that have the frontier residuals (None where fewer than 5 do): ln(|gap error| +
-    :data:`~eqchem.model.calibration.RESIDUAL_OFFSET_EV`) fitted by least squares on 1, ln σ_gap (``gap_sigma``,
-    eV, calibrated), ln r_homo, ln r_lumo; the threshold, the (1 - ``false_alarm``) quantile of the score over the
-    right gaps (|error| ≤ ``wrong_gap_ev``), at least ``floor_ev``."""
-    from ..calibration_metrics import RESIDUAL_FIELDS
-    from ..model.calibration import RESIDUAL_OFFSET_EV
+    """{signal "residuals", center, coefficients, threshold} of the Fock build's residual score over the
+    validation ``rows`` that have the frontier residuals and F's eigenvalue gap shift (None where fewer than 10
+    do), with their calibrated gap σ ``gap_sigma`` (eV): the center, the median shift over the right gaps
+    (|error| ≤ ``wrong_gap_ev``); the coefficients, least squares of ln(|gap error| +
+    :data:`~eqchem.model.calibration.RESIDUAL_OFFSET_EV`) on :func:`~eqchem.model.calibration.residual_features`;
+    the threshold, the (1 - ``false_alarm``) quantile of the score over the right gaps, at least ``floor_ev``."""
+    from ..calibration_metrics import FOCK_SIGNALS, RESIDUAL_FIELDS
+    from ..model.calibration import RESIDUAL_OFFSET_EV, residual_features
 
-    got = [(r["gap_error_ev"], s, *(r[k] for k in RESIDUAL_FIELDS)) for r, s in zip(rows, gap_sigma)
-           if all(r.get(k) is not None for k in RESIDUAL_FIELDS)]
-    if len(got) < 5:
+    needed = (*RESIDUAL_FIELDS, FOCK_SIGNALS["eigenvalues"])
+    got = [(r["gap_error_ev"], s, *(r[k] for k in needed)) for r, s in zip(rows, gap_sigma)
+           if all(r.get(k) is not None for k in needed)]
+    if len(got) < 10:
         return None
-    err, sigma, r_homo, r_lumo = (np.array(x, dtype=float) for x in zip(*got))
-    design = np.column_stack([np.ones_like(err)] + [np.log(np.maximum(x, 1e-6)) for x in (sigma, r_homo, r_lumo)])
+    err, sigma, r_homo, r_lumo, shift = (np.array(x, dtype=float) for x in zip(*got))
+    right = np.abs(err) <= wrong_gap_ev
+    center = float(np.median(shift[right])) if right.any() else 0.0
+    design = np.array([residual_features(*x) for x in zip(sigma, r_homo, r_lumo, shift - center)])
     coef = np.linalg.lstsq(design, np.log(np.abs(err) + RESIDUAL_OFFSET_EV), rcond=None)[0]
     score = np.maximum(np.exp(design @ coef) - RESIDUAL_OFFSET_EV, 0.0)
-    right = np.abs(err) <= wrong_gap_ev
     threshold = float(max(floor_ev, np.quantile(score[right], 1 - false_alarm))) if right.any() else floor_ev
-    return {"check_signal": "residuals", "check_coefficients": [float(c) for c in coef],
+    return {"check_signal": "residuals", "check_center_ev": center, "check_coefficients": [float(c) for c in coef],
             "check_threshold_ev": threshold}
 
 
@@ -239,8 +242,8 @@ def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequenc
     the scale whose ±σ covers :data:`COVERAGE` of the in-domain rows' errors (:func:`_inside`); the largest
     leverage of the validation molecules within the training ranges times the margin; the floor of
     out-of-domain estimates (:func:`out_of_domain_floor`); each check's score and threshold, with the gap σ of
-    this calibration: the Fock build's frontier residuals (:func:`fit_residual_check`; rows without them: its
-    gap shift, :func:`fit_check`), the gap difference to ``check_partner``'s prediction where the rows have it
+    this calibration: the Fock build's frontier residuals, its gap shift and the σ (:func:`fit_residual_check`;
+    rows without the residuals: the gap shift and the σ, :func:`fit_check`), the gap difference to ``check_partner``'s prediction where the rows have it
     (:func:`fit_check`); about one right gap (error ≤ ``wrong_gap_ev``) in twenty flagged."""
     intercept, slope, h_size, h_geometry = _fit_h_mae(rows)
     orbital, o_size, o_geometry = _fit_orbitals(rows)

@@ -1,6 +1,8 @@
 """A loaded model described for people: the lines of ``eqchem info model.pt`` (units: one per quantity)."""
 from __future__ import annotations
 
+import math
+
 from typing import TYPE_CHECKING
 
 from ..dft.baselines import get_baseline
@@ -58,9 +60,11 @@ def _fock_score_text(cal) -> str:
     """What the Fock build's score of a calibration takes (:meth:`~eqchem.model.calibration.UncertaintyCalibration.
     check_score`)."""
     if cal.check_signal == "residuals":
-        return ("the gap error estimated from the frontier orbitals' residuals in one Fock build and σ_gap "
-                f"(fitted on the validation molecules: σ_gap^{cal.check_coefficients[1]:.2f} · r_HOMO^"
-                f"{cal.check_coefficients[2]:.2f} · r_LUMO^{cal.check_coefficients[3]:.2f})")
+        c0, c_sigma, c_homo, c_lumo, c_shift = cal.check_coefficients
+        return ("the gap error estimated from one Fock build and σ_gap (fitted on the validation molecules: "
+                f"{math.exp(c0):.2f} · σ_gap^{c_sigma:.2f} · r_HOMO^{c_homo:.2f} · r_LUMO^{c_lumo:.2f} · "
+                f"(|d {-cal.check_center_ev:+.2f} eV| + 0.05)^{c_shift:.2f} − 0.05 eV; r: the frontier orbitals' "
+                "residuals in F, d: its eigenvalue gap shift)")
     return ("one Fock build's gap shift " + ("to first order" if cal.check_signal == "first_order" else
                                             "of its eigenvalues")
             + f" beyond {cal.check_center_ev:+.2f} eV, with {cal.check_sigma_weight:g} σ_gap in quadrature")
