@@ -39,10 +39,10 @@ The estimates (:mod:`eqchem.inference.uncertainty`), per molecule:
   least squares to ln(|gap error| + RESIDUAL_OFFSET_EV) of the validation molecules. (Chosen on session 23's
   validation molecules by 5-fold cross-validated AUC for gaps off by > 0.3 eV, fast / accurate model: 0.90 /
   0.85 with all four; 0.89 / 0.83 without the shift; 0.88 / 0.76 the residuals alone; 0.87 / 0.81 σ and the
-  shift alone.) Files calibrated in sessions 16–22 score a gap shift d instead (``check_signal``:
-  "first_order" or "eigenvalues", :data:`FOCK_SIGNALS`): ``sqrt((check_sigma_weight · σ_gap)² + (d -
-  check_center_ev)²)``, the build's shift beyond its typical one added in quadrature to the gap σ (files before
-  session 21 had center and weight 0). The molecule is flagged when the score exceeds ``check_threshold_ev``.
+  shift alone; 0.87 / 0.82 the score of files calibrated in session 22: ``bench/check_scores.py``.) Files
+  calibrated in sessions 16–22 score a gap shift d instead (``check_signal``: "first_order" or "eigenvalues",
+  :data:`FOCK_SIGNALS`): ``sqrt((check_sigma_weight · σ_gap)² + (d - check_center_ev)²)``, the build's shift
+  beyond its typical one added in quadrature to the gap σ (files before session 21 had center and weight 0). The molecule is flagged when the score exceeds ``check_threshold_ev``.
 - ``check_partner``: the shipped model (``"accurate"``, ``"fast"``) whose prediction is the check's second
   opinion (a committee of two models trained apart); where it covers the molecule's elements, ``--check`` runs
   its whole prediction instead of the Fock build above (the accurate model: two cheap Fock builds, its minao
