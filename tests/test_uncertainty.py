@@ -577,6 +577,7 @@ def test_the_shipped_fast_model_says_how_far_to_trust_it(run_cli):
     import eqchem
     from eqchem.inference.model_file import load_model
     from eqchem.io.readers import read_structures
+    from eqchem.model.calibration import RESIDUAL_OFFSET_EV
 
     from .test_reference_values import load_reference
 
@@ -593,7 +594,7 @@ def test_the_shipped_fast_model_says_how_far_to_trust_it(run_cli):
     c0, c_sigma, c_homo, c_lumo, c_shift = cal.check_coefficients  # the check's estimate of the gap error
     assert cal.check_signal == "residuals" and u.check_score_ev == pytest.approx(max(
         np.exp(c0) * u.gap_ev ** c_sigma * u.check_homo_residual_ev ** c_homo * u.check_lumo_residual_ev ** c_lumo
-        * (abs(u.check_gap_shift_ev - cal.check_center_ev) + 0.05) ** c_shift - 0.05, 0.0))
+        * (abs(u.check_gap_shift_ev - cal.check_center_ev) + RESIDUAL_OFFSET_EV) ** c_shift - RESIDUAL_OFFSET_EV, 0.0))
     assert u.flagged == (u.check_score_ev > cal.check_threshold_ev)
     ethanol = read_structures(str(EXAMPLES / "ethanol.xyz"))[0]
     oh, oh_error = _stretched_ethanol(ethanol, 8, model)  # its O-H bond 30 % longer: gap off by 0.83 eV

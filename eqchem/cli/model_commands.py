@@ -264,7 +264,7 @@ def _trust_lines(r) -> list[str]:
                    f" eV from this one ({score}): its frontier orbitals are likely wrong; run the SCF (--refine)")
     elif u.flagged:
         out.append(f"[red]flagged:[/] {r.name}: one Fock build from the predicted density leaves the HOMO and LUMO "
-                   f"off its eigenvectors by {u.check_homo_residual_ev:.2f} and {u.check_lumo_residual_ev:.2f} eV and "
+                   f"off F's eigenvectors by {u.check_homo_residual_ev:.2f} and {u.check_lumo_residual_ev:.2f} eV and "
                    f"moves the gap by {u.check_gap_first_order_ev:+.2f} eV to first order (residual "
                    f"{u.residual_uEh:.0f} µEh; {score}): its frontier orbitals are likely wrong; run the SCF (--refine)")
     return out

@@ -243,8 +243,9 @@ def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequenc
     leverage of the validation molecules within the training ranges times the margin; the floor of
     out-of-domain estimates (:func:`out_of_domain_floor`); each check's score and threshold, with the gap σ of
     this calibration: the Fock build's frontier residuals, its gap shift and the σ (:func:`fit_residual_check`;
-    rows without the residuals: the gap shift and the σ, :func:`fit_check`), the gap difference to ``check_partner``'s prediction where the rows have it
-    (:func:`fit_check`); about one right gap (error ≤ ``wrong_gap_ev``) in twenty flagged."""
+    rows without the residuals: the gap shift and the σ, :func:`fit_check`), the gap difference to
+    ``check_partner``'s prediction where the rows have it (:func:`fit_check`); about one right gap (error ≤
+    ``wrong_gap_ev``) in twenty flagged."""
     intercept, slope, h_size, h_geometry = _fit_h_mae(rows)
     orbital, o_size, o_geometry = _fit_orbitals(rows)
     es, eg = _excesses(rows)

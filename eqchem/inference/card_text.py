@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..dft.baselines import get_baseline
 from ..io.elements import symbol
+from ..model.calibration import RESIDUAL_OFFSET_EV
 from ..units import HARTREE_EV, MICRO_HARTREE
 
 if TYPE_CHECKING:
@@ -63,8 +64,8 @@ def _fock_score_text(cal) -> str:
         c0, c_sigma, c_homo, c_lumo, c_shift = cal.check_coefficients
         return ("the gap error estimated from one Fock build and σ_gap (fitted on the validation molecules: "
                 f"{math.exp(c0):.2f} · σ_gap^{c_sigma:.2f} · r_HOMO^{c_homo:.2f} · r_LUMO^{c_lumo:.2f} · "
-                f"(|d {-cal.check_center_ev:+.2f} eV| + 0.05)^{c_shift:.2f} − 0.05 eV; r: the frontier orbitals' "
-                "residuals in F, d: its eigenvalue gap shift)")
+                f"(|d {-cal.check_center_ev:+.2f} eV| + {RESIDUAL_OFFSET_EV:g})^{c_shift:.2f} − {RESIDUAL_OFFSET_EV:g} eV; r: the frontier "
+                "orbitals' residuals in F, d: its eigenvalue gap shift)")
     return ("one Fock build's gap shift " + ("to first order" if cal.check_signal == "first_order" else
                                             "of its eigenvalues")
             + f" beyond {cal.check_center_ev:+.2f} eV, with {cal.check_sigma_weight:g} σ_gap in quadrature")

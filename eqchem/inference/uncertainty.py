@@ -50,9 +50,9 @@ class Uncertainty:
             fitted on validation molecules beyond the ranges.
         flagged: ``--check`` only (else None): the frontier orbitals are likely wrong: the check's score beyond
             the model's threshold; the score (eV; :meth:`~eqchem.model.calibration.UncertaintyCalibration.
-            check_score`): the check's estimate of the gap error from the frontier orbitals' residuals in one
-            Fock build and the calibrated gap σ (or, in files calibrated before, a gap shift or the partner
-            model's gap difference with the σ in quadrature).
+            check_score`): the check's estimate of the gap error from one Fock build (the frontier orbitals'
+            residuals in it and its gap shift) and the calibrated gap σ (or, in files calibrated before, a gap
+            shift or the partner model's gap difference with the σ in quadrature).
         check_score_ev: the score the flag thresholds (eV); check_fock_score_ev, check_partner_score_ev: each
             source's where it ran (both where an evaluation asked for both).
         check_by: what the check used: ``"partner"`` (the model file's ``check_partner``) or ``"fock"``.

@@ -42,7 +42,8 @@ The estimates (:mod:`eqchem.inference.uncertainty`), per molecule:
   shift alone; 0.87 / 0.82 the score of files calibrated in session 22: ``bench/check_scores.py``.) Files
   calibrated in sessions 16–22 score a gap shift d instead (``check_signal``: "first_order" or "eigenvalues",
   :data:`FOCK_SIGNALS`): ``sqrt((check_sigma_weight · σ_gap)² + (d - check_center_ev)²)``, the build's shift
-  beyond its typical one added in quadrature to the gap σ (files before session 21 had center and weight 0). The molecule is flagged when the score exceeds ``check_threshold_ev``.
+  beyond its typical one added in quadrature to the gap σ (files before session 21 had center and weight 0).
+  The molecule is flagged when the score exceeds ``check_threshold_ev``.
 - ``check_partner``: the shipped model (``"accurate"``, ``"fast"``) whose prediction is the check's second
   opinion (a committee of two models trained apart); where it covers the molecule's elements, ``--check`` runs
   its whole prediction instead of the Fock build above (the accurate model: two cheap Fock builds, its minao
@@ -54,7 +55,8 @@ scale so that ±σ covers 68 % of the in-domain molecules' HOMO, LUMO or gap err
 heavy-tailed, and a root-mean-square scale covered 85-96 % of them), the slopes by the Gaussian likelihood of
 the errors of the molecules beyond the training ranges under those scales; the dipole scale so that ±σ
 covers 68 % of the in-domain molecules' errors; the Fock build's coefficients by least squares (above); a
-shift score's center, the median d over the validation molecules whose gap is right (error ≤ 0.3 eV), its σ weight, the one of :data:`CHECK_SIGMA_WEIGHTS` whose score best separates
+shift score's center, the median d over the validation molecules whose gap is right (error ≤ 0.3 eV), its σ
+weight, the one of :data:`CHECK_SIGMA_WEIGHTS` whose score best separates
 those from the wrong gaps (ROC AUC), and its threshold, the 95th percentile of the score over the right
 gaps (about one right gap in twenty flagged).
 """
@@ -124,9 +126,9 @@ class UncertaintyCalibration:
 
     def discrepancy_field(self, source: str) -> str:
         """The field of :class:`~eqchem.inference.uncertainty.Uncertainty` (and of an evaluation row) holding the
-        signed discrepancy (eV) that a check by ``source`` ("partner", "fock") scores (the Fock build's
-        first-order gap shift where the score takes the residuals: what the flag's message quotes)."""
-        return discrepancy_field(source, "first_order" if self.check_signal == "residuals" else self.check_signal)
+        signed discrepancy (eV) that a check by ``source`` ("partner", "fock") scores in quadrature with the σ (a
+        Fock build's under a shift signal; the residual score reads its fields itself: :meth:`check_score`)."""
+        return discrepancy_field(source, self.check_signal)
 
     def check_threshold(self, source: str) -> float:
         """The --check threshold (eV) of a check by ``source``: "partner" (the gap difference from the check
@@ -141,7 +143,8 @@ class UncertaintyCalibration:
         if source == "fock" and self.check_signal == "residuals":
             x = residual_features(gap_sigma_ev, *(float(measured[k]) for k in RESIDUAL_FIELDS),
                                   float(measured[FOCK_SIGNALS["eigenvalues"]]) - self.check_center_ev)
-            return max(math.exp(sum(c * v for c, v in zip(self.check_coefficients, x))) - RESIDUAL_OFFSET_EV, 0.0)
+            log_error = sum(c * v for c, v in zip(self.check_coefficients, x))
+            return max(math.exp(log_error) - RESIDUAL_OFFSET_EV, 0.0)
         center, weight = ((self.partner_center_ev, self.partner_sigma_weight) if source == "partner"
                           else (self.check_center_ev, self.check_sigma_weight))
         return math.hypot(weight * gap_sigma_ev, float(measured[self.discrepancy_field(source)]) - center)
