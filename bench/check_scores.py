@@ -32,11 +32,10 @@ QUADRATURE_FORM = "session 22: a gap shift and σ in quadrature"
 
 def _columns(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: |gap error| (eV), the features without the shift's center (shift raw in the last column), σ."""
-    from eqchem.calibration_metrics import FOCK_SIGNALS, RESIDUAL_FIELDS
+    from eqchem.calibration_metrics import RESIDUAL_SCORE_FIELDS
 
-    keys = (*RESIDUAL_FIELDS, FOCK_SIGNALS["eigenvalues"])
     err = np.array([abs(r["gap_error_ev"]) for r in rows])
-    raw = np.array([[r["uncertainty_gap_ev"], *(r[k] for k in keys)] for r in rows], dtype=float)
+    raw = np.array([[r["uncertainty_gap_ev"], *(r[k] for k in RESIDUAL_SCORE_FIELDS)] for r in rows], dtype=float)
     return err, raw, raw[:, 0]
 
 

@@ -45,7 +45,11 @@ virtual orbitals by the residual's large occupied-virtual block, which moves rig
 
 RESIDUAL_FIELDS = ("check_homo_residual_ev", "check_lumo_residual_ev")
 """The row fields of the check's frontier-orbital residuals r_i = ‖(F − H) c_i‖ orthogonal to c_i (eV, in the
-predicted orbitals' orthonormal basis): what the residual score (``check_signal = "residuals"``) takes."""
+predicted orbitals' orthonormal basis)."""
+
+RESIDUAL_SCORE_FIELDS = (*RESIDUAL_FIELDS, FOCK_SIGNALS["eigenvalues"])
+"""The row fields the residual score (``check_signal = "residuals"``) takes besides the gap σ, in the order of
+:func:`eqchem.model.calibration.residual_features`: the frontier residuals and F's eigenvalue gap shift (eV)."""
 
 
 def discrepancy_field(source: str, signal: str | None = None) -> str:

@@ -170,12 +170,11 @@ def fit_residual_check(rows: Sequence[dict], gap_sigma: Sequence[float], floor_e
     (|error| ≤ ``wrong_gap_ev``); the coefficients, least squares of ln(|gap error| +
     :data:`~eqchem.model.calibration.RESIDUAL_OFFSET_EV`) on :func:`~eqchem.model.calibration.residual_features`;
     the threshold, the (1 - ``false_alarm``) quantile of the score over the right gaps, at least ``floor_ev``."""
-    from ..calibration_metrics import FOCK_SIGNALS, RESIDUAL_FIELDS
+    from ..calibration_metrics import RESIDUAL_SCORE_FIELDS
     from ..model.calibration import RESIDUAL_OFFSET_EV, residual_features
 
-    needed = (*RESIDUAL_FIELDS, FOCK_SIGNALS["eigenvalues"])
-    got = [(r["gap_error_ev"], s, *(r[k] for k in needed)) for r, s in zip(rows, gap_sigma)
-           if all(r.get(k) is not None for k in needed)]
+    got = [(r["gap_error_ev"], s, *(r[k] for k in RESIDUAL_SCORE_FIELDS)) for r, s in zip(rows, gap_sigma)
+           if all(r.get(k) is not None for k in RESIDUAL_SCORE_FIELDS)]
     if len(got) < 10:
         return None
     err, sigma, r_homo, r_lumo, shift = (np.array(x, dtype=float) for x in zip(*got))

@@ -105,22 +105,15 @@ def uncertainty_row(record, h_pred: np.ndarray, unc, basis: str) -> dict:
             **estimate_fields(unc)}
 
 
+_ROW_NAMES = {**{q: f"uncertainty_{q}" for q in ("h_mae_uEh", "homo_ev", "lumo_ev", "gap_ev", "dipole_debye")},
+              "residual_uEh": "check_residual_uEh"}
+"""Fields of :class:`~eqchem.inference.uncertainty.Uncertainty` named otherwise in an evaluation row."""
+
+
 def estimate_fields(unc) -> dict:
-    """An :class:`~eqchem.inference.uncertainty.Uncertainty` as the estimate fields of an evaluation row."""
-    return {"uncertainty_h_mae_uEh": unc.h_mae_uEh, "uncertainty_homo_ev": unc.homo_ev,
-            "uncertainty_lumo_ev": unc.lumo_ev, "uncertainty_gap_ev": unc.gap_ev,
-            "uncertainty_dipole_debye": unc.dipole_debye, "in_domain": unc.in_domain, "reasons": list(unc.reasons),
-            "leverage_mean": unc.leverage_mean, "leverage_max": unc.leverage_max,
-            "size_excess": unc.size_excess, "geometry_excess": unc.geometry_excess,
-            "check_score_ev": unc.check_score_ev, "check_by": unc.check_by,
-            "check_fock_score_ev": unc.check_fock_score_ev, "check_partner_score_ev": unc.check_partner_score_ev,
-            "check_partner_gap_diff_ev": unc.check_partner_gap_diff_ev,
-            "check_residual_uEh": unc.residual_uEh, "check_gap_first_order_ev": unc.check_gap_first_order_ev,
-            "check_homo_first_order_ev": unc.check_homo_first_order_ev,
-            "check_lumo_first_order_ev": unc.check_lumo_first_order_ev, "check_gap_shift_ev": unc.check_gap_shift_ev,
-            "check_homo_shift_ev": unc.check_homo_shift_ev, "check_lumo_shift_ev": unc.check_lumo_shift_ev,
-            "check_homo_residual_ev": unc.check_homo_residual_ev, "check_lumo_residual_ev": unc.check_lumo_residual_ev,
-            "flagged": unc.flagged, "seconds": unc.seconds}
+    """An :class:`~eqchem.inference.uncertainty.Uncertainty` as the estimate fields of an evaluation row: every
+    field, the 1σ estimates prefixed ``uncertainty_`` and the check's residual MAE ``check_residual_uEh``."""
+    return {_ROW_NAMES.get(k, k): v for k, v in unc.summary().items()}
 
 
 def dipole_error(record, h_pred: np.ndarray, basis: str) -> float:

@@ -339,8 +339,9 @@ def self_check(unc: Uncertainty, fock: np.ndarray, hamiltonian: np.ndarray, over
     e_f = solve_generalized(fock, overlap)[0]
     frontier = [i for i in (nocc - 1, nocc) if i < len(e_h)]
     d = c_h.T @ (fock - hamiltonian) @ c_h[:, frontier]  # (nmo, 2) Eh
-    first = d[frontier, range(len(frontier))] * HARTREE_EV
-    off = np.sqrt(np.maximum((d ** 2).sum(axis=0) - d[frontier, range(len(frontier))] ** 2, 0.0)) * HARTREE_EV
+    diagonal = d[frontier, range(len(frontier))]
+    first = diagonal * HARTREE_EV
+    off = np.sqrt(np.maximum((d ** 2).sum(axis=0) - diagonal ** 2, 0.0)) * HARTREE_EV
     eig = (e_f[frontier] - e_h[frontier]) * HARTREE_EV
     has_lumo = len(frontier) == 2
     shifts = {"check_homo_first_order_ev": float(first[0]),

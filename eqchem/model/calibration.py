@@ -66,7 +66,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ..calibration_metrics import FOCK_SIGNALS, RESIDUAL_FIELDS, discrepancy_field
+from ..calibration_metrics import RESIDUAL_SCORE_FIELDS, discrepancy_field
 
 if TYPE_CHECKING:  # torch is imported only where a posterior is read (model headers stay torch-free)
     from .posterior import ReadoutPosterior
@@ -141,8 +141,8 @@ class UncertaintyCalibration:
         fields or an evaluation row): the residual score of the frontier orbitals, or a discrepancy d (the partner's
         gap minus this one; the Fock build's gap shift) as sqrt((weight · σ)² + (d - center)²) (module docstring)."""
         if source == "fock" and self.check_signal == "residuals":
-            x = residual_features(gap_sigma_ev, *(float(measured[k]) for k in RESIDUAL_FIELDS),
-                                  float(measured[FOCK_SIGNALS["eigenvalues"]]) - self.check_center_ev)
+            r_homo, r_lumo, shift = (float(measured[k]) for k in RESIDUAL_SCORE_FIELDS)
+            x = residual_features(gap_sigma_ev, r_homo, r_lumo, shift - self.check_center_ev)
             log_error = sum(c * v for c, v in zip(self.check_coefficients, x))
             return max(math.exp(log_error) - RESIDUAL_OFFSET_EV, 0.0)
         center, weight = ((self.partner_center_ev, self.partner_sigma_weight) if source == "partner"
@@ -152,7 +152,7 @@ class UncertaintyCalibration:
     def measured_by(self, source: str, measured: Mapping[str, Any]) -> bool:
         """Whether ``measured`` (fields or a row) holds what a check by ``source`` scores."""
         if source == "fock" and self.check_signal == "residuals":
-            return all(measured.get(k) is not None for k in RESIDUAL_FIELDS)
+            return all(measured.get(k) is not None for k in RESIDUAL_SCORE_FIELDS)
         return measured.get(self.discrepancy_field(source)) is not None
 
     def growth(self, size_excess: float, geometry_excess: float) -> tuple[float, float]:
