@@ -52,6 +52,17 @@ RESIDUAL_SCORE_FIELDS = (*RESIDUAL_FIELDS, FOCK_SIGNALS["eigenvalues"])
 :func:`eqchem.model.calibration.residual_features`: the frontier residuals and F's eigenvalue gap shift (eV)."""
 
 
+COULOMB_SCALES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
+"""Scales λ of the check's Coulomb response J[P(F) − P(H)] standing in for the whole response of the Fock matrix
+to the density (the exchange-correlation kernel, negative, takes back part of the Coulomb one): the check estimates
+the gap error at each (:func:`eqchem.inference.uncertainty.anderson_gap_errors`) and a calibration keeps the one
+closest to the validation molecules' errors (``check_coulomb_scale``)."""
+
+RESPONSE_FIELD = "check_gap_error_estimates_ev"
+"""The row field of the check's gap error estimates (eV, predicted − estimated SCF gap), one per
+:data:`COULOMB_SCALES`: what the response score (``check_signal = "response"``) takes."""
+
+
 def discrepancy_field(source: str, signal: str | None = None) -> str:
     """The row field (and :class:`~eqchem.inference.uncertainty.Uncertainty` field) holding the signed discrepancy
     (eV) a check by ``source`` scores: "partner", the partner model's gap difference; "fock", the Fock build's gap
@@ -171,6 +182,9 @@ def calibration_report(rows: Sequence[dict[str, Any]], gap_threshold_ev: float =
       score alone over the rows that have it; ``auc_first_order_shift_alone`` / ``auc_eigenvalues_shift_alone``:
       each Fock gap shift (:data:`FOCK_SIGNALS`) beyond its median over the right gaps, without the σ;
       ``auc_residuals_alone``: the geometric mean of the frontier residuals (:data:`RESIDUAL_FIELDS`) alone;
+      over rows with the check's estimate of the gap error (``check_gap_error_ev``): ``n_estimate``,
+      ``estimate_mae_ev`` (mean |estimate − actual gap error|), ``gap_error_mae_ev`` (mean |actual error|: what
+      the estimate is to beat), ``estimate_correlation`` (Pearson, signed);
     - ``in_domain_fraction``: fraction of rows with ``in_domain`` set that are in domain (None if none).
     """
     rows = list(rows)
@@ -206,6 +220,11 @@ def calibration_report(rows: Sequence[dict[str, Any]], gap_threshold_ev: float =
         r_homo, r_lumo, ge = _columns(rows, *RESIDUAL_FIELDS, "gap_error_ev")
         if r_homo.size:  # the frontier residuals alone: their geometric mean, without the σ
             check["auc_residuals_alone"] = _finite(auc(np.abs(ge) > gap_threshold_ev, np.sqrt(r_homo * r_lumo)))
+        est, ge = _columns(rows, "check_gap_error_ev", "gap_error_ev")
+        if est.size:  # the check's own estimate of the gap error against the actual one
+            check.update(n_estimate=int(est.size), estimate_mae_ev=float(np.mean(np.abs(est - ge))),
+                         gap_error_mae_ev=float(np.mean(np.abs(ge))),
+                         estimate_correlation=_finite(float(np.corrcoef(est, ge)[0, 1])) if est.size > 2 else None)
         for signal, key in FOCK_SIGNALS.items():  # each Fock shift alone (beyond its median over right gaps)
             d, ge = _columns(rows, key, "gap_error_ev")
             pos = np.abs(ge) > gap_threshold_ev
@@ -253,6 +272,10 @@ def calibration_lines(report: dict[str, Any]) -> list[str]:
                   for signal in FOCK_SIGNALS if f"auc_{signal}_shift_alone" in check]
         if shifts:
             lines.append(f"    by the Fock build's gap shift alone, without σ: AUC {', '.join(shifts)}")
+        if check.get("n_estimate"):
+            lines.append(f"    the check's estimate of the gap error: within {_fmt(check['estimate_mae_ev'], '.3f')} eV "
+                         f"of the actual errors on average (those average {_fmt(check['gap_error_mae_ev'], '.3f')} eV; "
+                         f"correlation {_fmt(check.get('estimate_correlation'), '.2f')}; {check['n_estimate']} molecules)")
         if "auc_residuals_alone" in check:
             lines.append(f"    by the frontier orbitals' residuals in F alone, without σ: AUC "
                          f"{_fmt(check['auc_residuals_alone'], '.3f')}")

@@ -57,7 +57,7 @@ def test_every_stage_is_timed_and_the_stages_add_up_to_the_total():
     t = run.timings
     assert t is timings and len(run.results) == 2 and t.molecules == 2
     assert tuple(t.seconds) == STAGES == ("structures", "network", "blocks", "baseline", "fock_step", "result",
-                                          "uncertainty", "check")
+                                          "uncertainty", "check", "check_response")
     assert all(s > 0 for s in t.seconds.values()), t.seconds
     assert t.total == pytest.approx(sum(t.seconds.values()))
     assert 0.9 * wall <= t.total <= wall  # nothing of note happens outside a stage

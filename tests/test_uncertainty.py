@@ -69,12 +69,15 @@ def test_estimates_are_invariant_under_rotation_translation_reflection_and_permu
     waters = _water_set()
     model = with_estimates(tiny_model("none"), waters)
     z, r = waters[0][0], waters[0][1] + np.array([[0.05, -0.02, 0.01], [0, 0, 0], [0, 0, 0]])
-    base = predict((z, r), model).uncertainty
+    base = predict((z, r), model, check=True).uncertainty
     perm = np.array([2, 0, 1])
     for zz, rr in ((z, r @ _rotation().T + np.array([1.0, -2.0, 0.5])), (z, -r), (z[perm], r[perm])):
-        u = predict((zz, rr), model).uncertainty
+        u = predict((zz, rr), model, check=True).uncertainty
         for field in ("h_mae_uEh", "homo_ev", "lumo_ev", "gap_ev", "dipole_debye", "leverage_max"):
             assert getattr(u, field) == pytest.approx(getattr(base, field), rel=1e-6), field
+        for field in ("check_homo_residual_ev", "check_gap_first_order_ev", "check_gap_shift_ev"):  # the check too
+            assert getattr(u, field) == pytest.approx(getattr(base, field), rel=1e-6, abs=1e-8), field
+        assert u.check_gap_error_estimates_ev == pytest.approx(base.check_gap_error_estimates_ev, rel=1e-6, abs=1e-8)
 
 
 def test_a_stretched_bond_is_out_of_domain_with_a_larger_estimate():
@@ -213,7 +216,7 @@ def test_the_check_score_weighs_in_the_gap_sigma_where_that_tells_wrong_gaps_apa
     gives the σ a weight, and the score separates them better than the shift alone; where the shift tells and
     the σ does not, the weight stays 0. The score is the shift beyond its median and the weighted σ in quadrature."""
     from eqchem.calibration_metrics import auc
-    from eqchem.inference.calibrate import fit_check
+    from eqchem.inference.calibrate_check import fit_check
 
     rng = np.random.default_rng(3)
     n, wrong = 200, np.arange(200) < 30
@@ -388,7 +391,7 @@ def test_the_check_flags_a_prediction_its_fock_build_moves_and_costs_one_build(m
 def test_the_check_scores_whichever_fock_shift_tells_wrong_gaps_apart_on_validation():
     """Validation rows where one of the Fock build's gap shifts (first order, eigenvalues) is large for the wrong
     gaps and the other is noise: the fit scores the telling one, centered on its right gaps' median."""
-    from eqchem.inference.calibrate import fit_check
+    from eqchem.inference.calibrate_check import fit_check
 
     rng = np.random.default_rng(6)
     n, wrong = 200, np.arange(200) < 30
@@ -410,7 +413,8 @@ def test_the_checks_first_order_shifts_are_the_residuals_diagonal_in_the_predict
     from dataclasses import replace
 
     from eqchem.inference.calibrate import UNIT
-    from eqchem.inference.uncertainty import Uncertainty, self_check
+    from eqchem.inference.consistency_check import self_check
+    from eqchem.inference.uncertainty import Uncertainty
 
     rng = np.random.default_rng(5)
     n, nocc = 12, 4
@@ -438,7 +442,8 @@ def test_the_checks_frontier_residuals_see_the_mixing_a_first_order_shift_misses
     from dataclasses import replace
 
     from eqchem.inference.calibrate import UNIT
-    from eqchem.inference.uncertainty import Uncertainty, self_check
+    from eqchem.inference.consistency_check import self_check
+    from eqchem.inference.uncertainty import Uncertainty
     from eqchem.model.calibration import RESIDUAL_OFFSET_EV
     from eqchem.orbitals import solve_generalized
     from eqchem.units import HARTREE_EV
@@ -465,7 +470,8 @@ def test_the_residual_check_fits_its_power_law_on_validation_and_flags_about_one
     """Validation rows whose |gap error| + offset is exactly 0.8 σ^0.3 r_homo^1.2 r_lumo^0.5 (|d − c| + offset)^0.7,
     c the median shift d of the right gaps: the least-squares fit recovers the coefficients and c, the threshold is
     the 95th percentile of the right gaps' scores, and rows without residuals fall back to a gap shift's score."""
-    from eqchem.inference.calibrate import fit_calibration, fit_residual_check, rescored
+    from eqchem.inference.calibrate import fit_calibration, rescored
+    from eqchem.inference.calibrate_check import fit_residual_check
     from eqchem.model.calibration import RESIDUAL_OFFSET_EV
 
     rng = np.random.default_rng(8)
@@ -540,6 +546,7 @@ def test_the_check_partner_is_a_second_model_in_place_of_the_fock_build(monkeypa
 def test_estimates_travel_in_the_model_file_and_every_output(tmp_path, run_cli):
     import h5py
 
+    from eqchem.calibration_metrics import COULOMB_SCALES
     from eqchem.inference.model_file import load_model
     from eqchem.model.file import read_header
 
@@ -560,24 +567,26 @@ def test_estimates_travel_in_the_model_file_and_every_output(tmp_path, run_cli):
     rec = json.loads((tmp_path / "r.json").read_text())
     unc = (rec[0] if isinstance(rec, list) else rec["results"][0])["uncertainty"]
     assert unc["gap_ev"] > 0 and unc["flagged"] is True and "in_domain" in unc
-    code, out = run_cli("predict", tmp_path / "w.xyz", "--model", path, "--out", tmp_path / "r.h5")
+    assert len(unc["check_gap_error_estimates_ev"]) == len(COULOMB_SCALES)
+    code, out = run_cli("predict", tmp_path / "w.xyz", "--model", path, "--check", "--out", tmp_path / "r.h5")
     assert code == 0, out
     with h5py.File(tmp_path / "r.h5") as f:
         attrs = f["molecules"][next(iter(f["molecules"]))].attrs
         assert attrs["uncertainty_gap_ev"] > 0 and "uncertainty_in_domain" in attrs
+        assert attrs["uncertainty_check_gap_error_estimates_ev"].shape == (len(COULOMB_SCALES),)
 
 
 def test_the_shipped_fast_model_says_how_far_to_trust_it(run_cli):
     """Calibrated estimates in the package: water (3 atoms) is out of domain, its gap 0.4 eV off (reference:
     datasets/examples/reference_values.json) but within twice its estimated σ; ethanol with its O-H bond
-    stretched by 30 % is out of domain, and the check (one Fock build; its score a power law of the gap σ, the
-    frontier orbitals' residuals in F and its gap shift) flags it: its gap is off by more than 0.5 eV against PySCF on the same
-    geometry; with a C-H bond stretched alike it is out of domain and its gap error (> 0.3 eV) lies within
+    stretched by 30 % is out of domain, and the check (one Fock build and its Coulomb response; its score the
+    estimated gap error beyond its center) flags it: its gap is off by more than 0.5 eV against PySCF on the same
+    geometry, and the check's estimate lies within 30 % of that; with a C-H bond stretched alike it is out of domain and its gap error (> 0.3 eV) lies within
     twice its σ."""
     import eqchem
     from eqchem.inference.model_file import load_model
     from eqchem.io.readers import read_structures
-    from eqchem.model.calibration import RESIDUAL_OFFSET_EV
+    from eqchem.calibration_metrics import COULOMB_SCALES
 
     from .test_reference_values import load_reference
 
@@ -591,15 +600,15 @@ def test_the_shipped_fast_model_says_how_far_to_trust_it(run_cli):
     assert not u.in_domain and "3 atoms" in u.reasons[0] and u.check_by == "fock" and u.residual_uEh > 0
     error = abs(water.gap * ev - load_reference()["molecules"]["water"]["gap"] * ev)
     assert 0.3 < error < 2 * u.gap_ev
-    c0, c_sigma, c_homo, c_lumo, c_shift = cal.check_coefficients  # the check's estimate of the gap error
-    assert cal.check_signal == "residuals" and u.check_score_ev == pytest.approx(max(
-        np.exp(c0) * u.gap_ev ** c_sigma * u.check_homo_residual_ev ** c_homo * u.check_lumo_residual_ev ** c_lumo
-        * (abs(u.check_gap_shift_ev - cal.check_center_ev) + RESIDUAL_OFFSET_EV) ** c_shift - RESIDUAL_OFFSET_EV, 0.0))
+    assert cal.check_signal == "response"  # the score: the check's estimate of the gap error beyond its center
+    assert u.check_gap_error_ev == u.check_gap_error_estimates_ev[COULOMB_SCALES.index(cal.check_coulomb_scale)]
+    assert u.check_score_ev == pytest.approx(abs(u.check_gap_error_ev - cal.check_center_ev))
     assert u.flagged == (u.check_score_ev > cal.check_threshold_ev)
     ethanol = read_structures(str(EXAMPLES / "ethanol.xyz"))[0]
     oh, oh_error = _stretched_ethanol(ethanol, 8, model)  # its O-H bond 30 % longer: gap off by 0.83 eV
     assert not oh.uncertainty.in_domain and any("nearest neighbour" in r for r in oh.uncertainty.reasons)
     assert abs(oh_error) > 0.5 and oh.uncertainty.flagged
+    assert abs(oh.uncertainty.check_gap_error_ev - oh_error) < 0.3 * abs(oh_error)  # and says by how much
     ch, ch_error = _stretched_ethanol(ethanol, 6, model)  # a C-H bond: off by 0.35 eV, gap sigma 0.79 eV, not flagged
     assert not ch.uncertainty.in_domain and 0.3 < abs(ch_error) < 2 * ch.uncertainty.gap_ev
     code, out = run_cli("info", "--model", "fast")
@@ -691,3 +700,115 @@ def test_calibrate_and_evaluate_through_the_cli(tmp_path, run_cli):
     res = json.loads((tmp_path / "m.json").read_text())[0]
     assert res["calibration"]["n_molecules"] == len(keys) == len(res["uncertainty"])
     assert all(r["check_score_ev"] is not None for r in res["uncertainty"])
+
+
+def test_one_anderson_step_finds_the_fixed_point_of_a_linear_scf_map():
+    """Where the SCF map is linear, G(X) = H* + α (X − H*), and the response supplied is exactly its residual at F
+    (J = G(F) − F at λ = 1), one Anderson step lands on H*: the estimated gap error is the prediction's gap minus
+    H*'s, for screening (α < 0) and for slow convergence (0 < α < 1); a wrong scale misses it."""
+    from eqchem.inference.consistency_check import anderson_gap_errors
+
+    rng = np.random.default_rng(11)
+    n, nocc = 10, 4
+    eps = np.linspace(-1.0, 1.0, n)  # the prediction H = diag(eps) in its own orbitals
+    e = rng.normal(scale=0.03, size=(n, n))
+    e = (e + e.T) / 2
+    star = np.diag(eps) - e
+    true_error = (eps[nocc] - eps[nocc - 1]) - np.diff(np.linalg.eigvalsh(star)[nocc - 1:nocc + 1])[0]
+    for alpha in (-2.0, 0.4):
+        fock = star + alpha * e
+        response = alpha * (alpha - 1.0) * e  # G(F) - F
+        exact, wrong = anderson_gap_errors(eps, fock, response, nocc, (1.0, 0.5), eps[nocc] - eps[nocc - 1])
+        assert exact == pytest.approx(true_error, abs=1e-10)
+        assert abs(wrong - true_error) > 0.1 * abs(true_error)
+
+
+def test_the_response_check_scores_its_estimate_at_the_calibrated_scale_and_fits_the_scale_on_validation():
+    """Validation rows whose errors match the estimates at λ = 0.6 (noise elsewhere): the fit keeps 0.6, centers the
+    score on the right gaps' median estimate, flags about one right gap in twenty; the score reads the estimate at
+    the calibration's scale; rows without estimates fall back to the residual score."""
+    from dataclasses import replace
+
+    from eqchem.calibration_metrics import COULOMB_SCALES, RESPONSE_FIELD
+    from eqchem.inference.calibrate import UNIT, fit_calibration, rescored
+    from eqchem.inference.calibrate_check import fit_response_check
+
+    rng = np.random.default_rng(3)
+    err = np.concatenate([rng.normal(scale=0.08, size=180), rng.choice([-1, 1], 40) * rng.uniform(0.35, 1.2, 40)])
+    k = COULOMB_SCALES.index(0.6)
+    rows = []
+    for x in err:
+        est = x + rng.normal(scale=0.3, size=len(COULOMB_SCALES))
+        est[k] = x + 0.02 + rng.normal(scale=0.01)
+        rows.append({"gap_error_ev": float(x), RESPONSE_FIELD: est.tolist()})
+    fit = fit_response_check(rows)
+    assert fit["check_signal"] == "response" and fit["check_coulomb_scale"] == 0.6
+    right = np.abs(err) <= 0.3
+    est = np.array([r[RESPONSE_FIELD][k] for r in rows])
+    assert fit["check_center_ev"] == pytest.approx(np.median(est[right]))
+    cal = replace(UNIT, **fit)
+    scores = np.array([cal.check_score("fock", 1.0, r) for r in rows])
+    assert scores == pytest.approx(np.abs(est - fit["check_center_ev"]))
+    assert 0.03 <= np.mean(scores[right] > fit["check_threshold_ev"]) <= 0.07
+    assert np.all(scores[~right] > fit["check_threshold_ev"])
+    assert fit_response_check([{"gap_error_ev": 0.1, "check_homo_residual_ev": 1.0}] * 20) is None
+    assert cal.measured_by("fock", rows[0]) and not cal.measured_by("fock", {"check_homo_residual_ev": 1.0})
+    base = {"leverage_mean": 1e-3, "leverage_max": 1e-2, "uncertainty_homo_ev": 0.1, "uncertainty_lumo_ev": 0.1,
+            "uncertainty_gap_ev": 0.14, "n_atoms": 9, "reasons": [], "check_by": "fock",
+            "check_gap_error_ev": -9.0}  # as computed under UNIT's scale: rescoring reads the fitted one's
+    full = fit_calibration([{**base, "homo_error_ev": 0.1, "lumo_error_ev": 0.1, "h_mae_uEh": 300.0, **r}
+                            for r in rows], {}, ["k"])
+    assert full.check_signal == "response" and full.check_coulomb_scale == 0.6
+    scored = rescored({**base, **rows[-1]}, full)
+    assert scored["check_gap_error_ev"] == rows[-1][RESPONSE_FIELD][k] and scored["flagged"]
+
+
+def test_the_check_estimates_the_gap_error_of_a_perturbed_kohn_sham_matrix():
+    """Water, B3LYP/def2-SVP at the check's cheap settings: the converged Kohn-Sham matrix H* with random symmetric
+    errors among its lowest nine orbitals is the "prediction" (six of them); from its one Fock build and the
+    Coulomb response, the check's estimates of the gap error (its gap minus H*'s) lie closer to the true ones than
+    the first-order shift does at every scale, and with the Coulomb response unscaled (all the response there is
+    for errors among the frontier orbitals of a molecule this small) within a third of its mean error."""
+    from eqchem.dft.fock_step import coulomb_response, fock_of_prediction
+    from eqchem.dft.frame import canonical_mole
+    from eqchem.inference.calibrate import UNIT
+    from eqchem.inference.consistency_check import self_check
+    from eqchem.inference.uncertainty import Uncertainty
+    from eqchem.orbitals import solve_generalized
+    from eqchem.units import HARTREE_EV
+
+    numbers = np.array([8, 1, 1])
+    positions = np.array([[0.0, 0.0, 0.117], [0.0, 0.757, -0.467], [0.0, -0.757, -0.467]])
+    frame = canonical_mole(numbers, positions, "def2-svp")
+    mf = frame.ks("b3lyp")
+    mf.conv_tol = 1e-10
+    mf.kernel()
+    d = frame.d
+    star = d @ mf.get_fock() @ d.T
+    star = (star + star.T) / 2
+    s = d @ frame.mol.intor("int1e_ovlp") @ d.T
+    nocc, n = 5, 9
+    c = solve_generalized(star, s)[1][:, :n]
+    sc = s @ (c * np.sign(c[np.abs(c).argmax(axis=0), range(n)]))  # signs fixed: the same errors on any machine
+
+    def gap(m):
+        e = solve_generalized(m, s)[0]
+        return (e[nocc] - e[nocc - 1]) * HARTREE_EV
+
+    true, first_order, estimates = [], [], []
+    for seed in range(6):
+        noise = np.random.default_rng(seed).normal(scale=0.01, size=(n, n))
+        h = star + sc @ ((noise + noise.T) / 2) @ sc.T
+        fresh = canonical_mole(numbers, positions, "def2-svp")  # the check's own builds, as a prediction makes them
+        fock = fock_of_prediction(numbers, positions, h, s, 10, "def2-svp", "b3lyp", fresh)
+        j = coulomb_response(numbers, positions, h, fock, s, 10, "def2-svp", "b3lyp", fresh)
+        u = self_check(Uncertainty(0.0, 0.1, 0.1, 0.1, 0.0, True), fock, h, s, nocc, UNIT, coulomb=j)
+        true.append(gap(h) - gap(star))
+        first_order.append(-u.check_gap_first_order_ev)  # F's first-order shift of the gap, the error's opposite
+        estimates.append(u.check_gap_error_estimates_ev)
+    true, estimates = np.array(true), np.array(estimates)
+    assert np.mean(np.abs(true)) > 0.2
+    mae_first = np.mean(np.abs(np.array(first_order) - true))
+    mae = np.mean(np.abs(estimates - true[:, None]), axis=0)  # per scale
+    assert np.all(mae < 0.6 * mae_first)
+    assert mae[-1] < 0.3 * mae_first  # λ = 1

@@ -8,6 +8,7 @@ import typer
 
 from .common import console, print_table, user_errors
 from .app import app
+from .trust import trust_lines
 
 
 QUICK_BUILD_STRUCTURES = 48
@@ -162,7 +163,7 @@ def _run_predictions(structures, m, out, molden, kinds, cube_dir, energy, refine
                 rec = _finish_prediction(r, energy, refine, molden, kinds, cube_dir)
                 for w in r.warnings:
                     bar.log(f"[yellow]warning:[/] {r.name}: {w}: the prediction is an extrapolation")
-                for line in _trust_lines(r):
+                for line in trust_lines(r):
                     bar.log(line)
                 if stream:
                     stream.add(r, rec)
@@ -250,24 +251,6 @@ def _prediction_table(rows, m, energy: bool, refine: bool):
             cells["gap_SCF eV"] = f"{rec['refined_gap_ev']:.3f}"
         table.add_row(*(cells[c] for c in cols))
     return table
-
-
-def _trust_lines(r) -> list[str]:
-    """The notes a prediction's estimates give: why it is out of domain, and the check's verdict."""
-    u = r.uncertainty
-    if u is None:
-        return []
-    out = [f"[yellow]out of domain:[/] {r.name}: {why}" for why in u.reasons]
-    score = f"check score {u.check_score_ev:.2f} eV with the gap's ±{u.gap_ev:.2f}" if u.flagged else ""
-    if u.flagged and u.check_by == "partner":
-        out.append(f"[red]flagged:[/] {r.name}: the check's partner model puts the gap {u.check_partner_gap_diff_ev:+.2f}"
-                   f" eV from this one ({score}): its frontier orbitals are likely wrong; run the SCF (--refine)")
-    elif u.flagged:
-        out.append(f"[red]flagged:[/] {r.name}: one Fock build from the predicted density leaves the HOMO and LUMO "
-                   f"off F's eigenvectors by {u.check_homo_residual_ev:.2f} and {u.check_lumo_residual_ev:.2f} eV and "
-                   f"moves the gap by {u.check_gap_first_order_ev:+.2f} eV to first order (residual "
-                   f"{u.residual_uEh:.0f} µEh; {score}): its frontier orbitals are likely wrong; run the SCF (--refine)")
-    return out
 
 
 def _timings_table(timings):

@@ -22,6 +22,29 @@ def fock_of_density(numbers, positions, density: np.ndarray, basis: str, xc: str
     return np.asarray(0.5 * (fock + fock.T), dtype=np.float64)
 
 
+def coulomb_response(numbers, positions, hamiltonian: np.ndarray, fock: np.ndarray, overlap: np.ndarray,
+                     n_electrons: int, basis: str, xc: str, frame=None, spin: int = 0) -> np.ndarray:
+    """J[P(F) − P(H)] (nao, nao) Eh: the Coulomb potential of the density change from the aufbau density of the
+    predicted ``hamiltonian`` to that of its Fock build ``fock`` = F[P(H)] (both (nao, nao) Eh, PySCF AO order).
+
+    The check's second look at the prediction (:func:`eqchem.inference.uncertainty.self_check`): with it, one step
+    of Anderson mixing between H and F estimates where the SCF would go, the Coulomb part standing in for the whole
+    response of F to the density (the calibration scales it). Density-fitted J only, in the principal-axes frame
+    like the Fock build: no grid, no exchange, ~1 % of a Fock build's time.
+    ``frame``: the molecule's :class:`~eqchem.dft.frame.CanonicalFrame` when the caller built it already (its KS
+    object of ``xc``, and so the fitted integrals, are then shared with the Fock build)."""
+    from ..orbitals import density_from_occupations, occupations, solve_generalized
+
+    frame = frame or canonical_mole(numbers, positions, basis)
+    change = 0.0
+    for matrix, sign in ((fock, 1.0), (hamiltonian, -1.0)):
+        e, c = solve_generalized(matrix, overlap)
+        change = change + sign * density_from_occupations(c, occupations(len(e), n_electrons, spin))
+    d = frame.d
+    j = d @ frame.ks(xc).get_j(dm=d.T @ change @ d) @ d.T
+    return np.asarray(0.5 * (j + j.T), dtype=np.float64)
+
+
 def fock_step(numbers, positions, hamiltonian: np.ndarray, overlap: np.ndarray, n_electrons: int, basis: str,
               xc: str, mixing: float, frame=None, spin: int = 0) -> np.ndarray:
     """One damped Fock step from a predicted Kohn–Sham matrix: ``H + mixing (F[P(H)] - H)``, (nao, nao) Eh.

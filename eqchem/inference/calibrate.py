@@ -11,11 +11,13 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..calibration_metrics import RESPONSE_FIELD
 from ..data.reader import H5Dataset
 from ..errors import InputError
 from ..io.elements import heavy_atoms
 from ..model.calibration import ModelUncertainty, UncertaintyCalibration
 from ..model.posterior import GramAccumulator, ReadoutPosterior
+from .calibrate_check import fit_check, fit_residual_check, fit_response_check
 from .evaluate import check_level_of_theory, estimate_fields, uncertainty_row
 from .model_file import EqchemModel
 from .pipeline import PredictionPipeline
@@ -162,76 +164,6 @@ def _fit_orbitals(rows: Sequence[dict]) -> tuple[dict, float, float]:
     return {q: float(v) for q, v in zip(names, s)}, float(k[0]), float(k[1])
 
 
-def fit_residual_check(rows: Sequence[dict], gap_sigma: Sequence[float], floor_ev: float = 0.1,
-                       false_alarm: float = 0.05, wrong_gap_ev: float = 0.3) -> dict | None:
-    """{signal "residuals", center, coefficients, threshold} of the Fock build's residual score over the
-    validation ``rows`` that have the frontier residuals and F's eigenvalue gap shift (None where fewer than 10
-    do), with their calibrated gap σ ``gap_sigma`` (eV): the center, the median shift over the right gaps
-    (|error| ≤ ``wrong_gap_ev``); the coefficients, least squares of ln(|gap error| +
-    :data:`~eqchem.model.calibration.RESIDUAL_OFFSET_EV`) on :func:`~eqchem.model.calibration.residual_features`;
-    the threshold, the (1 - ``false_alarm``) quantile of the score over the right gaps, at least ``floor_ev``."""
-    from ..calibration_metrics import RESIDUAL_SCORE_FIELDS
-    from ..model.calibration import RESIDUAL_OFFSET_EV, residual_features
-
-    got = [(r["gap_error_ev"], s, *(r[k] for k in RESIDUAL_SCORE_FIELDS)) for r, s in zip(rows, gap_sigma)
-           if all(r.get(k) is not None for k in RESIDUAL_SCORE_FIELDS)]
-    if len(got) < 10:
-        return None
-    err, sigma, r_homo, r_lumo, shift = (np.array(x, dtype=float) for x in zip(*got))
-    right = np.abs(err) <= wrong_gap_ev
-    center = float(np.median(shift[right])) if right.any() else 0.0
-    design = np.array([residual_features(*x) for x in zip(sigma, r_homo, r_lumo, shift - center)])
-    coef = np.linalg.lstsq(design, np.log(np.abs(err) + RESIDUAL_OFFSET_EV), rcond=None)[0]
-    score = np.maximum(np.exp(design @ coef) - RESIDUAL_OFFSET_EV, 0.0)
-    threshold = float(max(floor_ev, np.quantile(score[right], 1 - false_alarm))) if right.any() else floor_ev
-    return {"check_signal": "residuals", "check_center_ev": center, "check_coefficients": [float(c) for c in coef],
-            "check_threshold_ev": threshold}
-
-
-def fit_check(rows: Sequence[dict], gap_sigma: Sequence[float], source: str, floor_ev: float = 0.1,
-              false_alarm: float = 0.05, wrong_gap_ev: float = 0.3) -> dict:
-    """{signal, center, sigma weight, threshold} of the check by ``source`` over the validation ``rows`` that ran
-    it, with their calibrated gap σ ``gap_sigma`` (eV; :mod:`eqchem.model.calibration`): for the Fock build, the
-    signal of :data:`~eqchem.calibration_metrics.FOCK_SIGNALS` whose gap shift alone (beyond its median over the
-    right gaps) best separates the wrong gaps (|error| > ``wrong_gap_ev``) by ROC AUC (the first listed on a tie
-    or without wrong gaps); the center is the median discrepancy over the right gaps; the weight, of
-    :data:`~eqchem.model.calibration.CHECK_SIGMA_WEIGHTS`, the one whose score has the best ROC AUC for the
-    wrong gaps (the smallest on a tie; 0 where the rows have no wrong gap); the threshold, the
-    (1 - ``false_alarm``) quantile of the score over the right gaps, at least ``floor_ev``. Threshold inf
-    where no row ran the check."""
-    from ..calibration_metrics import FOCK_SIGNALS, auc, discrepancy_field, shift_alone_auc
-    from ..model.calibration import CHECK_SIGMA_WEIGHTS
-
-    name = "partner" if source == "partner" else "check"
-    signals = [None] if source == "partner" else list(FOCK_SIGNALS)
-    fits = []
-    for signal in signals:
-        key = discrepancy_field(source, signal)
-        got = [(r[key], s, abs(r["gap_error_ev"]) > wrong_gap_ev)
-               for r, s in zip(rows, gap_sigma) if r.get(key) is not None]
-        if got:
-            d, sigma, wrong = (np.array(x, dtype=float) for x in zip(*got))
-            right = wrong == 0
-            center = float(np.median(d[right])) if right.any() else 0.0
-            alone = shift_alone_auc(d, wrong) if wrong.any() and right.any() else 0.5
-            fits.append((alone, signal, d, sigma, wrong, center))
-    if not fits:
-        return {f"{name}_threshold_ev": float("inf")}
-    _, signal, d, sigma, wrong, center = max(fits, key=lambda f: f[0])  # the first of the best on a tie
-    right = wrong == 0
-
-    def score(weight: float) -> np.ndarray:
-        return np.hypot(weight * sigma, d - center)
-
-    weight = 0.0
-    if wrong.any() and right.any():
-        aucs = [auc(wrong.astype(bool).tolist(), score(w).tolist()) for w in CHECK_SIGMA_WEIGHTS]
-        weight = float(CHECK_SIGMA_WEIGHTS[int(np.argmax(aucs))])
-    threshold = float(max(floor_ev, np.quantile(score(weight)[right], 1 - false_alarm))) if right.any() else floor_ev
-    out = {f"{name}_center_ev": center, f"{name}_sigma_weight": weight, f"{name}_threshold_ev": threshold}
-    return out if signal is None else {**out, "check_signal": signal}
-
-
 def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequence[str],
                     check_floor_ev: float = 0.1, false_alarm: float = 0.05, wrong_gap_ev: float = 0.3,
                     domain: dict | None = None, check_partner: str | None = None) -> UncertaintyCalibration:
@@ -241,10 +173,11 @@ def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequenc
     the scale whose ±σ covers :data:`COVERAGE` of the in-domain rows' errors (:func:`_inside`); the largest
     leverage of the validation molecules within the training ranges times the margin; the floor of
     out-of-domain estimates (:func:`out_of_domain_floor`); each check's score and threshold, with the gap σ of
-    this calibration: the Fock build's frontier residuals, its gap shift and the σ (:func:`fit_residual_check`;
-    rows without the residuals: the gap shift and the σ, :func:`fit_check`), the gap difference to
-    ``check_partner``'s prediction where the rows have it (:func:`fit_check`); about one right gap (error ≤
-    ``wrong_gap_ev``) in twenty flagged."""
+    this calibration (:mod:`eqchem.inference.calibrate_check`): the Fock build's estimate of the gap error
+    (:func:`fit_response_check`; rows without it: the frontier residuals, the gap shift and the σ,
+    :func:`fit_residual_check`; rows without the residuals: the gap shift and the σ, :func:`fit_check`), the gap
+    difference to ``check_partner``'s prediction where the rows have it (:func:`fit_check`); about one right gap
+    (error ≤ ``wrong_gap_ev``) in twenty flagged."""
     intercept, slope, h_size, h_geometry = _fit_h_mae(rows)
     orbital, o_size, o_geometry = _fit_orbitals(rows)
     es, eg = _excesses(rows)
@@ -267,7 +200,8 @@ def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequenc
         n_beyond=int(np.sum((es > 0) | (eg > 0))), n_molecules=len(rows), keys=sorted(keys), **(domain or {}))
     cal = replace(cal, out_of_domain_floor=out_of_domain_floor(rows, cal))
     gap_sigma = [estimate(_raw(r), cal, r.get("reasons", [])).gap_ev for r in rows]
-    checks = (fit_residual_check(rows, gap_sigma, check_floor_ev, false_alarm, wrong_gap_ev)
+    checks = (fit_response_check(rows, check_floor_ev, false_alarm, wrong_gap_ev)
+              or fit_residual_check(rows, gap_sigma, check_floor_ev, false_alarm, wrong_gap_ev)
               or fit_check(rows, gap_sigma, "fock", check_floor_ev, false_alarm, wrong_gap_ev))
     if check_partner:
         checks.update(fit_check(rows, gap_sigma, "partner", check_floor_ev, false_alarm, wrong_gap_ev))
@@ -384,6 +318,8 @@ def rescored(row: dict, cal: UncertaintyCalibration) -> dict:
               for source in ("fock", "partner")}
     source = row.get("check_by") or "fock"
     checked = {k: row[k] for k in row if k.startswith("check_")}  # estimate() leaves the check out
+    if row.get(RESPONSE_FIELD) is not None:  # the estimate at this calibration's Coulomb scale
+        checked["check_gap_error_ev"] = row[RESPONSE_FIELD][cal.coulomb_scale_index()]
     score = scores[source]
     return {**row, **estimate_fields(unc), **checked, "check_score_ev": score,
             "check_fock_score_ev": scores["fock"], "check_partner_score_ev": scores["partner"],

@@ -60,6 +60,10 @@ def describe(model: "EqchemModel") -> dict:
 def _fock_score_text(cal) -> str:
     """What the Fock build's score of a calibration takes (:meth:`~eqchem.model.calibration.UncertaintyCalibration.
     check_score`)."""
+    if cal.check_signal == "response":
+        return ("the check's estimate of the gap error: the predicted gap minus the gap where one Anderson step "
+                f"between H and F would take the SCF (F's Coulomb response scaled by {cal.check_coulomb_scale:g}), "
+                f"beyond {cal.check_center_ev:+.2f} eV")
     if cal.check_signal == "residuals":
         c0, c_sigma, c_homo, c_lumo, c_shift = cal.check_coefficients
         return ("the gap error estimated from one Fock build and σ_gap (fitted on the validation molecules: "

@@ -11,7 +11,8 @@ guess + filtered correction) -> ``fock_step`` (the damped Fock step, if the mode
 ``uncertainty`` (calibrated error estimates where the model file has them, from the readouts' leverages the
 ``network`` stage computed: :mod:`~eqchem.inference.uncertainty`) -> ``check`` (``check=True`` only: the
 model file's check partner, a second shipped model, predicts the molecule where it covers it; else one cheap
-Fock build from the predicted density, or the Fock step's own; and the flag it gives).
+Fock build from the predicted density, or the Fock step's own; and the flag it gives) and ``check_response`` (the
+Coulomb potential of the density change that build causes, no grid: :func:`~eqchem.dft.fock_step.coulomb_response`).
 Each molecule's PySCF objects (Mole, frame, overlap, guess) live in one
 :class:`~eqchem.dft.molecule.MoleculeContext` that the stages share, built on first use and seeded by
 integrals computed ahead (:mod:`~eqchem.inference.integrals_ahead`); no stage calls back up the road.
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
     from .model_file import EqchemModel
     from .result import OrbitalResult
 
-STAGES = ("structures", "network", "blocks", "baseline", "fock_step", "result", "uncertainty", "check")
+STAGES = ("structures", "network", "blocks", "baseline", "fock_step", "result", "uncertainty", "check",
+          "check_response")
 """The pipeline's stages in the order they run."""
 
 
@@ -312,13 +314,21 @@ class PredictionPipeline:
         return fock_of_prediction(molecule.numbers, molecule.positions, m, molecule.overlap, molecule.n_electrons,
                                   self.model.basis, self.model.xc, molecule.frame, molecule.spin)
 
+    def _coulomb_response(self, molecule: MoleculeContext, m: np.ndarray, fock: np.ndarray) -> np.ndarray:
+        """J[P(F) − P(m)] of the check (:func:`eqchem.dft.fock_step.coulomb_response`; no grid, ~1 % of a build)."""
+        from ..dft.fock_step import coulomb_response
+
+        return coulomb_response(molecule.numbers, molecule.positions, m, fock, molecule.overlap, molecule.n_electrons,
+                                self.model.basis, self.model.xc, molecule.frame, molecule.spin)
+
     def _uncertainty(self, molecule: MoleculeContext, pred: Predicted, coefficients: np.ndarray,
                      nocc: int) -> "Uncertainty | None":
         """Stages ``uncertainty`` and ``check`` of one prediction (None: the model file has no estimates)."""
         unc_model = self.model.uncertainty
         if unc_model is None or pred.atom_leverage is None:
             return None
-        from .uncertainty import domain_verdict, estimate, partner_check, raw_statistics, self_check
+        from .consistency_check import partner_check, self_check
+        from .uncertainty import domain_verdict, estimate, raw_statistics
 
         t0 = time.perf_counter()
         with self.timings.stage("uncertainty"):
@@ -332,12 +342,17 @@ class PredictionPipeline:
         if self.check:
             with self.timings.stage("check"):
                 partner = self._partner_for(molecule)
-                if partner is None or self.check_both:
-                    # the Fock step's F[P] where it ran (checks the network's matrix), else one build for the check
+            if partner is None or self.check_both:
+                with self.timings.stage("check"):  # the Fock step's F[P] where it ran (checks the network's matrix)
                     net_m = pred.network_matrix
                     fock = pred.fock if pred.fock is not None else self._fock(molecule, net_m)
-                    unc = self_check(unc, fock, net_m, molecule.overlap, nocc, cal)
-                if partner is not None:
+                with self.timings.stage("check_response"):
+                    coulomb = self._coulomb_response(molecule, net_m, fock)
+                with self.timings.stage("check"):
+                    unc = self_check(unc, fock, net_m, molecule.overlap, nocc, cal, coulomb=coulomb,
+                                     reported=pred.matrix)
+            if partner is not None:
+                with self.timings.stage("check"):
                     unc = partner_check(unc, partner.gap_ev(molecule, nocc), _gap_ev(pred.matrix, molecule, nocc), cal)
         return replace(unc, seconds=time.perf_counter() - t0)
 

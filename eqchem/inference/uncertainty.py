@@ -4,21 +4,19 @@ Where the numbers come from (:mod:`eqchem.model.calibration` has the formulas an
 the leverage of every atom's and atom pair's readout features against the training molecules' features
 (:mod:`eqchem.model.posterior`), propagated to the orbital energies by first-order perturbation theory with
 the orbitals' weights on the atoms, and scaled by factors fitted on validation molecules
-(:mod:`eqchem.inference.calibrate`). :func:`self_check` adds the optional check: one cheap Fock build from
-the predicted density, F[P(H)]; its residual F − H and the shift of the frontier orbitals it causes tell
-whether the predicted orbitals are self-consistent (the accurate mode's Fock step builds F anyway).
-:func:`partner_check` is the other check: a second model trained apart (the model file's ``check_partner``)
-predicts the same molecule, and the two gaps' difference flags it (a committee of two).
+(:mod:`eqchem.inference.calibrate`). :mod:`eqchem.inference.consistency_check` adds the optional check: one
+cheap Fock build from the predicted density, F[P(H)], and the Coulomb potential of the density change it causes
+tell where the SCF would take the gap (the accurate mode's Fock step builds F anyway); or a second model trained
+apart (the model file's ``check_partner``) predicts the same molecule, and the two gaps' difference flags it.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from ..io.elements import heavy_atoms, symbol
 from ..model.calibration import UncertaintyCalibration
-from ..units import HARTREE_EV, MICRO_HARTREE
 
 
 @dataclass(frozen=True)
@@ -66,6 +64,12 @@ class Uncertainty:
             orthogonal to c_i in the predicted orbitals' orthonormal basis, eV: how far each is from an
             eigenvector of F. The score takes these (calibrations since session 23, ``check_signal =
             "residuals"``) or one of the gap shifts (earlier files, :data:`~eqchem.calibration_metrics.FOCK_SIGNALS`).
+        check_gap_error_ev: the check's estimate of the gap error, eV: the predicted gap minus the gap where one
+            step of Anderson mixing between H and F would take the SCF
+            (:func:`~eqchem.inference.consistency_check.anderson_gap_errors`), at the
+            calibration's Coulomb scale; what the score of calibrations since session 24 takes
+            (``check_signal = "response"``). check_gap_error_estimates_ev: the same at each of
+            :data:`~eqchem.calibration_metrics.COULOMB_SCALES` (what a calibration chooses the scale from).
         residual_uEh: MAE of F[P(H)] − H, µEh (with the Fock build).
         seconds: wall time of the estimates (and of the check's Fock build), s.
     """
@@ -95,6 +99,8 @@ class Uncertainty:
     check_lumo_shift_ev: float | None = None
     check_homo_residual_ev: float | None = None
     check_lumo_residual_ev: float | None = None
+    check_gap_error_ev: float | None = None
+    check_gap_error_estimates_ev: list | None = None
     residual_uEh: float | None = None
     seconds: float = 0.0
 
@@ -324,45 +330,3 @@ def _extend_range(ranges: dict[str, list[float]], key: str, value: float) -> Non
     """Widen ``ranges[key]`` = [smallest, largest] to take ``value``."""
     lo, hi = ranges.get(key, [np.inf, -np.inf])
     ranges[key] = [float(min(lo, value)), float(max(hi, value))]
-
-
-def self_check(unc: Uncertainty, fock: np.ndarray, hamiltonian: np.ndarray, overlap: np.ndarray, nocc: int,
-               cal: UncertaintyCalibration, seconds: float = 0.0) -> Uncertainty:
-    """``unc`` with the check of one Fock build: ``fock`` = F[P(H)] (nao, nao) Eh of the predicted
-    ``hamiltonian``'s aufbau density; in the predicted orbitals' basis, D = Cᵀ (F − H) C: the HOMO and LUMO
-    shifts to first order (D_ii), as eigenvalues of F, and the frontier residuals (‖D_:i‖ without D_ii); flagged
-    when the calibration's score (:meth:`~eqchem.model.calibration.UncertaintyCalibration.check_score`, with
-    ``unc.gap_ev``) exceeds its threshold."""
-    from ..orbitals import solve_generalized
-
-    e_h, c_h = solve_generalized(hamiltonian, overlap)
-    e_f = solve_generalized(fock, overlap)[0]
-    frontier = [i for i in (nocc - 1, nocc) if i < len(e_h)]
-    d = c_h.T @ (fock - hamiltonian) @ c_h[:, frontier]  # (nmo, 2) Eh
-    diagonal = d[frontier, range(len(frontier))]
-    first = diagonal * HARTREE_EV
-    off = np.sqrt(np.maximum((d ** 2).sum(axis=0) - diagonal ** 2, 0.0)) * HARTREE_EV
-    eig = (e_f[frontier] - e_h[frontier]) * HARTREE_EV
-    has_lumo = len(frontier) == 2
-    shifts = {"check_homo_first_order_ev": float(first[0]),
-              "check_lumo_first_order_ev": float(first[-1]) if has_lumo else 0.0,
-              "check_homo_shift_ev": float(eig[0]), "check_lumo_shift_ev": float(eig[-1]) if has_lumo else 0.0,
-              "check_homo_residual_ev": float(off[0]), "check_lumo_residual_ev": float(off[-1]) if has_lumo else 0.0}
-    shifts["check_gap_first_order_ev"] = shifts["check_lumo_first_order_ev"] - shifts["check_homo_first_order_ev"]
-    shifts["check_gap_shift_ev"] = shifts["check_lumo_shift_ev"] - shifts["check_homo_shift_ev"]
-    score = cal.check_score("fock", unc.gap_ev, shifts)
-    return replace(unc, flagged=bool(score > cal.check_threshold("fock")), check_by="fock", check_score_ev=score,
-                   check_fock_score_ev=score, **shifts,
-                   residual_uEh=float(np.abs(fock - hamiltonian).mean() * MICRO_HARTREE),
-                   seconds=unc.seconds + seconds)
-
-
-def partner_check(unc: Uncertainty, partner_gap_ev: float, gap_ev: float, cal: UncertaintyCalibration) -> Uncertainty:
-    """``unc`` with the partner model's check: its gap ``partner_gap_ev`` against this prediction's ``gap_ev``
-    (both eV), flagged when the score of their difference (:meth:`~eqchem.model.calibration.
-    UncertaintyCalibration.check_score`) exceeds the calibration's partner threshold; the Fock build's fields
-    (if ``unc`` has them) stay, for evaluations that ask for both."""
-    diff = float(partner_gap_ev - gap_ev)
-    score = cal.check_score("partner", unc.gap_ev, {"check_partner_gap_diff_ev": diff})
-    return replace(unc, flagged=bool(score > cal.check_threshold("partner")), check_by="partner",
-                   check_score_ev=score, check_partner_score_ev=score, check_partner_gap_diff_ev=diff)

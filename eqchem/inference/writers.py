@@ -65,7 +65,9 @@ def _h5_record(r: OrbitalResult) -> dict:
     if r.uncertainty is not None:  # every estimate as an attribute uncertainty_<field> (units in the field name)
         for k, v in r.uncertainty.summary().items():
             if v is not None:
-                rec["attrs"][f"uncertainty_{k}"] = "; ".join(v) if isinstance(v, list) else v
+                if isinstance(v, list):  # the reasons, "; "-joined; numbers (the check's estimates) as an array
+                    v = "; ".join(v) if all(isinstance(x, str) for x in v) else np.asarray(v, dtype=np.float64)
+                rec["attrs"][f"uncertainty_{k}"] = v
     return rec
 
 

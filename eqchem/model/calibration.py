@@ -29,8 +29,16 @@ The estimates (:mod:`eqchem.inference.uncertainty`), per molecule:
   ``valence_tolerance``: a C-C bond stretched by 30 % takes ~0.8 off both carbons' sums though their nearest
   neighbours stay), and no atom or pair leverage beyond ``leverage_limit``
   (the largest on the validation molecules times ``leverage_margin``).
-- ``--check``: one cheap Fock build F from the predicted density. Its score (eV) for ``check_signal =
-  "residuals"`` (calibrations since session 23) is the check's estimate of the gap's error,
+- ``--check``: one cheap Fock build F = F[P(H)] from the predicted density, and the Coulomb potential J of the
+  density change it causes, J[P(F) − P(H)] (density-fitted, no grid: ~1 % of the build). For ``check_signal =
+  "response"`` (calibrations since session 24) the score (eV) is the check's estimate of the gap error beyond its
+  typical value, |g − ``check_center_ev``|: g, the predicted gap minus the gap of X* = F + θλJ, where one step of
+  Anderson mixing between H (residual F − H) and F (residual ≈ λJ: the Coulomb part of F's response to the
+  density, scaled by λ = ``check_coulomb_scale`` for the rest, chiefly the exchange-correlation kernel that takes
+  part of it back) puts the SCF's fixed point (:func:`eqchem.inference.consistency_check.anderson_gap_errors`); λ,
+  of :data:`~eqchem.calibration_metrics.COULOMB_SCALES`, the one whose estimates lie closest to the validation
+  molecules' gap errors, the center their median over the validation molecules whose gap is right. For
+  ``check_signal = "residuals"`` (calibrations of session 23) the score is the check's estimate of the gap's error,
   ``exp(c · x) - RESIDUAL_OFFSET_EV`` (at least 0), c = ``check_coefficients``, x = (1, ln σ_gap, ln r_homo,
   ln r_lumo, ln(|d - check_center_ev| + RESIDUAL_OFFSET_EV)) (:func:`residual_features`): r_i = ‖(F − H) c_i‖
   orthogonal to c_i, the frontier orbitals' residuals in F (eV; Davidson's residual of each predicted orbital in
@@ -50,7 +58,7 @@ The estimates (:mod:`eqchem.inference.uncertainty`), per molecule:
   guess and its Fock step; without the Fock step its gap tells little) and flags the molecule when the two gaps
   differ by more than ``partner_threshold_ev`` (eV) in the same score (d: the gap difference,
   ``partner_center_ev``, ``partner_sigma_weight``). None: the Fock build alone.
-Fits on the validation molecules: the H MAE line and its slopes by least squares in log space; each orbital
+Fits on the validation molecules (the checks' in :mod:`eqchem.inference.calibrate_check`): the H MAE line and its slopes by least squares in log space; each orbital
 scale so that ±σ covers 68 % of the in-domain molecules' HOMO, LUMO or gap errors (a quantile: the errors are
 heavy-tailed, and a root-mean-square scale covered 85-96 % of them), the slopes by the Gaussian likelihood of
 the errors of the molecules beyond the training ranges under those scales; the dipole scale so that ±σ
@@ -66,7 +74,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ..calibration_metrics import RESIDUAL_SCORE_FIELDS, discrepancy_field
+from ..calibration_metrics import COULOMB_SCALES, RESIDUAL_SCORE_FIELDS, RESPONSE_FIELD, discrepancy_field
 
 if TYPE_CHECKING:  # torch is imported only where a posterior is read (model headers stay torch-free)
     from .posterior import ReadoutPosterior
@@ -117,6 +125,7 @@ class UncertaintyCalibration:
     partner_threshold_ev: float = float("inf")  # score of the partner's check beyond which --check flags (eV)
     check_signal: str = "eigenvalues"       # "residuals" or the gap shift the score takes (:data:`FOCK_SIGNALS`)
     check_coefficients: list = field(default_factory=list)  # c of the residual score (module docstring)
+    check_coulomb_scale: float = 0.5        # λ of the response score (module docstring; one of COULOMB_SCALES)
     check_center_ev: float = 0.0            # the Fock build's typical gap shift (eigenvalues' for "residuals")
     check_sigma_weight: float = 0.0         # weight of the gap σ in its score
     partner_center_ev: float = 0.0          # the partner's typical gap difference
@@ -135,11 +144,17 @@ class UncertaintyCalibration:
         partner's) or "fock" (the gap shift of one Fock build)."""
         return self.partner_threshold_ev if source == "partner" else self.check_threshold_ev
 
+    def coulomb_scale_index(self) -> int:
+        """Index in :data:`~eqchem.calibration_metrics.COULOMB_SCALES` of ``check_coulomb_scale`` (the nearest)."""
+        return min(range(len(COULOMB_SCALES)), key=lambda i: abs(COULOMB_SCALES[i] - self.check_coulomb_scale))
+
     def check_score(self, source: str, gap_sigma_ev: float, measured: Mapping[str, Any]) -> float:
         """The score (eV) of a check by ``source`` ("partner", "fock") on a molecule of estimated gap σ
         ``gap_sigma_ev``, from what the check ``measured`` (an :class:`~eqchem.inference.uncertainty.Uncertainty`'s
         fields or an evaluation row): the residual score of the frontier orbitals, or a discrepancy d (the partner's
         gap minus this one; the Fock build's gap shift) as sqrt((weight · σ)² + (d - center)²) (module docstring)."""
+        if source == "fock" and self.check_signal == "response":
+            return abs(float(measured[RESPONSE_FIELD][self.coulomb_scale_index()]) - self.check_center_ev)
         if source == "fock" and self.check_signal == "residuals":
             r_homo, r_lumo, shift = (float(measured[k]) for k in RESIDUAL_SCORE_FIELDS)
             x = residual_features(gap_sigma_ev, r_homo, r_lumo, shift - self.check_center_ev)
@@ -151,6 +166,8 @@ class UncertaintyCalibration:
 
     def measured_by(self, source: str, measured: Mapping[str, Any]) -> bool:
         """Whether ``measured`` (fields or a row) holds what a check by ``source`` scores."""
+        if source == "fock" and self.check_signal == "response":
+            return measured.get(RESPONSE_FIELD) is not None
         if source == "fock" and self.check_signal == "residuals":
             return all(measured.get(k) is not None for k in RESIDUAL_SCORE_FIELDS)
         return measured.get(self.discrepancy_field(source)) is not None
