@@ -55,7 +55,7 @@ RESIDUAL_SCORE_FIELDS = (*RESIDUAL_FIELDS, FOCK_SIGNALS["eigenvalues"])
 COULOMB_SCALES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
 """Scales λ of the check's Coulomb response J[P(F) − P(H)] standing in for the whole response of the Fock matrix
 to the density (the exchange-correlation kernel, negative, takes back part of the Coulomb one): the check estimates
-the gap error at each (:func:`eqchem.inference.uncertainty.anderson_gap_errors`) and a calibration keeps the one
+the gap error at each (:func:`eqchem.inference.consistency_check.anderson_gap_errors`) and a calibration keeps the one
 closest to the validation molecules' errors (``check_coulomb_scale``)."""
 
 RESPONSE_FIELD = "check_gap_error_estimates_ev"

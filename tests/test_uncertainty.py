@@ -753,6 +753,7 @@ def test_the_response_check_scores_its_estimate_at_the_calibrated_scale_and_fits
     assert np.all(scores[~right] > fit["check_threshold_ev"])
     assert fit_response_check([{"gap_error_ev": 0.1, "check_homo_residual_ev": 1.0}] * 20) is None
     assert cal.measured_by("fock", rows[0]) and not cal.measured_by("fock", {"check_homo_residual_ev": 1.0})
+    assert cal.check_score("fock", 1.0, {"check_homo_residual_ev": 1.0}) == 0.0  # no LUMO, no estimate: not flagged
     base = {"leverage_mean": 1e-3, "leverage_max": 1e-2, "uncertainty_homo_ev": 0.1, "uncertainty_lumo_ev": 0.1,
             "uncertainty_gap_ev": 0.14, "n_atoms": 9, "reasons": [], "check_by": "fock",
             "check_gap_error_ev": -9.0}  # as computed under UNIT's scale: rescoring reads the fitted one's

@@ -27,7 +27,7 @@ def coulomb_response(numbers, positions, hamiltonian: np.ndarray, fock: np.ndarr
     """J[P(F) − P(H)] (nao, nao) Eh: the Coulomb potential of the density change from the aufbau density of the
     predicted ``hamiltonian`` to that of its Fock build ``fock`` = F[P(H)] (both (nao, nao) Eh, PySCF AO order).
 
-    The check's second look at the prediction (:func:`eqchem.inference.uncertainty.self_check`): with it, one step
+    The check's second look at the prediction (:func:`eqchem.inference.consistency_check.self_check`): with it, one step
     of Anderson mixing between H and F estimates where the SCF would go, the Coulomb part standing in for the whole
     response of F to the density (the calibration scales it). Density-fitted J only, in the principal-axes frame
     like the Fock build: no grid, no exchange, ~1 % of a Fock build's time.

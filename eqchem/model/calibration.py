@@ -153,8 +153,9 @@ class UncertaintyCalibration:
         ``gap_sigma_ev``, from what the check ``measured`` (an :class:`~eqchem.inference.uncertainty.Uncertainty`'s
         fields or an evaluation row): the residual score of the frontier orbitals, or a discrepancy d (the partner's
         gap minus this one; the Fock build's gap shift) as sqrt((weight · σ)² + (d - center)²) (module docstring)."""
-        if source == "fock" and self.check_signal == "response":
-            return abs(float(measured[RESPONSE_FIELD][self.coulomb_scale_index()]) - self.check_center_ev)
+        if source == "fock" and self.check_signal == "response":  # no estimates (no LUMO, no response): no gap to judge
+            estimates = measured.get(RESPONSE_FIELD)
+            return abs(float(estimates[self.coulomb_scale_index()]) - self.check_center_ev) if estimates else 0.0
         if source == "fock" and self.check_signal == "residuals":
             r_homo, r_lumo, shift = (float(measured[k]) for k in RESIDUAL_SCORE_FIELDS)
             x = residual_features(gap_sigma_ev, r_homo, r_lumo, shift - self.check_center_ev)
