@@ -700,6 +700,10 @@ def test_calibrate_and_evaluate_through_the_cli(tmp_path, run_cli):
     res = json.loads((tmp_path / "m.json").read_text())[0]
     assert res["calibration"]["n_molecules"] == len(keys) == len(res["uncertainty"])
     assert all(r["check_score_ev"] is not None for r in res["uncertainty"])
+    assert "the check's estimate of the gap error: within" in out  # and how close its estimates came
+    rows = res["uncertainty"]
+    assert res["calibration"]["check"]["estimate_mae_ev"] == pytest.approx(
+        np.mean([abs(r["check_gap_error_ev"] - r["gap_error_ev"]) for r in rows]))
 
 
 def test_one_anderson_step_finds_the_fixed_point_of_a_linear_scf_map():
