@@ -33,13 +33,8 @@ def coulomb_response(numbers, positions, hamiltonian: np.ndarray, fock: np.ndarr
     like the Fock build: no grid, no exchange, ~1 % of a Fock build's time.
     ``frame``: the molecule's :class:`~eqchem.dft.frame.CanonicalFrame` when the caller built it already (its KS
     object of ``xc``, and so the fitted integrals, are then shared with the Fock build)."""
-    from ..orbitals import density_from_occupations, occupations, solve_generalized
-
     frame = frame or canonical_mole(numbers, positions, basis)
-    change = 0.0
-    for matrix, sign in ((fock, 1.0), (hamiltonian, -1.0)):
-        e, c = solve_generalized(matrix, overlap)
-        change = change + sign * density_from_occupations(c, occupations(len(e), n_electrons, spin))
+    change = aufbau_density(fock, overlap, n_electrons, spin) - aufbau_density(hamiltonian, overlap, n_electrons, spin)
     d = frame.d
     j = d @ frame.ks(xc).get_j(dm=d.T @ change @ d) @ d.T
     return np.asarray(0.5 * (j + j.T), dtype=np.float64)
@@ -66,11 +61,18 @@ def fock_of_prediction(numbers, positions, hamiltonian: np.ndarray, overlap: np.
                        basis: str, xc: str, frame=None, spin: int = 0) -> np.ndarray:
     """F[P(H)] (nao, nao) Eh: one cheap Fock build (:func:`fock_of_density`) from the aufbau density of the
     predicted ``hamiltonian`` (H C = S C ε, ``n_electrons`` electrons, ``spin`` = 2S singly occupied orbitals)."""
+    return fock_of_density(numbers, positions, aufbau_density(hamiltonian, overlap, n_electrons, spin), basis, xc,
+                           frame)
+
+
+def aufbau_density(matrix: np.ndarray, overlap: np.ndarray, n_electrons: int, spin: int = 0) -> np.ndarray:
+    """The total aufbau density (nao, nao) of a Kohn–Sham ``matrix`` (M C = S C ε, ``n_electrons`` electrons,
+    ``spin`` = 2S singly occupied orbitals); an impossible occupation is the user's one-line error."""
     from ..orbitals import density_from_occupations, occupations, solve_generalized
 
-    e, c = solve_generalized(hamiltonian, overlap)
+    e, c = solve_generalized(matrix, overlap)
     try:
         occ = occupations(len(e), n_electrons, spin)
     except ValueError as exc:
         raise InputError(f"Fock step: {exc}") from None
-    return fock_of_density(numbers, positions, density_from_occupations(c, occ), basis, xc, frame)
+    return density_from_occupations(c, occ)

@@ -319,7 +319,7 @@ def rescored(row: dict, cal: UncertaintyCalibration) -> dict:
     source = row.get("check_by") or "fock"
     checked = {k: row[k] for k in row if k.startswith("check_")}  # estimate() leaves the check out
     if row.get(RESPONSE_FIELD) is not None:  # the estimate at this calibration's Coulomb scale
-        checked["check_gap_error_ev"] = row[RESPONSE_FIELD][cal.coulomb_scale_index()]
+        checked["check_gap_error_ev"] = cal.gap_error_estimate(row)
     score = scores[source]
     return {**row, **estimate_fields(unc), **checked, "check_score_ev": score,
             "check_fock_score_ev": scores["fock"], "check_partner_score_ev": scores["partner"],

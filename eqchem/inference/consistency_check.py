@@ -63,11 +63,12 @@ def self_check(unc: Uncertainty, fock: np.ndarray, hamiltonian: np.ndarray, over
     shifts["check_gap_first_order_ev"] = shifts["check_lumo_first_order_ev"] - shifts["check_homo_first_order_ev"]
     shifts["check_gap_shift_ev"] = shifts["check_lumo_shift_ev"] - shifts["check_homo_shift_ev"]
     if coulomb is not None and has_lumo:
-        e_r = solve_generalized(reported, overlap)[0] if reported is not None else e_h
+        # the fast mode reports H itself: its orbital energies are at hand
+        e_r = e_h if reported is None or reported is hamiltonian else solve_generalized(reported, overlap)[0]
         estimates = anderson_gap_errors(e_h, c_h.T @ fock @ c_h, c_h.T @ coulomb @ c_h, nocc, COULOMB_SCALES,
                                         float(e_r[nocc] - e_r[nocc - 1]))
         shifts["check_gap_error_estimates_ev"] = [v * HARTREE_EV for v in estimates]
-        shifts["check_gap_error_ev"] = shifts["check_gap_error_estimates_ev"][cal.coulomb_scale_index()]
+        shifts["check_gap_error_ev"] = cal.gap_error_estimate(shifts)
     score = cal.check_score("fock", unc.gap_ev, shifts)
     return replace(unc, flagged=bool(score > cal.check_threshold("fock")), check_by="fock", check_score_ev=score,
                    check_fock_score_ev=score, **shifts,

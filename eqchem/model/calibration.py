@@ -144,18 +144,25 @@ class UncertaintyCalibration:
         partner's) or "fock" (the gap shift of one Fock build)."""
         return self.partner_threshold_ev if source == "partner" else self.check_threshold_ev
 
-    def coulomb_scale_index(self) -> int:
-        """Index in :data:`~eqchem.calibration_metrics.COULOMB_SCALES` of ``check_coulomb_scale`` (the nearest)."""
-        return min(range(len(COULOMB_SCALES)), key=lambda i: abs(COULOMB_SCALES[i] - self.check_coulomb_scale))
+    def gap_error_estimate(self, measured: Mapping[str, Any]) -> float | None:
+        """The check's estimate of the gap error (eV) at this calibration's Coulomb scale (the nearest of
+        :data:`~eqchem.calibration_metrics.COULOMB_SCALES` to ``check_coulomb_scale``), from ``measured``'s estimates
+        at every scale (:data:`~eqchem.calibration_metrics.RESPONSE_FIELD`); None without them."""
+        estimates = measured.get(RESPONSE_FIELD)
+        if not estimates:
+            return None
+        i = min(range(len(COULOMB_SCALES)), key=lambda k: abs(COULOMB_SCALES[k] - self.check_coulomb_scale))
+        return float(estimates[i])
 
     def check_score(self, source: str, gap_sigma_ev: float, measured: Mapping[str, Any]) -> float:
         """The score (eV) of a check by ``source`` ("partner", "fock") on a molecule of estimated gap σ
         ``gap_sigma_ev``, from what the check ``measured`` (an :class:`~eqchem.inference.uncertainty.Uncertainty`'s
-        fields or an evaluation row): the residual score of the frontier orbitals, or a discrepancy d (the partner's
-        gap minus this one; the Fock build's gap shift) as sqrt((weight · σ)² + (d - center)²) (module docstring)."""
+        fields or an evaluation row): the check's estimate of the gap error beyond its center (0 without one), the
+        residual score of the frontier orbitals, or a discrepancy d (the partner's gap minus this one; the Fock
+        build's gap shift) as sqrt((weight · σ)² + (d - center)²) (module docstring)."""
         if source == "fock" and self.check_signal == "response":  # no estimates (no LUMO, no response): no gap to judge
-            estimates = measured.get(RESPONSE_FIELD)
-            return abs(float(estimates[self.coulomb_scale_index()]) - self.check_center_ev) if estimates else 0.0
+            estimate = self.gap_error_estimate(measured)
+            return abs(estimate - self.check_center_ev) if estimate is not None else 0.0
         if source == "fock" and self.check_signal == "residuals":
             r_homo, r_lumo, shift = (float(measured[k]) for k in RESIDUAL_SCORE_FIELDS)
             x = residual_features(gap_sigma_ev, r_homo, r_lumo, shift - self.check_center_ev)
