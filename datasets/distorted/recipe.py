@@ -100,9 +100,11 @@ def split_of(key: str) -> str:
     return qm9.split_of_key(key)
 
 
-def write_xyz(split: str, count: int, out: Path, skip: list[str]) -> int:
+def write_xyz(split: str, count: int, out: Path, skip: list[str], round_: int = 0) -> int:
     """Extxyz of the first ``count`` molecules of ``split`` in selection order, each distorted (module
-    docstring), minus keys already in ``skip`` files."""
+    docstring), minus keys already in ``skip`` files. Round r > 0 gives each molecule the distortion r places
+    after round 0's in :data:`DISTORTIONS` and draws its bond with the seed (QM9 index, r): new geometries of the
+    same molecules once a split's molecules are used up."""
     from eqchem.io.elements import symbol
 
     sel = [r for r in qm9.read_selection() if r["split"] == split][:count]
@@ -113,8 +115,10 @@ def write_xyz(split: str, count: int, out: Path, skip: list[str]) -> int:
         idx = int(r["qm9_index"])
         rec = recs[idx]
         numbers = np.asarray(rec["numbers"])
-        for kind, factor in DISTORTIONS[n % len(DISTORTIONS):] + DISTORTIONS[:n % len(DISTORTIONS)]:
-            got = distort(numbers, rec["positions"], kind, factor, np.random.default_rng(idx))
+        first = (n + round_) % len(DISTORTIONS)
+        for kind, factor in DISTORTIONS[first:] + DISTORTIONS[:first]:
+            got = distort(numbers, rec["positions"], kind, factor,
+                          np.random.default_rng([idx, round_] if round_ else idx))
             if got is not None:
                 break
         key = key_of(idx, kind, factor)
@@ -154,6 +158,8 @@ def main() -> None:
     x.add_argument("--count", type=int, default=30)
     x.add_argument("--out", type=Path, required=True)
     x.add_argument("--skip", nargs="*", default=[], help="HDF5 files whose keys are done")
+    x.add_argument("--round", type=int, default=0, dest="round_",
+                   help="0: each molecule's first distortion; r > 0: the one r places after it (new geometries)")
     sp = sub.add_parser("split", help="train/val/test key lists (JSON) of distorted data")
     sp.add_argument("data", nargs="+")
     sp.add_argument("--out", type=Path, required=True)
@@ -161,7 +167,7 @@ def main() -> None:
     if a.cmd == "split":
         write_split(a.data, a.out)
     else:
-        write_xyz(a.split, a.count, a.out, a.skip)
+        write_xyz(a.split, a.count, a.out, a.skip, a.round_)
 
 
 if __name__ == "__main__":

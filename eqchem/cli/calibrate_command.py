@@ -14,7 +14,8 @@ from .common import ProgressReporter, console, user_errors
 @user_errors
 def calibrate(
     model: str = typer.Argument(..., help="Model file (or fast / accurate) to calibrate."),
-    data: List[Path] = typer.Argument(..., help="Reference HDF5 files holding its training and validation molecules."),
+    data: Optional[List[Path]] = typer.Argument(None, help="Reference HDF5 files holding its training and "
+                                                "validation molecules (not with --refit)."),
     out: Path = typer.Option(..., "--out", "-o", help="The calibrated model file to write."),
     split_file: Optional[List[Path]] = typer.Option(None, "--split-file", help="JSON split (train/val/test key "
                                                     "lists), repeatable: their 'val' keys calibrate besides the "
@@ -30,11 +31,13 @@ def calibrate(
                                                           "those whose labels are not in DATA (geometries suffice)."),
     domain_only: bool = typer.Option(False, "--domain-only", help="Only recompute the training-domain ranges "
                                      "(sizes, nearest neighbours per element pair) of a calibrated model."),
+    refit: Optional[Path] = typer.Option(None, "--refit", help="Fit the calibrated model's scalars again on the "
+                                         "validation rows of a --report it wrote (no DATA, no prediction; its "
+                                         "posterior and domain ranges kept)."),
 ):
     """Error estimates for every prediction: the readouts' posterior from the model's training molecules found in
     DATA, calibrated on validation molecules (the model's validation keys, plus --split-file's), never on test
     or training molecules."""
-    from ..calibration_metrics import calibration_lines, calibration_report
     from ..data.reader import H5Dataset
     from ..data.split_file import read_split
     from ..errors import InputError
@@ -47,6 +50,12 @@ def calibrate(
     if check_partner is not None and check_partner not in SHIPPED_MODELS:
         raise InputError(f"--check-partner {check_partner}: not a shipped model (one of {', '.join(SHIPPED_MODELS)})")
     m = load_model(model)
+    if refit is not None:
+        _refit(m, refit, out, report)
+        return
+    if not data:
+        raise InputError("no DATA: give the reference HDF5 files holding the model's training and validation "
+                         "molecules (or --refit REPORT.json)")
     structures = _structures_by_key(train_structures or [])
     if domain_only:
         from ..inference.calibrate import refresh_domain
@@ -66,6 +75,27 @@ def calibrate(
     with ProgressReporter("calibrate", n) as bar:
         calibrated, rows = run_calibrate(m, datasets, val, on_molecule=lambda k: bar.advance(k),
                                           check_partner=check_partner, structures=structures)
+    _write(calibrated, rows, out, report)
+
+
+def _refit(m, source: Path, out: Path, report: Optional[Path]) -> None:
+    """--refit: the scalars fitted again on a report's validation rows."""
+    import json
+
+    from ..errors import InputError
+    from ..inference.calibrate import refit
+
+    try:
+        rows = json.loads(source.read_text())[0]["molecules"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+        raise InputError(f"--refit {source}: not a report of eqchem calibrate --report ({e})") from None
+    _write(*refit(m, rows), out, report)
+
+
+def _write(calibrated, rows: list, out: Path, report: Optional[Path]) -> None:
+    """Save the calibrated model, print the validation rows' calibration metrics, write the report."""
+    from ..calibration_metrics import calibration_lines, calibration_report
+
     cal = calibrated.uncertainty.calibration
     path = calibrated.save(out)
     console.print(f"wrote {path}: posterior of {calibrated.uncertainty.posterior.n_molecules} training molecules, "

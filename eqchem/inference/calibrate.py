@@ -18,10 +18,11 @@ from ..io.elements import heavy_atoms
 from ..model.calibration import ModelUncertainty, UncertaintyCalibration
 from ..model.posterior import GramAccumulator, ReadoutPosterior
 from .calibrate_check import fit_check, fit_residual_check, fit_response_check
+from .calibrate_orbitals import COVERAGE, excesses, fit_orbitals, inside_rows, raw_sigmas
 from .evaluate import check_level_of_theory, estimate_fields, uncertainty_row
 from .model_file import EqchemModel
 from .pipeline import PredictionPipeline
-from .uncertainty import RawStatistics, estimate, nearest_neighbour_ranges, valence_ranges
+from .uncertainty import LEVERAGE_REASON, RawStatistics, estimate, nearest_neighbour_ranges, valence_ranges
 
 MIN_VALIDATION = 5
 """Fewest validation molecules a calibration takes."""
@@ -82,11 +83,6 @@ def validation_rows(model: EqchemModel, datasets: Sequence[H5Dataset], keys: Seq
     return rows
 
 
-def _excesses(rows: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """(size, geometry) excess of each row (0 where a row lacks them)."""
-    return tuple(np.array([r.get(k, 0.0) for r in rows], dtype=float) for k in ("size_excess", "geometry_excess"))
-
-
 def _fit_h_mae(rows: Sequence[dict]) -> tuple[float, float, float, float]:
     """(log scale, log slope, size slope, geometry slope) of the H MAE estimate: least squares of
     log(actual) - log(exp(a) L^b (1 + k_s s + k_g g)) over ``rows``, k ≥ 0; the line alone where no row lies
@@ -95,7 +91,7 @@ def _fit_h_mae(rows: Sequence[dict]) -> tuple[float, float, float, float]:
 
     x = np.log([r["leverage_mean"] for r in rows])
     y = np.log([r["h_mae_uEh"] for r in rows])
-    es, eg = _excesses(rows)
+    es, eg = excesses(rows)
     inside = (es == 0) & (eg == 0)
     base = inside if inside.sum() >= 3 else np.ones_like(inside)
     if base.sum() >= 3 and np.ptp(x[base]) > 0:
@@ -112,78 +108,29 @@ def _fit_h_mae(rows: Sequence[dict]) -> tuple[float, float, float, float]:
     return float(p[0]), float(p[1]), float(p[2]) * bool(es.any()), float(p[3]) * bool(eg.any())
 
 
-COVERAGE = 0.6827
-"""Fraction of the in-domain validation molecules whose HOMO, LUMO and gap errors the fitted 1σ covers (a normal
-distribution's within ±1σ)."""
-MIN_INSIDE = 10
-"""Fewest in-domain validation molecules that set the orbital scales on their own (else all molecules do)."""
-
-
-def _inside(rows: Sequence[dict]) -> np.ndarray:
-    """(len(rows),) bool: the in-domain rows (their ``in_domain``, else no size or geometry excess) that set the
-    scales of the estimates; every row where fewer than :data:`MIN_INSIDE` are."""
-    es, eg = _excesses(rows)
-    inside = np.array([bool(r.get("in_domain", a == 0 and b == 0)) for r, a, b in zip(rows, es, eg)])
-    return inside if inside.sum() >= MIN_INSIDE else np.ones(len(rows), dtype=bool)
-
-
-def _fit_orbitals(rows: Sequence[dict]) -> tuple[dict, float, float]:
-    """({homo, lumo, gap: scale}, size slope, geometry slope) of σ = scale · raw σ · (1 + k_s s + k_g g), k ≥ 0:
-    each scale makes ±σ cover :data:`COVERAGE` of the errors of the in-domain ``rows`` (their ``in_domain``;
-    all rows where fewer than :data:`MIN_INSIDE` are), the quantile of |error| / (raw σ · growth); the slopes
-    maximize the Gaussian likelihood of the errors of the rows beyond the training ranges (s or g > 0) under
-    those scales. A quantile, not the root mean square of error / σ: errors are heavy-tailed (a few molecules off
-    by much more than most), and the RMS scale of session 21 covered 85 % of the in-domain validation molecules'
-    HOMO errors and 92 % of the QM9 test molecules'."""
-    from scipy.optimize import minimize
-
-    names = ("homo", "lumo", "gap")
-    err = np.abs(np.array([[r[f"{q}_error_ev"] for q in names] for r in rows], dtype=float))
-    raw = np.array([[r[f"uncertainty_{q}_ev"] for q in names] for r in rows], dtype=float)
-    ok = raw > 1e-30
-    es, eg = _excesses(rows)
-    beyond = (es > 0) | (eg > 0)
-    inside = _inside(rows)
-
-    def scales(grow: np.ndarray) -> np.ndarray:
-        z = err / np.where(ok, raw, 1.0) / grow[:, None]
-        return np.array([np.quantile(z[inside & ok[:, j], j], COVERAGE) if (inside & ok[:, j]).any() else 1.0
-                         for j in range(len(names))])
-
-    def nll(k: np.ndarray) -> float:  # the Gaussian likelihood of the rows beyond, scales set by the rows inside
-        grow = 1.0 + k[0] * es + k[1] * eg
-        sigma = np.maximum(scales(grow)[None, :] * raw * grow[:, None], 1e-30)
-        use = ok & beyond[:, None]
-        return float(np.sum(np.where(use, np.log(sigma) + 0.5 * (err / sigma) ** 2, 0.0)))
-
-    k = np.zeros(2)
-    if beyond.any():
-        k = minimize(nll, k, method="L-BFGS-B", bounds=[(0, None), (0, None)]).x
-    k = k * [bool(es.any()), bool(eg.any())]  # a slope without a molecule to show it stays 0
-    s = scales(1.0 + k[0] * es + k[1] * eg)
-    return {q: float(v) for q, v in zip(names, s)}, float(k[0]), float(k[1])
-
-
 def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequence[str],
                     check_floor_ev: float = 0.1, false_alarm: float = 0.05, wrong_gap_ev: float = 0.3,
                     domain: dict | None = None, check_partner: str | None = None) -> UncertaintyCalibration:
     """The scalars of :class:`UncertaintyCalibration` from validation ``rows`` computed under :data:`UNIT`
-    (each with its ``size_excess`` and ``geometry_excess``): the H MAE line and its growth beyond the training
-    ranges (:func:`_fit_h_mae`); the orbital scales and their growth (:func:`_fit_orbitals`); for the dipole
-    the scale whose ±σ covers :data:`COVERAGE` of the in-domain rows' errors (:func:`_inside`); the largest
-    leverage of the validation molecules within the training ranges times the margin; the floor of
-    out-of-domain estimates (:func:`out_of_domain_floor`); each check's score and threshold, with the gap σ of
+    (rows rescored under a calibration carry their orbitals' leverages and give the same fit, unless its leverage
+    limit called more of them out of domain: :func:`rescored`), each with its ``size_excess`` and
+    ``geometry_excess``: the H MAE line and its growth beyond the training
+    ranges (:func:`_fit_h_mae`); the orbital scales, their growth and floor factors
+    (:func:`~eqchem.inference.calibrate_orbitals.fit_orbitals`); for the dipole the scale whose ±σ covers
+    :data:`~eqchem.inference.calibrate_orbitals.COVERAGE` of the in-domain rows' errors; the largest
+    leverage of the validation molecules within the training ranges times the margin; the H MAE's and dipole's
+    floor of out-of-domain estimates (:func:`out_of_domain_floor`); each check's score and threshold, with the gap σ of
     this calibration (:mod:`eqchem.inference.calibrate_check`): the Fock build's estimate of the gap error
     (:func:`fit_response_check`; rows without it: the frontier residuals, the gap shift and the σ,
     :func:`fit_residual_check`; rows without the residuals: the gap shift and the σ, :func:`fit_check`), the gap
     difference to ``check_partner``'s prediction where the rows have it (:func:`fit_check`); about one right gap
     (error ≤ ``wrong_gap_ev``) in twenty flagged."""
     intercept, slope, h_size, h_geometry = _fit_h_mae(rows)
-    orbital, o_size, o_geometry = _fit_orbitals(rows)
-    es, eg = _excesses(rows)
+    orbital, orbital_slopes, orbital_floors, floor_factors = fit_orbitals(rows)
+    es, eg = excesses(rows)
     lev = np.array([r["leverage_mean"] for r in rows])
     h_est = np.exp(intercept) * lev ** slope * (1 + h_size * es + h_geometry * eg)
-    dip = [abs(r["dipole_error_debye"]) / (h * np.sqrt(r["n_atoms"])) for r, h, i in zip(rows, h_est, _inside(rows))
+    dip = [abs(r["dipole_error_debye"]) / (h * np.sqrt(r["n_atoms"])) for r, h, i in zip(rows, h_est, inside_rows(rows))
            if r.get("dipole_error_debye") is not None and i]
     dipole_scale = float(np.quantile(dip, COVERAGE)) if dip else float("nan")
     inside = [r["leverage_max"] for r, a, b in zip(rows, es, eg) if a == 0 and b == 0] or \
@@ -196,9 +143,11 @@ def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequenc
         leverage_limit=float(max(inside) * margin),
         check_threshold_ev=float("inf"), check_partner=check_partner,
         nearest_neighbour=nearest_neighbour, h_mae_size_slope=h_size, h_mae_geometry_slope=h_geometry,
-        orbital_size_slope=o_size, orbital_geometry_slope=o_geometry,
+        orbital_slopes={f"{q}_ev": k for q, k in orbital_slopes.items()},
         n_beyond=int(np.sum((es > 0) | (eg > 0))), n_molecules=len(rows), keys=sorted(keys), **(domain or {}))
-    cal = replace(cal, out_of_domain_floor=out_of_domain_floor(rows, cal))
+    cal = replace(cal, out_of_domain_floor={**out_of_domain_floor(rows, cal),
+                                            **{f"{q}_ev": v for q, v in orbital_floors.items()}},
+                  floor_factors={f"{q}_ev": v for q, v in floor_factors.items()})
     gap_sigma = [estimate(_raw(r), cal, r.get("reasons", [])).gap_ev for r in rows]
     checks = (fit_response_check(rows, check_floor_ev, false_alarm, wrong_gap_ev)
               or fit_residual_check(rows, gap_sigma, check_floor_ev, false_alarm, wrong_gap_ev)
@@ -209,20 +158,21 @@ def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequenc
 
 
 def _raw(row: dict) -> RawStatistics:
-    """The raw statistics of a validation row computed under :data:`UNIT`."""
-    return RawStatistics(row["leverage_mean"], row["leverage_max"], row["uncertainty_homo_ev"] ** 2,
-                         row["uncertainty_lumo_ev"] ** 2, row["n_atoms"], row.get("size_excess", 0.0),
-                         row.get("geometry_excess", 0.0))
+    """The raw statistics of a validation row (computed under :data:`UNIT`, or carrying its orbitals' leverages:
+    :func:`~eqchem.inference.calibrate_orbitals.raw_sigmas`)."""
+    homo, lumo, _ = raw_sigmas(row)
+    return RawStatistics(row["leverage_mean"], row["leverage_max"], homo ** 2, lumo ** 2, row["n_atoms"],
+                         row.get("size_excess", 0.0), row.get("geometry_excess", 0.0))
 
 
 def out_of_domain_floor(rows: Sequence[dict], cal: UncertaintyCalibration) -> dict:
-    """{quantity: mean estimate under ``cal``} over the in-domain ``rows`` (raw, under :data:`UNIT`; all rows
-    where none is in domain): the least an out-of-domain prediction's estimate may be
-    (:mod:`eqchem.model.calibration`)."""
+    """{"h_mae_uEh", "dipole_debye": mean estimate under ``cal``} over the in-domain ``rows`` (all rows where
+    none is in domain): the least an out-of-domain prediction's estimate may be (:mod:`eqchem.model.calibration`;
+    the orbital energies' floors are fitted with their growth:
+    :func:`~eqchem.inference.calibrate_orbitals.fit_orbitals`)."""
     inside = [r for r in rows if r.get("in_domain", True)] or list(rows)
     est = [estimate(_raw(r), cal, []) for r in inside]
-    return {q: float(np.mean([getattr(u, q) for u in est]))
-            for q in ("h_mae_uEh", "homo_ev", "lumo_ev", "gap_ev", "dipole_debye")}
+    return {q: float(np.mean([getattr(u, q) for u in est])) for q in ("h_mae_uEh", "dipole_debye")}
 
 
 def read_molecules(found: Sequence[tuple[H5Dataset, str]]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -308,6 +258,33 @@ def calibrate(model: EqchemModel, datasets: Sequence[H5Dataset], validation_keys
     cal = fit_calibration(raw_rows, nn, val, domain=domain, check_partner=check_partner)
     calibrated = model.with_uncertainty(ModelUncertainty(posterior, cal))
     return calibrated, [rescored(r, cal) for r in raw_rows]
+
+
+def unit_row(row: dict) -> dict:
+    """A validation row rescored under a calibration (:func:`rescored`, a report's ``molecules``) as it was under
+    :data:`UNIT`: without the calibration's leverage reason (UNIT's limit is infinite), in domain where no other
+    reason remains (its raw statistics it carries: :func:`_raw`)."""
+    reasons = [x for x in row.get("reasons", []) if not x.startswith(LEVERAGE_REASON)]
+    return {**row, "reasons": reasons, "in_domain": not reasons}
+
+
+def refit(model: EqchemModel, rows: Sequence[dict]) -> tuple[EqchemModel, list[dict]]:
+    """``model`` (calibrated) with its scalars fitted again on ``rows``, the validation rows of a calibration
+    report of it (``eqchem calibrate --report``: predictions, errors and checks as they were, no prediction made
+    again), and those rows under the new calibration; its posterior, training-domain ranges and check partner
+    kept. Rows from before session 25 (without their orbitals' leverages) are refused."""
+    if model.uncertainty is None:
+        raise InputError("the model carries no error estimates to refit: run eqchem calibrate on it first")
+    if any(r.get("leverage_homo") is None for r in rows):
+        raise InputError("the report's rows lack their orbitals' leverages (written before session 25): "
+                         "calibrate again from the data instead")
+    old = model.uncertainty.calibration
+    raw = [unit_row(r) for r in rows]
+    domain = {"atoms_range": old.atoms_range, "heavy_atoms_range": old.heavy_atoms_range,
+              "valence_ranges": old.valence_ranges}
+    cal = fit_calibration(raw, old.nearest_neighbour, [r["key"] for r in raw], domain=domain,
+                          check_partner=old.check_partner)
+    return model.with_uncertainty(replace(model.uncertainty, calibration=cal)), [rescored(r, cal) for r in raw]
 
 
 def rescored(row: dict, cal: UncertaintyCalibration) -> dict:

@@ -19,6 +19,11 @@ from ..io.elements import heavy_atoms, symbol
 from ..model.calibration import UncertaintyCalibration
 
 
+LEVERAGE_REASON = "readout leverage"
+"""How the reason that a molecule's leverage lies beyond the calibration's limit begins (a calibration's own
+reason: the unit calibration has none, :func:`eqchem.inference.calibrate.unit_row`)."""
+
+
 @dataclass(frozen=True)
 class RawStatistics:
     """Uncalibrated inputs of the estimates of one molecule (dimensionless leverages)."""
@@ -42,6 +47,9 @@ class Uncertainty:
         dipole_debye: estimated 1σ error of |μ|, Debye.
         in_domain: False when the molecule lies outside the training data (``reasons`` say how).
         leverage_mean, leverage_max: the raw readout leverages behind the estimates (dimensionless).
+        leverage_homo, leverage_lumo: the HOMO's and LUMO's, v_i = Σ_blocks h_ab w_a,i w_b,i
+            (:mod:`eqchem.model.calibration`; dimensionless): with the leverages and excesses, all a calibration
+            needs to give this molecule its estimates again (:func:`eqchem.inference.calibrate.rescored`).
         size_excess, geometry_excess: how far beyond the training molecules it lies (log of the ratio to the
             training range's nearest end; 0 within): its atom or heavy-atom count; its farthest-out nearest-
             neighbour distance or bond-valence sum (:class:`Domain`); the estimates grow with them as
@@ -83,6 +91,8 @@ class Uncertainty:
     reasons: list = field(default_factory=list)
     leverage_mean: float = 0.0
     leverage_max: float = 0.0
+    leverage_homo: float = 0.0
+    leverage_lumo: float = 0.0
     size_excess: float = 0.0
     geometry_excess: float = 0.0
     flagged: bool | None = None
@@ -133,26 +143,30 @@ def raw_statistics(atom_leverage: np.ndarray, pair_leverage: np.ndarray, pairs: 
 
 def estimate(raw: RawStatistics, cal: UncertaintyCalibration, reasons: list[str]) -> Uncertainty:
     """Calibrated 1σ errors from ``raw`` (:mod:`eqchem.model.calibration`); ``reasons`` why it is out of domain."""
-    grow_h, grow_orbital = cal.growth(raw.size_excess, raw.geometry_excess)
-    h_mae = grow_h * float(np.exp(cal.h_mae_log_scale) * max(raw.leverage_mean, 1e-30) ** cal.h_mae_log_slope)
+    def grow(q: str) -> float:
+        return cal.growth(q, raw.size_excess, raw.geometry_excess)
+
+    h_mae = grow("h_mae_uEh") * float(np.exp(cal.h_mae_log_scale) * max(raw.leverage_mean, 1e-30) ** cal.h_mae_log_slope)
     reasons = list(reasons)
     if raw.leverage_max > cal.leverage_limit:
-        reasons.append(f"readout leverage {raw.leverage_max:.3g} beyond the validation molecules' "
+        reasons.append(f"{LEVERAGE_REASON} {raw.leverage_max:.3g} beyond the validation molecules' "
                        f"{cal.leverage_limit / cal.leverage_margin:.3g} (x{cal.leverage_margin:g}): an environment "
                        f"unlike any training molecule's")
     sigma = {"h_mae_uEh": h_mae,
-             "homo_ev": float(grow_orbital * cal.homo_scale * np.sqrt(raw.v_homo)),
-             "lumo_ev": float(grow_orbital * cal.lumo_scale * np.sqrt(raw.v_lumo)),
-             "gap_ev": float(grow_orbital * cal.gap_scale * np.sqrt(raw.v_homo + raw.v_lumo)),
+             "homo_ev": float(grow("homo_ev") * cal.homo_scale * np.sqrt(raw.v_homo)),
+             "lumo_ev": float(grow("lumo_ev") * cal.lumo_scale * np.sqrt(raw.v_lumo)),
+             "gap_ev": float(grow("gap_ev") * cal.gap_scale * np.sqrt(raw.v_homo + raw.v_lumo)),
              "dipole_debye": float(cal.dipole_scale * h_mae * np.sqrt(raw.n_atoms))}
     if reasons:  # beyond the training molecules: no better than a typical one inside (model.calibration)
-        grow = 1.0 + max(raw.size_excess, raw.geometry_excess)
-        sigma = {q: max(v, grow * float(cal.out_of_domain_floor.get(q, 0.0))) for q, v in sigma.items()}
+        beyond = 1.0 + max(raw.size_excess, raw.geometry_excess)
+        factors = cal.floor_factors if raw.size_excess == 0 else {}
+        sigma = {q: max(v, beyond * factors.get(q, 1.0) * float(cal.out_of_domain_floor.get(q, 0.0)))
+                 for q, v in sigma.items()}
     return Uncertainty(
         **sigma,
         in_domain=not reasons, reasons=reasons,
         leverage_mean=raw.leverage_mean, leverage_max=raw.leverage_max,
-        size_excess=raw.size_excess, geometry_excess=raw.geometry_excess)
+        leverage_homo=raw.v_homo, leverage_lumo=raw.v_lumo, size_excess=raw.size_excess, geometry_excess=raw.geometry_excess)
 
 
 def _nearest(numbers: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

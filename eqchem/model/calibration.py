@@ -10,17 +10,21 @@ The estimates (:mod:`eqchem.inference.uncertainty`), per molecule:
   theory, δε_i = c_iᵀ δH c_i, with block errors of variance ∝ leverage; gap: the same with v_homo + v_lumo.
 - dipole |μ| (Debye): ``dipole_scale · H MAE estimate (µEh) · sqrt(atoms)``.
 - beyond the training molecules, each estimate grows: the H MAE (and so the dipole) by
-  ``1 + h_mae_size_slope · s + h_mae_geometry_slope · g``, the orbital energies by ``1 + orbital_size_slope · s
-  + orbital_geometry_slope · g``; s and g: how far the molecule's atom counts and its farthest-out
+  ``1 + h_mae_size_slope · s + h_mae_geometry_slope · g``, the HOMO, LUMO and gap each by its own
+  ``1 + k_s · s + k_g · g`` (``orbital_slopes``; files before session 25: one pair ``orbital_size_slope``,
+  ``orbital_geometry_slope`` for all three); s and g: how far the molecule's atom counts and its farthest-out
   nearest-neighbour distance or bond-valence sum lie beyond the training ranges, as the log of the ratio to
   the range's nearest end (0 within them;
   :class:`eqchem.inference.uncertainty.Domain`). The slopes (≥ 0) are fitted jointly with the scales on
   validation molecules that include ones beyond the ranges (``n_beyond``: stretched bonds, larger molecules);
   without such molecules they stay 0.
-- out of domain (any reason below), no estimate falls under ``out_of_domain_floor`` (the mean estimate of the
-  in-domain validation molecules, per quantity) times ``1 + max(s, g)``: beyond the training molecules the
-  fitted growth is an extrapolation from few validation molecules (on session 18's drug-sized test molecules
-  it left the gap's 1σ covering 58 %), so the estimate promises no better than a typical molecule inside.
+- out of domain (any reason below), no estimate falls under ``out_of_domain_floor`` times ``1 + max(s, g)``:
+  beyond the training molecules the fitted growth is an extrapolation from few validation molecules (on session
+  18's drug-sized test molecules it left the gap's 1σ covering 58 %), so the estimate promises no better than a
+  typical molecule inside: per quantity, the mean estimate of the in-domain validation molecules; for the HOMO,
+  LUMO and gap of a molecule within the training sizes (out of domain by its geometry or leverage) times a factor
+  α (0–1, ``floor_factors``) fitted with their slopes (since session 25; before, and beyond the sizes, α = 1:
+  with α fitted for all, the drug-sized test molecules' gap σ covered 38–42 % of their errors).
 - in domain: atom count, heavy-atom count (``atoms_range``, ``heavy_atoms_range``: those of the training
   molecules the posterior was summed over), each atom's nearest-neighbour distance within the training
   molecules' ranges (``nearest_neighbour``, Å, per pair of elements, widened by ``distance_tolerance``), each
@@ -60,8 +64,10 @@ The estimates (:mod:`eqchem.inference.uncertainty`), per molecule:
   ``partner_center_ev``, ``partner_sigma_weight``). None: the Fock build alone.
 Fits on the validation molecules (the checks' in :mod:`eqchem.inference.calibrate_check`): the H MAE line and its slopes by least squares in log space; each orbital
 scale so that ±σ covers 68 % of the in-domain molecules' HOMO, LUMO or gap errors (a quantile: the errors are
-heavy-tailed, and a root-mean-square scale covered 85-96 % of them), the slopes by the Gaussian likelihood of
-the errors of the molecules beyond the training ranges under those scales; the dipole scale so that ±σ
+heavy-tailed, and a root-mean-square scale covered 85-96 % of them), its slopes and floor factor so that ±σ
+covers 68 % of the errors of the molecules beyond the training ranges too (the quantile loss:
+:mod:`eqchem.inference.calibrate_orbitals`; files before session 25: shared slopes by the Gaussian likelihood,
+which over-covered heavy-tailed errors); the dipole scale so that ±σ
 covers 68 % of the in-domain molecules' errors; the Fock build's coefficients by least squares (above); a
 shift score's center, the median d over the validation molecules whose gap is right (error ≤ 0.3 eV), its σ
 weight, the one of :data:`CHECK_SIGMA_WEIGHTS` whose score best separates
@@ -117,10 +123,12 @@ class UncertaintyCalibration:
     leverage_margin: float = 3.0
     h_mae_size_slope: float = 0.0           # growth per unit of size excess (module docstring)
     h_mae_geometry_slope: float = 0.0
-    orbital_size_slope: float = 0.0
+    orbital_size_slope: float = 0.0         # files before session 25: one growth for HOMO, LUMO and gap
     orbital_geometry_slope: float = 0.0
+    orbital_slopes: dict = field(default_factory=dict)  # {"homo_ev": [size, geometry], "lumo_ev": ..., "gap_ev": ...}
     n_beyond: int = 0                       # validation molecules beyond the training ranges the slopes saw
     out_of_domain_floor: dict = field(default_factory=dict)  # {"h_mae_uEh": ..., "gap_ev": ...}: see above
+    floor_factors: dict = field(default_factory=dict)  # {"homo_ev": α, ...}: within the size range (see above)
     check_partner: str | None = None        # shipped model whose gap is the check's second opinion
     partner_threshold_ev: float = float("inf")  # score of the partner's check beyond which --check flags (eV)
     check_signal: str = "eigenvalues"       # "residuals" or the gap shift the score takes (:data:`FOCK_SIGNALS`)
@@ -180,11 +188,16 @@ class UncertaintyCalibration:
             return all(measured.get(k) is not None for k in RESIDUAL_SCORE_FIELDS)
         return measured.get(self.discrepancy_field(source)) is not None
 
-    def growth(self, size_excess: float, geometry_excess: float) -> tuple[float, float]:
-        """Factors (H MAE, orbital energies) ≥ 1 of a molecule ``size_excess`` and ``geometry_excess`` beyond
-        the training ranges."""
-        return (1.0 + self.h_mae_size_slope * size_excess + self.h_mae_geometry_slope * geometry_excess,
-                1.0 + self.orbital_size_slope * size_excess + self.orbital_geometry_slope * geometry_excess)
+    def growth(self, quantity: str, size_excess: float, geometry_excess: float) -> float:
+        """Factor ≥ 1 of the estimate of ``quantity`` ("h_mae_uEh", "homo_ev", "lumo_ev", "gap_ev") of a molecule
+        ``size_excess`` and ``geometry_excess`` beyond the training ranges (the orbital energies' own slopes, or
+        in files before session 25 one pair for all three)."""
+        if quantity == "h_mae_uEh":
+            k_size, k_geometry = self.h_mae_size_slope, self.h_mae_geometry_slope
+        else:
+            k_size, k_geometry = self.orbital_slopes.get(quantity, (self.orbital_size_slope,
+                                                                    self.orbital_geometry_slope))
+        return 1.0 + k_size * size_excess + k_geometry * geometry_excess
 
     def to_dict(self) -> dict:
         return asdict(self)
