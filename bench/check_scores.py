@@ -125,9 +125,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--out", type=Path, default=Path("bench/results/check_scores"))
     args = ap.parse_args()
+    from eqchem.inference.calibrate import report_rows
+
     results = {}
     for path in args.reports:
-        rows = json.loads(path.read_text())[0]["molecules"]
+        rows = report_rows(path)
         n_wrong = sum(abs(r["gap_error_ev"]) > 0.3 for r in rows)
         results[path.name] = {"n": len(rows), "n_wrong": n_wrong, "auc": cross_validated_auc(rows, args.repeats),
                               "estimate_mae_ev": estimate_errors(rows)}

@@ -80,16 +80,9 @@ def calibrate(
 
 def _refit(m, source: Path, out: Path, report: Optional[Path]) -> None:
     """--refit: the scalars fitted again on a report's validation rows."""
-    import json
+    from ..inference.calibrate import refit, report_rows
 
-    from ..errors import InputError
-    from ..inference.calibrate import refit
-
-    try:
-        rows = json.loads(source.read_text())[0]["molecules"]
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
-        raise InputError(f"--refit {source}: not a report of eqchem calibrate --report ({e})") from None
-    _write(*refit(m, rows), out, report)
+    _write(*refit(m, report_rows(source)), out, report)
 
 
 def _write(calibrated, rows: list, out: Path, report: Optional[Path]) -> None:
@@ -104,9 +97,9 @@ def _write(calibrated, rows: list, out: Path, report: Optional[Path]) -> None:
     for line in calibration_lines(summary):
         console.print(line, highlight=False)
     if report is not None:
-        from ..inference.writers import write_json
+        from ..inference.calibrate import write_report
 
-        write_json(report, [{"calibration": cal.to_dict(), "report": summary, "molecules": rows}])
+        write_report(report, cal, summary, rows)
         console.print(f"wrote {report}", highlight=False)
 
 

@@ -138,16 +138,15 @@ def fit_calibration(rows: Sequence[dict], nearest_neighbour: dict, keys: Sequenc
     margin = UncertaintyCalibration.leverage_margin
     cal = UncertaintyCalibration(
         h_mae_log_scale=intercept, h_mae_log_slope=slope,
-        homo_scale=orbital["homo"], lumo_scale=orbital["lumo"], gap_scale=orbital["gap"],
+        homo_scale=orbital["homo_ev"], lumo_scale=orbital["lumo_ev"], gap_scale=orbital["gap_ev"],
         dipole_scale=dipole_scale,
         leverage_limit=float(max(inside) * margin),
         check_threshold_ev=float("inf"), check_partner=check_partner,
         nearest_neighbour=nearest_neighbour, h_mae_size_slope=h_size, h_mae_geometry_slope=h_geometry,
-        orbital_slopes={f"{q}_ev": k for q, k in orbital_slopes.items()},
+        orbital_slopes=orbital_slopes,
         n_beyond=int(np.sum((es > 0) | (eg > 0))), n_molecules=len(rows), keys=sorted(keys), **(domain or {}))
-    cal = replace(cal, out_of_domain_floor={**out_of_domain_floor(rows, cal),
-                                            **{f"{q}_ev": v for q, v in orbital_floors.items()}},
-                  floor_factors={f"{q}_ev": v for q, v in floor_factors.items()})
+    cal = replace(cal, out_of_domain_floor={**out_of_domain_floor(rows, cal), **orbital_floors},
+                  floor_factors=floor_factors)
     gap_sigma = [estimate(_raw(r), cal, r.get("reasons", [])).gap_ev for r in rows]
     checks = (fit_response_check(rows, check_floor_ev, false_alarm, wrong_gap_ev)
               or fit_residual_check(rows, gap_sigma, check_floor_ev, false_alarm, wrong_gap_ev)
@@ -285,6 +284,25 @@ def refit(model: EqchemModel, rows: Sequence[dict]) -> tuple[EqchemModel, list[d
     cal = fit_calibration(raw, old.nearest_neighbour, [r["key"] for r in raw], domain=domain,
                           check_partner=old.check_partner)
     return model.with_uncertainty(replace(model.uncertainty, calibration=cal)), [rescored(r, cal) for r in raw]
+
+
+def write_report(path, cal: UncertaintyCalibration, summary: dict, rows: Sequence[dict]) -> None:
+    """``eqchem calibrate --report``: JSON [{"calibration", "report" (``summary``), "molecules" (``rows``)}]."""
+    from .writers import write_json
+
+    write_json(path, [{"calibration": cal.to_dict(), "report": summary, "molecules": list(rows)}])
+
+
+def report_rows(path) -> list[dict]:
+    """The validation rows (``molecules``) of a report :func:`write_report` wrote; InputError naming ``path``
+    where it is not one."""
+    import json
+    from pathlib import Path
+
+    try:
+        return json.loads(Path(path).read_text())[0]["molecules"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+        raise InputError(f"{path}: not a report of eqchem calibrate --report ({e})") from None
 
 
 def rescored(row: dict, cal: UncertaintyCalibration) -> dict:

@@ -89,7 +89,8 @@ class _OrbitalFit:
 
 
 def fit_orbitals(rows: Sequence[dict]) -> tuple[dict, dict, dict, dict]:
-    """({homo, lumo, gap: scale}, {…: [size slope, geometry slope]}, {…: floor}, {…: floor factor α}) of each
+    """({"homo_ev", "lumo_ev", "gap_ev": scale}, {…: [size slope, geometry slope]}, {…: floor}, {…: floor factor
+    α}, keyed as the estimates and the calibration's dicts) of each
     quantity's σ = scale · raw σ · (1 + k_s s + k_g g), out of domain no less than the floor (the mean σ of the
     in-domain rows) · (1 + max(s, g)), times α within the training sizes (s = 0; beyond them the whole floor:
     the validation molecules beyond them are few, and with α fitted for them too the drug-sized test molecules'
@@ -120,6 +121,7 @@ def fit_orbitals(rows: Sequence[dict]) -> tuple[dict, dict, dict, dict]:
             if fit.loss(refined) < fit.loss(p):
                 p = refined
             p[:2] *= [bool(es.any()), bool(eg.any())]
-        scales[q], mean, _ = fit.parts(p[0], p[1])
-        slopes[q], floors[q], factors[q] = [float(p[0]), float(p[1])], mean, float(p[2])
+        field = f"{q}_ev"
+        scales[field], mean, _ = fit.parts(p[0], p[1])
+        slopes[field], floors[field], factors[field] = [float(p[0]), float(p[1])], mean, float(p[2])
     return scales, slopes, floors, factors
